@@ -1,0 +1,126 @@
+"""Callback and MonitorCallback: the two base classes of every callback.
+
+A callback implements any of the events in :data:`epochal.events.EVENTS` as methods taking no
+arguments; it reads and changes the training through ``self.learner``. Callbacks run in
+ascending ``order`` (ties keep insertion order). State that must survive a crash goes in
+``state_dict``/``load_state_dict`` and is saved in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING, Any
+
+from epochal.events import EVENTS
+from epochal.utils import did_you_mean
+
+if TYPE_CHECKING:
+    from epochal.learner import Learner
+
+__all__ = ["Callback", "MonitorCallback", "check_events"]
+
+_EVENT_LIKE = re.compile(r"^(before|after)_[a-z_]+$")
+
+
+def check_events(callback: Callback) -> None:
+    """Reject methods that look like events but are not (a typo would silently never run)."""
+    for attr in dir(type(callback)):
+        if _EVENT_LIKE.match(attr) and attr not in EVENTS:
+            raise AttributeError(
+                f"{type(callback).__name__}.{attr} is not an event{did_you_mean(attr, EVENTS)} "
+                f"(events: {', '.join(EVENTS)})"
+            )
+
+
+class Callback:
+    """Base class of callbacks.
+
+    Attributes:
+        order: callbacks run in ascending order at every event (default 0; loggers run late).
+        learner: set when the callback is attached to a Learner.
+
+    Example:
+        >>> class PrintEpoch(Callback):
+        ...     def after_epoch(self):
+        ...         print(self.learner.state.epoch, self.learner.epoch_metrics)
+    """
+
+    order: int = 0
+    learner: Learner
+
+    @property
+    def name(self) -> str:
+        """Snake-case class name, the key of this callback's state in checkpoints."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data (numbers, strings, lists, dicts, tensors) needed to resume exactly."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(order={self.order})"
+
+
+class MonitorCallback(Callback):
+    """Shared logic of callbacks that watch one logged metric (early stopping, checkpoints, plateau).
+
+    Args:
+        monitor: the logged key, e.g. ``"valid/loss"`` or ``"valid/accuracy"``; a bare metric name
+            such as ``"accuracy"`` means its validation value.
+        mode: ``"auto"`` reads the direction the metric declares (``higher_is_better``);
+            ``"min"`` or ``"max"`` force it.
+        min_delta: the smallest change that counts as an improvement.
+        baseline: a value the metric must beat before anything counts as an improvement.
+
+    A key that the learner does not log raises at the first validation, naming the keys it does.
+    """
+
+    def __init__(self, monitor: str = "valid/loss", mode: str = "auto", min_delta: float = 0.0,
+                 baseline: float | None = None):
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if min_delta < 0:
+            raise ValueError(f"{type(self).__name__}: min_delta must be >= 0, got {min_delta}")
+        self.monitor = monitor if "/" in monitor else f"valid/{monitor}"
+        self.mode = mode
+        self.min_delta = min_delta
+        self.baseline = baseline
+        self.best: float | None = None
+        self.higher_is_better: bool | None = None
+
+    def current(self) -> float:
+        """The monitored value of the epoch that just ended; resolves the direction on first use."""
+        metrics = self.learner.epoch_metrics
+        if self.monitor not in metrics:
+            raise KeyError(
+                f"{type(self).__name__} monitors {self.monitor!r}, which is not logged"
+                f"{did_you_mean(self.monitor, metrics)}; available keys: {sorted(metrics)}"
+            )
+        if self.higher_is_better is None:
+            if self.mode == "auto":
+                self.higher_is_better = self.learner.metric_directions.get(self.monitor, False)
+            else:
+                self.higher_is_better = self.mode == "max"
+        return metrics[self.monitor]
+
+    def is_improvement(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far (and the baseline) by more than ``min_delta``."""
+        if math.isnan(value):
+            return False
+        reference = self.best if self.best is not None else self.baseline
+        if reference is None:
+            return True
+        if self.higher_is_better:
+            return value > reference + self.min_delta
+        return value < reference - self.min_delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "higher_is_better": self.higher_is_better}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.higher_is_better = state.get("higher_is_better")

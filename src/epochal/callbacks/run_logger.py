@@ -1,0 +1,109 @@
+"""RunLogger: writes a run folder's config.yaml, metrics.jsonl and summary.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+from epochal.callbacks.base import Callback
+from epochal.runs.folder import SUBFOLDERS, environment_info, write_json_atomic
+from epochal.state import atomic_write_bytes
+
+__all__ = ["RunLogger"]
+
+
+class RunLogger(Callback):
+    """Record the run in ``learner.run_dir``: added automatically when the learner has a run folder.
+
+    ``metrics.jsonl`` gets one line per epoch (rewritten from the restored history on resume, so a
+    crashed and resumed run has exactly one line per epoch); ``summary.json`` is rewritten after
+    every epoch with ``status: "running"`` and at the end with the final status.
+    """
+
+    order = 90
+
+    def before_fit(self) -> None:
+        run = self.learner.run_dir
+        for sub in SUBFOLDERS:
+            (run / sub).mkdir(parents=True, exist_ok=True)
+        if self.learner.config:
+            import yaml
+
+            text = yaml.safe_dump(self.learner.config, sort_keys=False)
+            atomic_write_bytes(run / "config.yaml", lambda h: h.write(text.encode()))
+        if self.learner.state.step > 0 or not (run / "metrics.jsonl").exists():
+            # resumed: the restored history is the truth (drops epochs logged after the checkpoint)
+            lines = "".join(json.dumps(_finite(r)) + "\n" for r in self.learner.history)
+            atomic_write_bytes(run / "metrics.jsonl", lambda h: h.write(lines.encode()))
+        self._start = time.perf_counter()
+        self._start_samples = self.learner.state.samples
+        self._wall_before = self._previous_wall()
+        self.status = "running"
+
+    def _previous_wall(self) -> float:
+        path = self.learner.run_dir / "summary.json"
+        if self.learner.state.step == 0 or not path.exists():
+            return 0.0
+        try:
+            return float(json.loads(path.read_text()).get("wall_s") or 0.0)
+        except (ValueError, OSError):
+            return 0.0
+
+    def after_epoch(self) -> None:
+        if not self.learner.history or self.learner.history[-1]["epoch"] != self.learner.state.epoch:
+            return
+        with open(self.learner.run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(_finite(self.learner.history[-1])) + "\n")
+        self.write_summary()
+
+    def after_cancel_fit(self) -> None:
+        self.status = "stopped"
+
+    def after_fit(self) -> None:
+        if self.status == "running":
+            self.status = "finished"
+        self.write_summary()
+
+    def write_summary(self) -> dict[str, Any]:
+        """Write ``summary.json`` now and return it."""
+        learner = self.learner
+        wall = time.perf_counter() - self._start
+        final = {k: v for k, v in learner.history[-1].items() if "/" in k} if learner.history else {}
+        summary = {
+            "name": learner.run_dir.name,
+            "status": self.status,
+            "epochs": learner.state.epoch if self.status != "running" else len(learner.history),
+            "steps": learner.state.step,
+            "final": final,
+            "best": self.best_metrics(),
+            "wall_s": round(self._wall_before + wall, 3),
+            "throughput": {"samples_per_s": (learner.state.samples - self._start_samples) / wall if wall > 0 else None},
+            "seed": learner.seed,
+            "model": type(learner.model).__name__,
+            "params": sum(p.numel() for p in learner.model.parameters()),
+            "precision": learner.precision,
+            **environment_info(learner.device),
+        }
+        write_json_atomic(learner.run_dir / "summary.json", summary)
+        return summary
+
+    def best_metrics(self) -> dict[str, dict[str, float]]:
+        """The best value of every logged metric and its epoch, by the metric's own direction."""
+        best: dict[str, dict[str, float]] = {}
+        for record in self.learner.history:
+            for key, value in record.items():
+                if "/" not in key or value is None or (isinstance(value, float) and math.isnan(value)):
+                    continue
+                higher = self.learner.metric_directions.get(key, False)
+                if key not in best or (value > best[key]["value"] if higher else value < best[key]["value"]):
+                    best[key] = {"value": value, "epoch": record["epoch"]}
+        return best
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def _finite(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

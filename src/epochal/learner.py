@@ -1,0 +1,498 @@
+"""The Learner: one training loop, wrapped level by level in events, driven by training phases.
+
+The loop has four levels, each a small method wrapped the same way by :meth:`Learner._run_level`:
+fit (a list of :class:`~epochal.schedules.TrainingPhase`), epoch (train + validate), batch, and
+the steps inside a batch (forward, loss, backward, optimizer step). Schedules are pure functions of
+the optimizer-step count, so resume, gradient accumulation and world size never shift them.
+Nothing in the batch loop reads a device value back to the host except at logging intervals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from epochal.callbacks.base import Callback, check_events
+from epochal.data.base import DataLoaders
+from epochal.events import (
+    EVENTS,
+    CancelBackward,
+    CancelBatch,
+    CancelEpoch,
+    CancelFit,
+    CancelStep,
+    CancelTrain,
+    CancelValidate,
+)
+from epochal.learner_state import LearnerCheckpointing
+from epochal.learner_tuning import LearnerTuning
+from epochal.metrics import Metric, get_metric
+from epochal.optim import build_optimizer, param_groups, switch_optimizer
+from epochal.schedules.phase import TrainingPhase
+from epochal.schedules.scheduler import PhaseSchedule
+from epochal.utils import to_device, unknown_name_error
+
+__all__ = ["Learner"]
+
+_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _batch_size(targets: Any) -> int:
+    while isinstance(targets, (tuple, list)):
+        targets = targets[0]
+    return int(targets.shape[0])
+
+
+class Learner(LearnerCheckpointing, LearnerTuning):
+    """Trains a model on data with a loss, metrics, training phases and callbacks.
+
+    Args:
+        model: the network.
+        data: a :class:`~epochal.data.DataLoaders`, or a ``(train, valid)`` pair of loaders.
+        loss: the loss function ``loss(pred, target) -> scalar`` (default: cross-entropy).
+        optimizer: optimizer name (``"sgd"``, ``"adamw"``, ...) or factory, used by phases that name none.
+        lr: learning rate of phases that give none (``fit(epochs)`` trains at this constant rate).
+        weight_decay: decoupled weight decay of phases that give none (not applied to norm and bias).
+        metrics: :class:`~epochal.metrics.Metric` objects or names; validation also logs the loss.
+        callbacks: callbacks to attach.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 adds a GradScaler).
+        channels_last: use the channels-last memory format for the model and 4-D inputs.
+        compile: wrap the model in ``torch.compile`` (recompiled when freezing changes).
+        grad_accum: batches whose gradients are summed before each optimizer step.
+        clip_grad_norm: clip the global gradient norm to this value.
+        clip_grad_value: clip every gradient element to +-this value.
+        log_every: optimizer steps between reads of the running loss (``after_log``).
+        run_dir: a run folder; when set, metrics.jsonl, summary.json and the config are written there.
+        config: the resolved configuration to save in the run folder (plain data).
+        seed: the run's seed, recorded in the summary and used by loaders that need one.
+
+    Example:
+        >>> learner = Learner(model, (train_loader, valid_loader), metrics=["accuracy"])
+        >>> learner.fit(one_cycle(5, lr_max=1e-2))
+        >>> learner.validate()["valid/accuracy"]
+    """
+
+    def __init__(self, model: nn.Module, data: DataLoaders | Sequence, loss=None, optimizer="adamw",
+                 lr: float = 1e-3, weight_decay: float = 0.0, metrics: Iterable[Metric | str] = (),
+                 callbacks: Iterable[Callback] = (), *, device: str | torch.device | None = None,
+                 precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                 grad_accum: int = 1, clip_grad_norm: float | None = None,
+                 clip_grad_value: float | None = None, log_every: int = 50,
+                 run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None):
+        if precision not in _PRECISIONS:
+            raise unknown_name_error("precision", precision, _PRECISIONS)
+        if grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
+        if log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {log_every}")
+        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.data = data if isinstance(data, DataLoaders) else DataLoaders(*data)
+        self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
+        self.metrics = [get_metric(m) for m in metrics]
+        self.precision, self.channels_last, self.compile = precision, channels_last, compile
+        self.grad_accum, self.clip_grad_norm, self.clip_grad_value = grad_accum, clip_grad_norm, clip_grad_value
+        self.log_every, self.seed, self.config = log_every, seed, config or {}
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.memory_format = torch.channels_last if channels_last else None
+        self.model = model.to(self.device, memory_format=self.memory_format or torch.preserve_format)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.schedule: PhaseSchedule | None = None
+        self.history: list[dict[str, Any]] = []
+        self.epoch_metrics: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.training = False
+        self._compiled: nn.Module | None = None
+        self.callbacks: list[Callback] = []
+        self._index_handlers()
+        for cb in callbacks:
+            self.add_callback(cb)
+        if self.run_dir is not None:
+            from epochal.callbacks.run_logger import RunLogger
+
+            if not any(isinstance(cb, RunLogger) for cb in self.callbacks):
+                self.add_callback(RunLogger())
+        self._reset_state()
+
+    # ----------------------------------------------------------------- callbacks and events
+    def add_callback(self, callback: Callback) -> Callback:
+        """Attach a callback (events are checked for typos) and return it."""
+        if isinstance(callback, type):
+            raise TypeError(f"add_callback takes a callback instance, got the class {callback.__name__}; "
+                            f"write {callback.__name__}()")
+        check_events(callback)
+        callback.learner = self
+        self.callbacks.append(callback)
+        self._index_handlers()
+        return callback
+
+    def remove_callback(self, callback: Callback) -> None:
+        """Detach a callback."""
+        self.callbacks.remove(callback)
+        self._index_handlers()
+
+    @contextlib.contextmanager
+    def added_callbacks(self, *callbacks: Callback):
+        """Attach callbacks for the duration of a ``with`` block (removed also on error)."""
+        for cb in callbacks:
+            self.add_callback(cb)
+        try:
+            yield callbacks
+        finally:
+            for cb in callbacks:
+                if cb in self.callbacks:
+                    self.remove_callback(cb)
+
+    @contextlib.contextmanager
+    def removed_callbacks(self, *callbacks: Callback):
+        """Detach callbacks for the duration of a ``with`` block (restored also on error)."""
+        for cb in callbacks:
+            self.remove_callback(cb)
+        try:
+            yield
+        finally:
+            for cb in callbacks:
+                self.add_callback(cb)
+
+    def get_callback(self, kind: type) -> Callback | None:
+        """The first attached callback of a class, or None."""
+        return next((cb for cb in self.callbacks if isinstance(cb, kind)), None)
+
+    def _index_handlers(self) -> None:
+        ordered = sorted(self.callbacks, key=lambda cb: cb.order)  # stable: ties keep insertion order
+        self._handlers = {e: [getattr(cb, e) for cb in ordered if hasattr(cb, e)] for e in EVENTS}
+
+    def __call__(self, event: str) -> None:
+        """Run every callback that implements ``event``, in order."""
+        try:
+            handlers = self._handlers[event]
+        except KeyError:
+            raise unknown_name_error("event", event, EVENTS) from None
+        for handler in handlers:
+            handler()
+
+    def show_training_loop(self) -> str:
+        """Print (and return) which callbacks run at each event, in loop order."""
+        lines = []
+        for event in EVENTS:
+            names = [type(h.__self__).__name__ for h in self._handlers[event]]
+            lines.append(f"{event:<24}{', '.join(names) if names else '-'}")
+        text = "\n".join(lines)
+        print(text)
+        return text
+
+    def _run_level(self, body, level: str, cancel: type[Exception]) -> None:
+        """``before_<level>``, body, ``after_<level>``; the level's cancel exception is caught."""
+        try:
+            self(f"before_{level}")
+            body()
+        except cancel:
+            self(f"after_cancel_{level}")
+        self(f"after_{level}")
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, phases: float | TrainingPhase | Sequence[TrainingPhase], resume: str | Path | None = None) -> list[dict]:
+        """Train through ``phases`` (or a number of epochs at the learner's lr); return the history.
+
+        Args:
+            phases: a list of training phases, one phase, or a number of epochs.
+            resume: a checkpoint file or run folder to continue from, exactly where it stopped.
+        """
+        self.phases = self._as_phases(phases)
+        steps = [self.steps_per_epoch(p) for p in self.phases]
+        self.schedule = PhaseSchedule(self.phases, steps, default_lr=self.lr)
+        self._reset_state()
+        self.optimizer = None
+        self.state.total_steps = self.schedule.total_steps
+        self._enter_phase(0, fire=False)
+        if resume is not None:
+            self.load_checkpoint(self.resolve_checkpoint(resume))
+        self.fit_start_time = time.perf_counter()
+        self._run_level(self._fit_body, "fit", CancelFit)
+        return self.history
+
+    def _as_phases(self, phases) -> list[TrainingPhase]:
+        if isinstance(phases, TrainingPhase):
+            return [phases]
+        if isinstance(phases, (int, float)):
+            if phases <= 0:
+                raise ValueError(f"fit: the number of epochs must be > 0, got {phases}")
+            return [TrainingPhase(epochs=phases, weight_decay=self.weight_decay)]
+        phases = list(phases)
+        if not phases or not all(isinstance(p, TrainingPhase) for p in phases):
+            raise TypeError("fit takes a number of epochs, a TrainingPhase or a non-empty list of TrainingPhase")
+        return phases
+
+    def train_loader(self, phase: TrainingPhase | None = None):
+        """The training loader of a phase (its own ``data`` or the learner's)."""
+        data = getattr(phase, "data", None) if phase is not None else None
+        if data is None:
+            return self.data.train
+        return data.train if isinstance(data, DataLoaders) else data
+
+    def steps_per_epoch(self, phase: TrainingPhase | None = None) -> int:
+        """Optimizer steps in one epoch of a phase's data (partial accumulations count as a step)."""
+        return math.ceil(len(self.train_loader(phase)) / self.grad_accum)
+
+    def _fit_body(self) -> None:
+        self("before_phase")
+        while self.state.step < self.state.total_steps:
+            self._run_level(self._epoch_body, "epoch", CancelEpoch)
+            self.state.epoch += 1
+            self.state.batch = 0
+            self._epoch_done = False
+        self.state.phase = len(self.phases) - 1
+        self("after_phase")
+
+    def _epoch_body(self) -> None:
+        self.epoch_metrics = {}
+        self._run_level(self._train_body, "train", CancelTrain)
+        self._epoch_done = True
+        if self.data.valid is not None:
+            self._run_level(self._validate_body, "validate", CancelValidate)
+        self._record_epoch()
+
+    def _train_body(self) -> None:
+        self.model.train()
+        self._apply_freeze_modes()
+        self.training = True
+        loader = self.train_loader(self.phases[self.state.phase])
+        n_batches = len(loader)
+        stop_step = self._epoch_stop_step()
+        self._zero_accumulators()
+        for index, batch in enumerate(loader.iter_epoch(self.state.epoch, self.state.batch), self.state.batch):
+            self.n_batches = n_batches
+            self._set_batch(index, batch)
+            self._run_level(self._train_batch_body, "batch", CancelBatch)
+            self.state.batch = index + 1
+            if self.state.step >= stop_step:
+                break
+        self._log()
+
+    def _epoch_stop_step(self) -> int:
+        """The step at which this epoch must end early: the fit's end or a phase that changes data."""
+        k = self.state.phase
+        for j in range(k + 1, len(self.phases)):
+            p, q = self.phases[j - 1], self.phases[j]
+            if p.data is not q.data or p.image_size != q.image_size:
+                return self.schedule.boundaries[j]
+        return self.state.total_steps
+
+    def _set_batch(self, index: int, batch) -> None:
+        self.iteration = index
+        xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
+        self.xb, self.yb = xb, yb
+
+    def _train_batch_body(self) -> None:
+        self._forward_and_loss()
+        n = _batch_size(self.yb)
+        self._loss_sum.add_(self.loss.detach().float(), alpha=n)
+        self._loss_count += n
+        self.state.samples += n
+        self._run_level(self._backward_body, "backward", CancelBackward)
+        last = self.iteration == self.n_batches - 1
+        if (self.iteration + 1) % self.grad_accum == 0 or last:
+            self._run_level(self._step_body, "step", CancelStep)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._advance_step()
+
+    def _forward_and_loss(self) -> None:
+        with self.autocast():
+            self("before_forward")
+            self.pred = self.model_call(self.xb) if not isinstance(self.xb, tuple) else self.model_call(*self.xb)
+            self("after_forward")
+            self("before_loss")
+            self.loss = self.loss_fn(self.pred, self.yb)
+            self("after_loss")
+
+    def _backward_body(self) -> None:
+        group = self.iteration // self.grad_accum * self.grad_accum
+        size = min(self.grad_accum, self.n_batches - group)
+        self.scaler.scale(self.loss / size if size > 1 else self.loss).backward()
+
+    def _step_body(self) -> None:
+        self.schedule.apply(self.optimizer, self.state.step)
+        if self.clip_grad_norm is not None or self.clip_grad_value is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if self.clip_grad_value is not None:
+                torch.nn.utils.clip_grad_value_(params, self.clip_grad_value)
+            if self.clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm, foreach=True)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _advance_step(self) -> None:
+        self.state.step += 1
+        if self.state.step % self.log_every == 0:
+            self._log()
+        k = self.state.phase
+        if k + 1 < len(self.phases) and self.state.step >= self.schedule.boundaries[k + 1]:
+            self("after_phase")
+            self._enter_phase(k + 1)
+
+    def _zero_accumulators(self) -> None:
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
+        self._epoch_loss_sum = torch.zeros((), device=self.device)
+        self._epoch_loss_count = 0
+
+    def _log(self) -> None:
+        """Read the running loss back from the device once and fire ``after_log``."""
+        if self._loss_count == 0:
+            return
+        self._epoch_loss_sum += self._loss_sum
+        self._epoch_loss_count += self._loss_count
+        self.running = {"loss": float(self._loss_sum) / self._loss_count, "lr": self.current_lr}
+        self._loss_sum.zero_()
+        self._loss_count = 0
+        self("after_log")
+
+    @property
+    def current_lr(self) -> float:
+        """The learning rate of the last parameter group (the head under discriminative rates)."""
+        return float(self.optimizer.param_groups[-1]["lr"]) if self.optimizer else float("nan")
+
+    # ----------------------------------------------------------------- phases and optimizers
+    def _enter_phase(self, index: int, fire: bool = True) -> None:
+        """Make phase ``index`` current: switch optimizer or data when the phase asks for it."""
+        self.state.phase = index
+        phase = self.phases[index]
+        spec, kwargs = self.schedule.optimizer_spec(index)
+        spec = spec if spec is not None else self.optimizer_spec
+        if self.optimizer is None:
+            wd = self.schedule.values(self.schedule.boundaries[index])["weight_decay"]
+            wd = self.weight_decay if wd is None else wd
+            groups = param_groups(self.model, weight_decay=wd, lr=self.lr)
+            self.optimizer = build_optimizer(spec, groups, **kwargs)
+        elif (spec, kwargs) != self._optimizer_key:
+            self.optimizer = switch_optimizer(self.optimizer, spec, **kwargs)
+        self._optimizer_key = (spec, kwargs)
+        loader = self.train_loader(phase)
+        if phase.image_size is not None and hasattr(loader, "set_image_size"):
+            loader.set_image_size(phase.image_size)
+        if fire:
+            self("before_phase")
+
+    # ----------------------------------------------------------------- model call, precision
+    @property
+    def model_call(self) -> nn.Module:
+        """The module the loop calls: the model, or its compiled wrapper."""
+        if not self.compile:
+            return self.model
+        if self._compiled is None:
+            self._compiled = torch.compile(self.model)
+        return self._compiled
+
+    def recompile(self) -> None:
+        """Drop the compiled wrapper (after freezing or surgery); the next batch compiles anew."""
+        self._compiled = None
+        if self.compile:
+            torch._dynamo.reset()
+
+    def autocast(self):
+        """The autocast context for the learner's precision (a no-op in fp32)."""
+        dtype = _PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ----------------------------------------------------------------- validation and prediction
+    def _validate_body(self) -> None:
+        self.model.eval()
+        self.training = False
+        for metric in self.metrics:
+            metric.reset()
+        loss_sum, count = torch.zeros((), device=self.device), 0
+        loader = self.data.valid
+        batches = loader.iter_epoch(0) if hasattr(loader, "iter_epoch") else iter(loader)
+        with torch.no_grad():
+            for index, batch in enumerate(batches):
+                self._set_batch(index, batch)
+                self._run_level(self._valid_batch_body, "batch", CancelBatch)
+                n = _batch_size(self.yb)
+                loss_sum.add_(self.loss.detach().float(), alpha=n)
+                count += n
+                for metric in self.metrics:
+                    metric.update(self.pred.float(), self.yb)
+        self.epoch_metrics["valid/loss"] = float(loss_sum) / count if count else float("nan")
+        self.metric_directions["valid/loss"] = False
+        for metric in self.metrics:
+            key = f"valid/{metric.name}"
+            self.epoch_metrics[key] = metric.compute()
+            self.metric_directions[key] = metric.higher_is_better
+
+    def _valid_batch_body(self) -> None:
+        self._forward_and_loss()
+
+    def validate(self, data=None) -> dict[str, float]:
+        """Evaluate on ``data`` (default: the validation loader) and return ``valid/<metric>`` values."""
+        if data is not None:
+            saved, self.data = self.data, DataLoaders(self.data.train, data, self.data.classes, self.data.info)
+        try:
+            self.epoch_metrics = {}
+            self._run_level(self._validate_body, "validate", CancelValidate)
+            return dict(self.epoch_metrics)
+        finally:
+            if data is not None:
+                self.data = saved
+
+    def predict(self, data, activation: str | None = None, with_targets: bool = False):
+        """Model outputs for every batch of ``data`` (concatenated on the CPU).
+
+        Args:
+            data: a loader or iterable of ``(inputs, targets)`` batches (targets are ignored).
+            activation: ``None``, ``"softmax"`` or ``"sigmoid"``.
+            with_targets: also return the concatenated targets.
+        """
+        if activation not in (None, "softmax", "sigmoid"):
+            raise unknown_name_error("activation", activation, ["softmax", "sigmoid", "None"])
+        self.model.eval()
+        outputs, targets = [], []
+        batches = data.iter_epoch(0) if hasattr(data, "iter_epoch") else iter(data)
+        with torch.no_grad(), self.autocast():
+            for batch in batches:
+                xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
+                out = self.model_call(*xb) if isinstance(xb, tuple) else self.model_call(xb)
+                outputs.append(out.float())
+                targets.append(yb)
+        preds = torch.cat(outputs)
+        if activation == "softmax":
+            preds = preds.softmax(dim=-1)
+        elif activation == "sigmoid":
+            preds = preds.sigmoid()
+        preds = preds.cpu()
+        return (preds, torch.cat(targets).cpu()) if with_targets else preds
+
+    # ----------------------------------------------------------------- epoch records
+    def _record_epoch(self) -> None:
+        if self._epoch_loss_count:
+            self.epoch_metrics["train/loss"] = float(self._epoch_loss_sum) / self._epoch_loss_count
+            self.metric_directions["train/loss"] = False
+        record = {"epoch": self.state.epoch, "step": self.state.step, "phase": self.state.phase,
+                  "lr": self.current_lr, **self.epoch_metrics}
+        self.history.append(record)
+
+    def _reset_state(self) -> None:
+        from epochal.state import TrainState
+
+        self.state = TrainState()
+        self.history = []
+        self.metric_directions: dict[str, bool] = {}
+        self._epoch_done = False
+        self._zero_accumulators()
+
+    # small conveniences
+    def __repr__(self) -> str:
+        return (f"Learner(model={type(self.model).__name__}, device={self.device}, precision={self.precision}, "
+                f"callbacks={[type(c).__name__ for c in self.callbacks]})")
+

@@ -1,0 +1,126 @@
+"""Checkpoints of a Learner: one state object, saved atomically, restored exactly.
+
+A checkpoint holds the model, the optimizer, the GradScaler, the loop position (epoch, batch
+within the epoch, optimizer step, phase), every callback's state, the RNG states of all
+generators, and the history. Loading it and calling ``fit`` with the same phases continues
+mid-epoch as if nothing had happened: the data order and augmentation of a batch depend only on
+(seed, epoch, batch index), and the schedule only on the optimizer-step count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from epochal.state import CheckpointError, capture_rng, export_safetensors, load_checkpoint, restore_rng, save_checkpoint
+
+__all__ = ["LearnerCheckpointing", "resolve_checkpoint"]
+
+
+def resolve_checkpoint(path: str | Path, which: str = "last") -> Path:
+    """A checkpoint file from a file path or a run folder (``<run>/checkpoints/<which>.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "checkpoints" / f"{which}.pt"
+        if not candidate.is_file():
+            raise CheckpointError(f"run folder {path} has no checkpoints/{which}.pt to resume from")
+        return candidate
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+class LearnerCheckpointing:
+    """Saving and loading the whole training state (mixed into :class:`~epochal.learner.Learner`)."""
+
+    resolve_checkpoint = staticmethod(resolve_checkpoint)
+
+    def _callback_keys(self) -> list[str]:
+        seen: dict[str, int] = {}
+        keys = []
+        for cb in self.callbacks:
+            n = seen.get(cb.name, 0)
+            seen[cb.name] = n + 1
+            keys.append(cb.name if n == 0 else f"{cb.name}_{n}")
+        return keys
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly (tensors and plain data only)."""
+        position = self.state.state_dict()
+        if self._epoch_done:  # the epoch's training part is over: resume at the next epoch
+            position.update(epoch=self.state.epoch + 1, batch=0)
+        schedule = self.schedule
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "state": position,
+            "schedule": {"total_steps": schedule.total_steps, "boundaries": list(schedule.boundaries)}
+            if schedule is not None else None,
+            "callbacks": {key: cb.state_dict() for key, cb in zip(self._callback_keys(), self.callbacks)},
+            "rng": capture_rng(),
+            "history": list(self.history),
+            "metric_directions": dict(self.metric_directions),
+            "seed": self.seed,
+        }
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Atomically write the training state to ``path``."""
+        return save_checkpoint(path, self.checkpoint_state())
+
+    def load_checkpoint(self, path: str | Path, weights_only: bool = False) -> dict[str, Any]:
+        """Restore a checkpoint written by :meth:`save_checkpoint`.
+
+        Args:
+            path: the checkpoint file.
+            weights_only: restore only the model weights (for evaluation or fine-tuning).
+        """
+        payload = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(payload["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {str(exc)[:500]}") from exc
+        if weights_only:
+            return payload
+        self._restore_loop(payload, path)
+        return payload
+
+    def _restore_loop(self, payload: dict[str, Any], path) -> None:
+        saved = payload.get("schedule")
+        if self.schedule is not None and saved is not None and list(saved["boundaries"]) != list(self.schedule.boundaries):
+            raise CheckpointError(
+                f"checkpoint {path} was written for a schedule with phase boundaries {saved['boundaries']} "
+                f"(in optimizer steps), but this fit has {list(self.schedule.boundaries)}; resume with the same "
+                "phases, data and batch size"
+            )
+        self.state.load_state_dict(payload["state"])
+        if self.schedule is not None:
+            self._enter_phase(self.state.phase, fire=False)
+        if payload.get("optimizer") is not None and self.optimizer is not None:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        states = payload.get("callbacks", {})
+        for key, cb in zip(self._callback_keys(), self.callbacks):
+            if key in states:
+                cb.load_state_dict(states[key])
+        self.history = list(payload.get("history", []))
+        self.metric_directions.update(payload.get("metric_directions", {}))
+        restore_rng(payload["rng"])
+        self._epoch_done = False
+
+    def export_weights(self, path: str | Path) -> Path:
+        """Write the model weights to a safetensors file."""
+        meta = {"format": "epochal", "model": type(self.model).__name__}
+        return export_safetensors(self.model.state_dict(), path, metadata=meta)
+
+    def load_weights(self, path: str | Path, strict: bool = True) -> None:
+        """Load model weights from a safetensors file or an epochal checkpoint."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device=str(self.device))
+        else:
+            state = load_checkpoint(path, map_location=self.device)["model"]
+        self.model.load_state_dict(state, strict=strict)
+

@@ -1,0 +1,184 @@
+"""The learning-rate finder and freezing, mixed into :class:`~epochal.learner.Learner`.
+
+The LR finder is the range test of Smith, "Cyclical Learning Rates for Training Neural Networks"
+(2017), as popularised by fastai: train a few hundred steps with a learning rate growing from tiny
+to huge, record the loss, and read a good rate off the curve. It is a *probe*: weights, BatchNorm
+buffers, the optimizer, callbacks, the loop state and every RNG are restored afterwards, bit for
+bit, also when the probe fails. Freezing and ``fine_tune`` follow ULMFiT (Howard & Ruder 2018).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from epochal.optim import build_optimizer, freeze_to, param_groups, set_frozen_norm_eval
+from epochal.schedules import lr_finder_schedule, one_cycle, plot_lr_find, smooth_losses, suggest_lr
+from epochal.state import capture_rng, restore_rng
+from epochal.utils import to_device
+
+__all__ = ["LearnerTuning", "LRFinderResult"]
+
+
+@dataclass
+class LRFinderResult:
+    """What :meth:`LearnerTuning.lr_find` measured and suggests.
+
+    Attributes:
+        lrs: the rates probed (up to where the probe stopped).
+        losses: the raw training loss at each rate (NaN/inf kept as they were).
+        smoothed: the debiased exponential moving average of the losses.
+        suggestions: ``{"valley", "steep", "min_div10"}``.
+        suggestion: the rate to use (the valley rule), ready for ``one_cycle(epochs, suggestion)``.
+        plot: the PNG path when a plot was asked for.
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggestions: dict[str, float] = field(default_factory=dict)
+    suggestion: float = float("nan")
+    plot: Path | None = None
+
+
+class LearnerTuning:
+    """``lr_find``, ``freeze``/``freeze_to``/``unfreeze`` and ``fine_tune``."""
+
+    _freeze_record = None
+
+    # ----------------------------------------------------------------- transactional snapshot
+    @contextlib.contextmanager
+    def _probe(self):
+        """Run a block on the learner and restore every piece of state afterwards, also on error."""
+        model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        modes = [(m, m.training) for m in self.model.modules()]
+        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
+        saved = {name: getattr(self, name) for name in
+                 ("optimizer", "schedule", "state", "history", "epoch_metrics", "running", "training")}
+        saved_callbacks = list(self.callbacks)
+        rng = capture_rng()
+        try:
+            with self.removed_callbacks(*saved_callbacks):
+                yield
+        finally:
+            self.model.load_state_dict(model_state)
+            for module, mode in modes:
+                module.train(mode)
+            for param, flag in flags:
+                param.requires_grad_(flag)
+            for param, grad in grads:
+                param.grad = grad
+            for name, value in saved.items():
+                setattr(self, name, value)
+            restore_rng(rng)
+
+    def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, mode: str = "exp",
+                stop_div: bool = True, div_factor: float = 4.0, plot: str | Path | None = None,
+                log_x: bool | None = None) -> LRFinderResult:
+        """Probe learning rates from ``start`` to ``end`` over ``num`` steps; the learner is unchanged after.
+
+        Args:
+            start, end: the first and last rate.
+            num: the number of optimizer steps (batches) to probe.
+            mode: ``"exp"`` (geometric steps) or ``"linear"``.
+            stop_div: stop once the smoothed loss exceeds ``div_factor`` times its minimum or is not finite.
+            div_factor: see ``stop_div``.
+            plot: write the loss-vs-rate curve to this PNG path.
+            log_x: log-scaled rate axis (default: True for ``exp`` mode).
+
+        Returns:
+            An :class:`LRFinderResult`; ``result.suggestion`` feeds ``one_cycle`` directly.
+        """
+        rates = lr_finder_schedule(start, end, num, mode)
+        with self._probe():
+            losses = self._lr_probe(rates, stop_div, div_factor)
+        smoothed = smooth_losses(losses)
+        suggestions = suggest_lr(rates[: len(losses)], smoothed)
+        result = LRFinderResult(rates[: len(losses)], losses, smoothed, suggestions, suggestions["valley"])
+        if plot is not None:
+            result.plot = plot_lr_find(result.lrs, smoothed, suggestions, path=plot,
+                                       log_x=(mode == "exp") if log_x is None else log_x)
+        return result
+
+    def _lr_probe(self, rates: list[float], stop_div: bool, div_factor: float) -> list[float]:
+        groups = param_groups(self.model, weight_decay=self.weight_decay, lr=rates[0])
+        optimizer = build_optimizer(self.optimizer_spec, groups)
+        loader = self.train_loader(None)
+        self.model.train()
+        self._apply_freeze_modes()
+        losses: list[float] = []
+        best = math.inf
+        epoch, batches = 0, iter(loader.iter_epoch(0))
+        for rate in rates:
+            batch = next(batches, None)
+            if batch is None:
+                epoch += 1
+                batches = iter(loader.iter_epoch(epoch))
+                batch = next(batches)
+            for group in optimizer.param_groups:
+                group["lr"] = rate * group.get("lr_scale", 1.0)
+            xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
+            with self.autocast():
+                pred = self.model_call(*xb) if isinstance(xb, tuple) else self.model_call(xb)
+                loss = self.loss_fn(pred, yb)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            value = float(loss.detach())  # a probe, not the hot loop: one read per step is the point
+            losses.append(value)
+            smooth = smooth_losses(losses)[-1]
+            best = min(best, smooth)
+            if stop_div and (not math.isfinite(smooth) or smooth > div_factor * best) and len(losses) > 3:
+                break
+        return losses
+
+    # ----------------------------------------------------------------- freezing
+    def freeze_to(self, n: int, train_bn: bool = True):
+        """Freeze the first ``n`` layer groups (negative counts from the end); see :func:`epochal.optim.freeze_to`."""
+        self._freeze_record = freeze_to(self.model, n, train_bn=train_bn)
+        self.recompile()
+        return self._freeze_record
+
+    def freeze(self, train_bn: bool = True):
+        """Freeze every layer group but the head."""
+        return self.freeze_to(-1, train_bn=train_bn)
+
+    def unfreeze(self):
+        """Make every layer group trainable."""
+        return self.freeze_to(0)
+
+    def _apply_freeze_modes(self) -> None:
+        """After ``model.train()``: keep frozen norm layers in eval mode when ``train_bn=False``."""
+        if self._freeze_record is not None and self._freeze_record.eval_norm_modules:
+            set_frozen_norm_eval(self.model, self._freeze_record)
+
+    def fine_tune(self, epochs: float, base_lr: float = 2e-3, freeze_epochs: float = 1, lr_mult: float = 100,
+                  pct_start: float = 0.3, div: float = 5.0, train_bn: bool = True) -> list[dict[str, Any]]:
+        """Transfer learning: train the head with the body frozen, then everything with discriminative rates.
+
+        Args:
+            epochs: epochs of the unfrozen stage.
+            base_lr: the head's peak rate in the frozen stage; the unfrozen stage peaks at half of it.
+            freeze_epochs: epochs of the frozen stage (0 skips it).
+            lr_mult: the ratio between the head's and the stem's rates in the unfrozen stage.
+            pct_start, div: one-cycle shape of both stages.
+            train_bn: keep BatchNorm of frozen groups trainable.
+
+        Returns:
+            The history of both stages.
+        """
+        history: list[dict[str, Any]] = []
+        if freeze_epochs > 0:
+            self.freeze(train_bn=train_bn)
+            history += self.fit(one_cycle(freeze_epochs, base_lr, div=div, pct_start=0.99))
+        base_lr /= 2
+        self.unfreeze()
+        history += self.fit(one_cycle(epochs, slice(base_lr / lr_mult, base_lr), div=div, pct_start=pct_start))
+        return history

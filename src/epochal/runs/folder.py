@@ -1,0 +1,99 @@
+"""Run folders: ``<root>/<YYYY-mm-dd_HH-MM-SS>-<name>/`` with a fixed inside layout.
+
+::
+
+    config.yaml        the resolved configuration
+    metrics.jsonl      one JSON object per epoch
+    summary.json       final and best metrics, wall time, throughput, versions, device, git, seed
+    checkpoints/       last.pt, best.pt
+    tensorboard/       event files
+    plots/             PNG figures
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import re
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from epochal.state import atomic_write_bytes
+
+__all__ = ["create_run_dir", "environment_info", "write_json_atomic", "read_json", "git_commit", "SUBFOLDERS"]
+
+SUBFOLDERS = ("checkpoints", "tensorboard", "plots")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def create_run_dir(root: str | Path = "runs", name: str = "run", now: datetime | None = None) -> Path:
+    """Create and return a new run folder under ``root`` (never reuses an existing one)."""
+    stamp = (now or datetime.now()).strftime("%Y-%m-%d_%H-%M-%S")
+    safe = _SAFE.sub("-", name).strip("-") or "run"
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        folder = root / (f"{stamp}-{safe}" if attempt == 0 else f"{stamp}-{safe}-{attempt + 1}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        for sub in SUBFOLDERS:
+            (folder / sub).mkdir()
+        return folder
+    raise FileExistsError(f"could not create a new run folder for {safe!r} under {root}")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN and infinities become None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    text = json.dumps(_clean(obj), indent=2, sort_keys=False, default=str) + "\n"
+    return atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file, naming the file in the error when it is not valid JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The current git commit of ``cwd`` (None outside a repository or without git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(device: Any = None) -> dict[str, Any]:
+    """Versions and hardware facts recorded in every summary."""
+    import torch
+
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "platform": platform.platform(),
+        "device": str(device) if device is not None else None,
+        "git_commit": git_commit(),
+    }
+    if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info

@@ -1,0 +1,198 @@
+"""Training state, random-number-generator capture and checkpoint I/O.
+
+A checkpoint is one dictionary of tensors and plain Python data (it loads with
+``torch.load(weights_only=True)``, so a foreign file can never run code). Writes are atomic:
+the bytes go to a temporary file in the same folder, are flushed and fsync'ed, then renamed
+over the target, so an interrupted or failed write never damages the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "TrainState",
+    "CheckpointError",
+    "CHECKPOINT_FORMAT",
+    "seed_everything",
+    "capture_rng",
+    "restore_rng",
+    "atomic_write_bytes",
+    "save_checkpoint",
+    "load_checkpoint",
+    "export_safetensors",
+]
+
+CHECKPOINT_FORMAT = "epochal-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, truncated, corrupt or not written by epochal."""
+
+
+@dataclass
+class TrainState:
+    """Where the loop stands; everything is counted so that resume needs no guessing.
+
+    Attributes:
+        epoch: the current epoch (0-based); after a finished fit, the number of epochs run.
+        batch: the next batch index within the current epoch (the resume position).
+        step: optimizer steps taken since the start of the run (schedules are functions of it).
+        total_steps: optimizer steps the whole fit will take.
+        phase: index of the current training phase.
+        samples: training samples seen.
+    """
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    phase: int = 0
+    samples: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        for key, value in state.items():
+            setattr(self, key, int(value))
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> int:
+    """Seed Python, NumPy and torch (all devices) and ``PYTHONHASHSEED`` for child processes.
+
+    Args:
+        seed: the seed.
+        deterministic: also ask torch for deterministic algorithms (``warn_only``: an op without
+            a deterministic kernel warns instead of failing) and turn off cuDNN benchmarking.
+
+    Returns:
+        The seed, for logging.
+    """
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32), got {seed}")
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def capture_rng() -> dict[str, Any]:
+    """The state of every random generator, as tensors and plain data."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": version, "state": list(internal), "gauss": gauss},
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_write_bytes(path: str | Path, write) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Atomically write a checkpoint dictionary (tensors and plain data only)."""
+    payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload}
+    return atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, with a clear error for anything else.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt, holds code, or is no epochal checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "it is truncated, corrupt, or holds objects other than tensors and plain data"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not an epochal checkpoint (expected a dict with format={CHECKPOINT_FORMAT!r}); "
+            "to load bare weights use epochal.models.convert or model.load_state_dict"
+        )
+    if payload.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {payload['version']}, newer than this epochal reads")
+    return payload
+
+
+def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path,
+                       metadata: dict[str, str] | None = None) -> Path:
+    """Write model weights to a ``.safetensors`` file (atomically; shared tensors are cloned)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state_dict.items()}
+    blob = save(tensors, metadata=metadata)
+    return atomic_write_bytes(path, lambda handle: handle.write(blob))

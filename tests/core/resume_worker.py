@@ -1,0 +1,58 @@
+"""Child process of the kill -9 resume test: trains, optionally blocks at a step, or resumes.
+
+Usage: python resume_worker.py RUN_DIR full|crash|resume STOP_STEP OUT_WEIGHTS
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from epochal.callbacks.base import Callback
+from epochal.callbacks.model_checkpoint import ModelCheckpoint
+from epochal.data.base import ArrayLoader
+from epochal.learner import Learner
+from epochal.schedules import one_cycle
+from epochal.state import seed_everything
+
+
+class BlockAtStep(Callback):
+    """After the checkpoint of ``step`` is on disk, say so and wait to be killed."""
+
+    order = 200  # after ModelCheckpoint
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def after_step(self) -> None:
+        if self.learner.state.step == self.step:
+            print("READY", flush=True)
+            sys.stdin.read()  # blocks until the parent kills this process
+
+
+def noisy(x, y, generator):
+    return x + 0.1 * torch.randn(x.shape, generator=generator), y
+
+
+def main() -> None:
+    run_dir, mode, stop_step, out = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    seed_everything(0, deterministic=True)
+    data_gen = torch.Generator().manual_seed(123)
+    x = torch.randn(100, 8, generator=data_gen)
+    y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
+    train = ArrayLoader(x[:80], y[:80], batch_size=16, shuffle=True, seed=7, transform=noisy)
+    valid = ArrayLoader(x[80:], y[80:], batch_size=8)
+    model = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
+    callbacks = [ModelCheckpoint(monitor="valid/accuracy", every_n_steps=3)]
+    if mode == "crash":
+        callbacks.append(BlockAtStep(stop_step))
+    learner = Learner(model, (train, valid), optimizer="sgd", metrics=["accuracy"], callbacks=callbacks,
+                      device="cpu", run_dir=run_dir, seed=0, log_every=2)
+    phases = one_cycle(3, 0.2, optimizer="sgd", weight_decay=1e-3)
+    learner.fit(phases, resume=run_dir if mode == "resume" else None)
+    torch.save({k: v.clone() for k, v in learner.model.state_dict().items()}, out)
+
+
+if __name__ == "__main__":
+    main()
