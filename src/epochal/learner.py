@@ -190,13 +190,19 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         print(text)
         return text
 
-    def _run_level(self, body, level: str, cancel: type[Exception]) -> None:
-        """``before_<level>``, body, ``after_<level>``; the level's cancel exception is caught."""
+    def _run_level(self, body, level: str, cancel: type[Exception], finish=None) -> None:
+        """``before_<level>``, body, ``after_<level>``; the level's cancel exception is caught.
+
+        ``finish`` (bookkeeping that must happen even when the level is cancelled) runs just
+        before ``after_<level>``.
+        """
         try:
             self(f"before_{level}")
             body()
         except cancel:
             self(f"after_cancel_{level}")
+        if finish is not None:
+            finish()
         self(f"after_{level}")
 
     # ----------------------------------------------------------------- fit
@@ -272,8 +278,7 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         for index, batch in enumerate(loader.iter_epoch(self.state.epoch, self.state.batch), self.state.batch):
             self.n_batches = n_batches
             self._set_batch(index, batch)
-            self._run_level(self._train_batch_body, "batch", CancelBatch)
-            self.state.batch = index + 1
+            self._run_level(self._train_batch_body, "batch", CancelBatch, finish=self._end_train_batch)
             if self.state.step >= stop_step:
                 break
         self._log()
@@ -299,11 +304,11 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         self._loss_count += n
         self.state.samples += n
         self._run_level(self._backward_body, "backward", CancelBackward)
-        last = self.iteration == self.n_batches - 1
-        if (self.iteration + 1) % self.grad_accum == 0 or last:
+        if self._step_due():
             self._run_level(self._step_body, "step", CancelStep)
-            self.optimizer.zero_grad(set_to_none=True)
-            self._advance_step()
+
+    def _step_due(self) -> bool:
+        return (self.iteration + 1) % self.grad_accum == 0 or self.iteration == self.n_batches - 1
 
     def _forward_and_loss(self) -> None:
         with self.autocast():
@@ -331,14 +336,23 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         self.scaler.step(self.optimizer)
         self.scaler.update()
 
-    def _advance_step(self) -> None:
+    def _end_train_batch(self) -> None:
+        """Advance the counters, log at intervals and enter the next phase at its boundary.
+
+        This runs before ``after_batch``, so a checkpoint written there holds the resume
+        position and the phase (and optimizer) of the next step. A cancelled batch still ends
+        its optimizer step: schedules count steps, so the plan never shifts.
+        """
+        self.state.batch = self.iteration + 1
+        if not self._step_due():
+            return
+        self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
         if self.state.step % self.log_every == 0:
             self._log()
-        k = self.state.phase
-        if k + 1 < len(self.phases) and self.state.step >= self.schedule.boundaries[k + 1]:
+        while self.state.phase + 1 < len(self.phases) and self.state.step >= self.schedule.boundaries[self.state.phase + 1]:
             self("after_phase")
-            self._enter_phase(k + 1)
+            self._enter_phase(self.state.phase + 1)
 
     def _zero_accumulators(self) -> None:
         self._loss_sum = torch.zeros((), device=self.device)

@@ -1,0 +1,107 @@
+"""Loop overhead: the same small CNN trained by a plain PyTorch loop and by the Learner.
+
+The Learner runs with its progress bar and CSV logging on. Both loops see the same data (already
+on the device, as in airbench), the same model, optimizer and number of steps, alternately
+repeated; the JSON reports the median times and their ratio (target <= 1.05).
+
+    python benchmarks/loop_overhead.py [--device cuda] [--epochs 2] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+from torch import nn
+
+from epochal.callbacks.csv_logger import CSVLogger
+from epochal.callbacks.progress_bar import ProgressBar
+from epochal.data.base import ArrayLoader
+from epochal.learner import Learner
+from epochal.schedules import TrainingPhase
+
+
+def small_cnn() -> nn.Module:
+    def block(cin, cout):
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU(),
+                             nn.MaxPool2d(2))
+
+    return nn.Sequential(block(3, 32), block(32, 64), block(64, 128), nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+                         nn.Linear(128, 10))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def plain_loop(model, loader, device, epochs: int) -> float:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    synchronize(device)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        total = torch.zeros((), device=device)
+        for x, y in loader.iter_epoch(epoch):
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            total += loss.detach()
+        float(total)  # one read per epoch, like the Learner's epoch log
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def learner_loop(model, loader, device, epochs: int, run_dir) -> float:
+    learner = Learner(model, (loader, None), optimizer="sgd", lr=0.05, device=device,
+                      callbacks=[ProgressBar(), CSVLogger(path=f"{run_dir}/metrics.csv")])
+    synchronize(device)
+    start = time.perf_counter()
+    learner.fit(TrainingPhase(epochs, lr=0.05, momentum=0.9))
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.samples, 3, 32, 32, generator=gen).to(device)
+    y = torch.randint(0, 10, (args.samples,), generator=gen).to(device)
+    loader = ArrayLoader(x, y, batch_size=args.batch_size, shuffle=False)
+    plain, ours = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        plain_loop(small_cnn().to(device), loader, device, 1)  # warm-up (kernels, allocator)
+        for _ in range(args.repeats):
+            torch.manual_seed(0)
+            plain.append(plain_loop(small_cnn().to(device), loader, device, args.epochs))
+            torch.manual_seed(0)
+            ours.append(learner_loop(small_cnn().to(device), loader, device, args.epochs, tmp))
+    result = {
+        "benchmark": "loop_overhead",
+        "device": str(device),
+        "torch": torch.__version__,
+        "steps": args.epochs * len(loader),
+        "plain_s": round(statistics.median(plain), 4),
+        "learner_s": round(statistics.median(ours), 4),
+        "ratio": round(statistics.median(ours) / statistics.median(plain), 4),
+        "target_ratio": 1.05,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
