@@ -223,7 +223,16 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         if resume is not None:
             self.load_checkpoint(self.resolve_checkpoint(resume))
         self.fit_start_time = time.perf_counter()
-        self._run_level(self._fit_body, "fit", CancelFit)
+        self.error: BaseException | None = None
+        try:
+            self._run_level(self._fit_body, "fit", CancelFit)
+        except BaseException as exc:
+            # callbacks still get after_fit to close displays and writers; they can read
+            # learner.error. The original error is what the caller sees.
+            self.error = exc
+            with contextlib.suppress(Exception):
+                self("after_fit")
+            raise
         return self.history
 
     def _as_phases(self, phases) -> list[TrainingPhase]:
@@ -275,6 +284,10 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         n_batches = len(loader)
         stop_step = self._epoch_stop_step()
         self._zero_accumulators()
+        resumed, self._resumed_loss = self._resumed_loss, None
+        if resumed is not None and self.state.batch > 0:  # the epoch's loss so far, from the checkpoint
+            self._epoch_loss_sum += resumed["sum"].to(self.device)
+            self._epoch_loss_count += int(resumed["count"])
         for index, batch in enumerate(loader.iter_epoch(self.state.epoch, self.state.batch), self.state.batch):
             self.n_batches = n_batches
             self._set_batch(index, batch)
@@ -503,6 +516,7 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         self.history = []
         self.metric_directions: dict[str, bool] = {}
         self._epoch_done = False
+        self._resumed_loss = None
         self._zero_accumulators()
 
     # small conveniences

@@ -60,6 +60,8 @@ class LearnerCheckpointing:
             "callbacks": {key: cb.state_dict() for key, cb in zip(self._callback_keys(), self.callbacks)},
             "rng": capture_rng(),
             "history": list(self.history),
+            "epoch_loss": {"sum": (self._epoch_loss_sum + self._loss_sum).detach().clone(),
+                           "count": self._epoch_loss_count + self._loss_count},
             "metric_directions": dict(self.metric_directions),
             "seed": self.seed,
         }
@@ -104,6 +106,7 @@ class LearnerCheckpointing:
             if key in states:
                 cb.load_state_dict(states[key])
         self.history = list(payload.get("history", []))
+        self._resumed_loss = payload.get("epoch_loss")
         self.metric_directions.update(payload.get("metric_directions", {}))
         restore_rng(payload["rng"])
         self._epoch_done = False

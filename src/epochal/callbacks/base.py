@@ -52,7 +52,7 @@ class Callback:
     @property
     def name(self) -> str:
         """Snake-case class name, the key of this callback's state in checkpoints."""
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(self).__name__).lower()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data (numbers, strings, lists, dicts, tensors) needed to resume exactly."""

@@ -62,7 +62,9 @@ class RunLogger(Callback):
         self.status = "stopped"
 
     def after_fit(self) -> None:
-        if self.status == "running":
+        if getattr(self.learner, "error", None) is not None:
+            self.status = "interrupted" if isinstance(self.learner.error, KeyboardInterrupt) else "failed"
+        elif self.status == "running":
             self.status = "finished"
         self.write_summary()
 

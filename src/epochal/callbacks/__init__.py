@@ -1,0 +1,24 @@
+"""Callbacks: one module per callback, named after the class users know."""
+
+from epochal.callbacks.base import Callback, MonitorCallback
+from epochal.callbacks.csv_logger import CSVLogger
+from epochal.callbacks.early_stopping import EarlyStopping
+from epochal.callbacks.model_checkpoint import ModelCheckpoint
+from epochal.callbacks.progress_bar import ProgressBar
+from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
+from epochal.callbacks.run_logger import RunLogger
+from epochal.callbacks.tensorboard import TensorBoard
+from epochal.callbacks.terminate_on_nan import TerminateOnNaN
+
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "ProgressBar",
+    "ReduceLROnPlateau",
+    "RunLogger",
+    "TensorBoard",
+    "TerminateOnNaN",
+]

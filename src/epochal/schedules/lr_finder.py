@@ -1,0 +1,172 @@
+"""Learning-rate finder math: the probe schedule, loss smoothing, suggestions and the plot.
+
+The range test of Smith, *Cyclical Learning Rates for Training Neural Networks* (2017): train for a
+few hundred steps while the rate grows exponentially (or linearly), record the loss, and read a
+good rate off the curve. The loss is smoothed with a debiased exponential moving average (as in
+Adam's bias correction). Suggestions follow fastai's rules:
+
+* ``valley``: the middle of the longest stretch over which the loss keeps decreasing (the longest
+  strictly decreasing subsequence), robust to noisy curves;
+* ``steep``: the rate where the loss falls fastest against ``log(lr)``;
+* ``min_div10``: the rate of the minimum loss divided by ten.
+
+Non-finite rates or losses (the probe usually ends in divergence) are dropped, never propagated.
+The Learner runs the probe loop; this module is pure.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["lr_finder_schedule", "plot_lr_find", "smooth_losses", "suggest_lr"]
+
+
+def lr_finder_schedule(
+    start: float = 1e-7, end: float = 10.0, num: int = 100, mode: str = "exp"
+) -> list[float]:
+    """``num`` rates from ``start`` to ``end`` inclusive, geometric (``"exp"``) or evenly spaced.
+
+    Example:
+        >>> [f"{lr:.0e}" for lr in lr_finder_schedule(1e-4, 1e-1, 4)]
+        ['1e-04', '1e-03', '1e-02', '1e-01']
+    """
+    if mode not in ("exp", "linear"):
+        raise ValueError(f"mode must be 'exp' or 'linear', got {mode!r}")
+    if not isinstance(num, int) or isinstance(num, bool) or num < 2:
+        raise ValueError(f"num must be an int >= 2, got {num!r}")
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ValueError(f"need finite 0 <= start < end, got start={start}, end={end}")
+    if mode == "exp":
+        if start <= 0:
+            raise ValueError(f"exponential mode needs start > 0, got {start}")
+        return [start * (end / start) ** (i / (num - 1)) for i in range(num)]
+    return [start + (end - start) * i / (num - 1) for i in range(num)]
+
+
+def smooth_losses(losses: Sequence[float], beta: float = 0.98) -> list[float]:
+    """Debiased exponential moving average: ``avg_i / (1 - beta**(i+1))``.
+
+    A non-finite loss makes the rest of the curve non-finite, as it marks divergence.
+    """
+    if not 0 <= beta < 1:
+        raise ValueError(f"beta must be in [0, 1), got {beta}")
+    average, smoothed = 0.0, []
+    for i, loss in enumerate(losses):
+        average = beta * average + (1 - beta) * float(loss)
+        smoothed.append(average / (1 - beta ** (i + 1)))
+    return smoothed
+
+
+def suggest_lr(
+    lrs: Sequence[float], losses: Sequence[float], skip_start: int | None = None, skip_end: int = 5
+) -> dict[str, float]:
+    """Suggested learning rates from a (smoothed) range-test curve.
+
+    Args:
+        lrs: the rates probed, increasing.
+        losses: the loss at each rate (smoothed, see :func:`smooth_losses`).
+        skip_start: leading points to ignore (warming up); None means a tenth of the curve.
+        skip_end: trailing points to ignore (divergence). Skips shrink when too few points remain.
+
+    Returns:
+        ``{"valley": ..., "steep": ..., "min_div10": ...}``.
+
+    Raises:
+        ValueError: with fewer than 3 finite points, or lengths that differ.
+    """
+    if len(lrs) != len(losses):
+        raise ValueError(f"lrs and losses differ in length: {len(lrs)} vs {len(losses)}")
+    skip_start = len(lrs) // 10 if skip_start is None else skip_start
+    if len(lrs) - skip_start - skip_end < 3:
+        skip_start, skip_end = 0, 0
+    points = [
+        (float(r), float(v))
+        for r, v in zip(lrs[skip_start : len(lrs) - skip_end], losses[skip_start : len(lrs) - skip_end])
+        if math.isfinite(r) and r > 0 and math.isfinite(v)
+    ]
+    if len(points) < 3:
+        raise ValueError(f"need at least 3 finite (lr, loss) points to suggest a rate, got {len(points)}")
+    rates, values = [p[0] for p in points], [p[1] for p in points]
+    minimum = min(range(len(values)), key=values.__getitem__)
+    return {
+        "valley": rates[_valley_index(values)],
+        "steep": rates[_steepest_index(rates, values)],
+        "min_div10": rates[minimum] / 10,
+    }
+
+
+def _valley_index(values: list[float]) -> int:
+    """Middle of the longest strictly decreasing subsequence (earliest-ending among the longest)."""
+    tails: list[float] = []  # tails[k]: largest negated value ending a decreasing run of length k+1
+    tail_index: list[int] = []
+    previous = [-1] * len(values)
+    best_end, best_len = 0, 0
+    for i, value in enumerate(values):
+        k = bisect.bisect_left(tails, -value)
+        if k == len(tails):
+            tails.append(-value)
+            tail_index.append(i)
+        else:
+            tails[k], tail_index[k] = -value, i
+        previous[i] = tail_index[k - 1] if k > 0 else -1
+        if k + 1 > best_len:
+            best_len, best_end = k + 1, i
+    start = best_end
+    while previous[start] >= 0:
+        start = previous[start]
+    return start + (best_end - start) // 2
+
+
+def _steepest_index(rates: list[float], values: list[float]) -> int:
+    best, best_slope = 0, math.inf
+    for i in range(len(rates) - 1):
+        run = math.log(rates[i + 1]) - math.log(rates[i])
+        if run > 0:
+            slope = (values[i + 1] - values[i]) / run
+            if slope < best_slope:
+                best, best_slope = i, slope
+    return best
+
+
+def plot_lr_find(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggestions: Mapping[str, float] | None = None,
+    path: str | Path | None = None,
+    log_x: bool = True,
+) -> Any:
+    """Plot loss against learning rate with the suggestions marked.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path` when given (a PNG), else the matplotlib ``Figure``.
+    """
+    from epochal.schedules.plots import new_figure, save_figure
+
+    figure, (axis,) = new_figure(1, (7.0, 4.5))
+    finite = [
+        (r, v) for r, v in zip(lrs, losses) if math.isfinite(r) and math.isfinite(v) and (r > 0 or not log_x)
+    ]
+    axis.plot([p[0] for p in finite], [p[1] for p in finite], color="tab:blue")
+    if log_x:
+        axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("loss")
+    markers = ("o", "s", "^", "D", "v")
+    for (name, rate), marker in zip((suggestions or {}).items(), markers * 4):
+        if finite:
+            nearest = min(finite, key=lambda p: abs(math.log(p[0] / rate)) if log_x else abs(p[0] - rate))
+            axis.plot(
+                [rate],
+                [nearest[1]],
+                marker=marker,
+                linestyle="none",
+                markersize=8,
+                label=f"{name}: {rate:.2e}",
+            )
+    if suggestions:
+        axis.legend()
+    return save_figure(figure, path)
