@@ -1,2 +1,136 @@
-"""epochal: deep-learning training with the best practices built in."""
+"""epochal: deep-learning training with the best practices built in.
+
+The public API, re-exported explicitly. Areas stay importable on their own:
+``epochal.models``, ``epochal.data``, ``epochal.schedules``, ``epochal.optim``, ``epochal.callbacks``.
+"""
+
+from epochal.callbacks import (
+    CSVLogger,
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    MonitorCallback,
+    ProgressBar,
+    ReduceLROnPlateau,
+    RunLogger,
+    TensorBoard,
+    TerminateOnNaN,
+)
+from epochal.data.base import ArrayLoader, DataLoaders, EpochLoader
+from epochal.events import (
+    EVENTS,
+    CancelBackward,
+    CancelBatch,
+    CancelEpoch,
+    CancelFit,
+    CancelStep,
+    CancelTrain,
+    CancelValidate,
+)
+from epochal.learner import Learner
+from epochal.learner_tuning import LRFinderResult
+from epochal.metrics import (
+    AUROC,
+    Accuracy,
+    ErrorRate,
+    MeanAveragePrecision,
+    Metric,
+    MultiLabelF1,
+    TopKAccuracy,
+    get_metric,
+)
+from epochal.optim import (
+    LAMB,
+    LARS,
+    SGDW,
+    RMSpropW,
+    build_optimizer,
+    freeze,
+    freeze_to,
+    param_groups,
+    unfreeze,
+)
+from epochal.runs import create_run_dir
+from epochal.schedules import (
+    PhaseSchedule,
+    TrainingPhase,
+    build_phases,
+    constant,
+    flat_cos,
+    one_cycle,
+    phases_1cycle,
+    phases_sgdr,
+    plot_lr_find,
+    plot_schedule,
+    sgdr,
+    step_schedule,
+    suggest_lr,
+    warmup_cosine,
+)
+from epochal.state import CheckpointError, export_safetensors, load_checkpoint, seed_everything, seed_worker
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AUROC",
+    "EVENTS",
+    "LAMB",
+    "LARS",
+    "SGDW",
+    "Accuracy",
+    "ArrayLoader",
+    "CSVLogger",
+    "Callback",
+    "CancelBackward",
+    "CancelBatch",
+    "CancelEpoch",
+    "CancelFit",
+    "CancelStep",
+    "CancelTrain",
+    "CancelValidate",
+    "CheckpointError",
+    "DataLoaders",
+    "EarlyStopping",
+    "EpochLoader",
+    "ErrorRate",
+    "LRFinderResult",
+    "Learner",
+    "MeanAveragePrecision",
+    "Metric",
+    "ModelCheckpoint",
+    "MonitorCallback",
+    "MultiLabelF1",
+    "PhaseSchedule",
+    "ProgressBar",
+    "RMSpropW",
+    "ReduceLROnPlateau",
+    "RunLogger",
+    "TensorBoard",
+    "TerminateOnNaN",
+    "TopKAccuracy",
+    "TrainingPhase",
+    "build_optimizer",
+    "build_phases",
+    "constant",
+    "create_run_dir",
+    "export_safetensors",
+    "flat_cos",
+    "freeze",
+    "freeze_to",
+    "get_metric",
+    "load_checkpoint",
+    "one_cycle",
+    "param_groups",
+    "phases_1cycle",
+    "phases_sgdr",
+    "plot_lr_find",
+    "plot_schedule",
+    "seed_everything",
+    "seed_worker",
+    "sgdr",
+    "step_schedule",
+    "suggest_lr",
+    "unfreeze",
+    "warmup_cosine",
+    "__version__",
+]

@@ -23,6 +23,7 @@ __all__ = [
     "CheckpointError",
     "CHECKPOINT_FORMAT",
     "seed_everything",
+    "seed_worker",
     "capture_rng",
     "restore_rng",
     "atomic_write_bytes",
@@ -89,6 +90,25 @@ def seed_everything(seed: int, deterministic: bool = False) -> int:
     torch.backends.cudnn.deterministic = deterministic
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def seed_worker(worker_id: int, base_seed: int | None = None, rank: int = 0) -> int:
+    """Seed Python and NumPy in a data-loader worker (``worker_init_fn``), distinct per rank and worker.
+
+    torch already gives each worker ``base_seed + worker_id``; Python's and NumPy's generators
+    are copied from the parent at fork and would repeat the same "random" augmentations in every
+    worker without this. ``rank`` keeps DDP ranks apart when they share a base seed.
+
+    Returns:
+        The worker's seed.
+    """
+    if base_seed is None:
+        base_seed = torch.initial_seed() - worker_id
+    seed = (base_seed + 1_000_003 * rank + worker_id) % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     return seed
 
 

@@ -146,3 +146,16 @@ def test_run_folder_files(tmp_path):
     assert (tmp_path / "run" / "config.yaml").read_text().strip() == "lr: 0.001"
     for sub in ("checkpoints", "tensorboard", "plots"):
         assert (tmp_path / "run" / sub).is_dir()
+
+
+def test_seed_worker_distinct_per_worker_and_rank():
+    from epochal.state import seed_worker
+
+    draws = {}
+    for rank in (0, 1):
+        for worker in (0, 1):
+            seed = seed_worker(worker, base_seed=42, rank=rank)
+            draws[(rank, worker)] = (seed, random.random(), float(np.random.rand()))
+    assert len({d[0] for d in draws.values()}) == 4 and len({d[1] for d in draws.values()}) == 4
+    assert seed_worker(1, base_seed=42, rank=1) == draws[(1, 1)][0]
+    assert random.random() == draws[(1, 1)][1]
