@@ -34,7 +34,7 @@ class LRFinderResult:
         losses: the raw training loss at each rate (NaN/inf kept as they were).
         smoothed: the debiased exponential moving average of the losses.
         suggestions: ``{"valley", "steep", "min_div10"}``.
-        suggestion: the rate to use (the valley rule), ready for ``one_cycle(epochs, suggestion)``.
+        suggestion: the rate to use (by the chosen rule), ready for ``one_cycle(epochs, suggestion)``.
         plot: the PNG path when a plot was asked for.
     """
 
@@ -80,7 +80,7 @@ class LearnerTuning:
 
     def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, mode: str = "exp",
                 stop_div: bool = True, div_factor: float = 4.0, plot: str | Path | None = None,
-                log_x: bool | None = None) -> LRFinderResult:
+                log_x: bool | None = None, rule: str = "min_div10") -> LRFinderResult:
         """Probe learning rates from ``start`` to ``end`` over ``num`` steps; the learner is unchanged after.
 
         Args:
@@ -91,16 +91,22 @@ class LearnerTuning:
             div_factor: see ``stop_div``.
             plot: write the loss-vs-rate curve to this PNG path.
             log_x: log-scaled rate axis (default: True for ``exp`` mode).
+            rule: which suggestion becomes ``result.suggestion``: ``"min_div10"`` (a tenth of the
+                rate at the loss minimum, Smith's rule for the peak of a one-cycle schedule from
+                scratch), ``"valley"`` (fastai's default, more conservative, suited to fine-tuning)
+                or ``"steep"`` (the steepest descent of the loss).
 
         Returns:
             An :class:`LRFinderResult`; ``result.suggestion`` feeds ``one_cycle`` directly.
         """
+        if rule not in ("min_div10", "valley", "steep"):
+            raise ValueError(f"lr_find: rule must be 'min_div10', 'valley' or 'steep', got {rule!r}")
         rates = lr_finder_schedule(start, end, num, mode)
         with self._probe():
             losses = self._lr_probe(rates, stop_div, div_factor)
         smoothed = smooth_losses(losses)
         suggestions = suggest_lr(rates[: len(losses)], smoothed)
-        result = LRFinderResult(rates[: len(losses)], losses, smoothed, suggestions, suggestions["valley"])
+        result = LRFinderResult(rates[: len(losses)], losses, smoothed, suggestions, suggestions[rule])
         if plot is not None:
             result.plot = plot_lr_find(result.lrs, smoothed, suggestions, path=plot,
                                        log_x=(mode == "exp") if log_x is None else log_x)

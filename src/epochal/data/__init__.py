@@ -1,0 +1,120 @@
+"""Fast, correct, forgiving input pipelines for images and tables.
+
+Images are decoded once into a packed uint8 cache, served from the device (or streamed) in
+batches whose order and augmentation are a pure function of (seed, epoch, batch index), and
+augmented with batched tensor operations. Tables are preprocessed by a fitted, stored transform.
+See ``docs/data.md``.
+"""
+
+from epochal.data.augment import (
+    AUGMENTATIONS,
+    AlternatingFlip,
+    Augmentation,
+    BatchContext,
+    CenterCrop,
+    ColorJitter,
+    Compose,
+    CutMix,
+    Cutout,
+    Flip,
+    ImageAugmentation,
+    Lighting,
+    MixUp,
+    Normalize,
+    RandomResizedCrop,
+    Resize,
+    RotateScale,
+    Translate,
+    build_augmentations,
+    eval_transform,
+    parse_augmentation,
+    predict_tta,
+    register_augmentation,
+    tta_views,
+)
+from epochal.data.base import ArrayLoader, Batch, DataLoaders, EpochLoader, batch_generator
+from epochal.data.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
+from epochal.data.decode import BadImageError, ScanReport, decode_image, scan_images
+from epochal.data.download import ChecksumError, UnsafeArchiveError, download_file, safe_extract
+from epochal.data.folders import ImageItems, image_folder_items, label_csv_items, load_classes, save_classes
+from epochal.data.images import channel_stats, image_folder_loaders, list_images
+from epochal.data.loaders import ImageLoader, TensorLoader
+from epochal.data.packed import PackedImages, pack_image_cache
+from epochal.data.samplers import BalancedSampler, RandomSampler, SequentialSampler
+from epochal.data.splits import (
+    exclude_class,
+    merge_relabelled,
+    random_split,
+    relabel_neutral,
+    stratified_split,
+)
+from epochal.data.tabular import TabularPreprocessor
+from epochal.data.tabular_loaders import MalformedRowsError, read_table, tabular_loaders
+
+__all__ = [
+    "AUGMENTATIONS",
+    "DATASETS",
+    "AlternatingFlip",
+    "ArrayLoader",
+    "Augmentation",
+    "BadImageError",
+    "BalancedSampler",
+    "Batch",
+    "BatchContext",
+    "CenterCrop",
+    "ChecksumError",
+    "ColorJitter",
+    "Compose",
+    "CutMix",
+    "Cutout",
+    "DataLoaders",
+    "DatasetSpec",
+    "EpochLoader",
+    "Flip",
+    "ImageAugmentation",
+    "ImageItems",
+    "ImageLoader",
+    "Lighting",
+    "MalformedRowsError",
+    "MixUp",
+    "Normalize",
+    "PackedImages",
+    "RandomResizedCrop",
+    "RandomSampler",
+    "Resize",
+    "RotateScale",
+    "ScanReport",
+    "SequentialSampler",
+    "TabularPreprocessor",
+    "TensorLoader",
+    "Translate",
+    "UnsafeArchiveError",
+    "batch_generator",
+    "build_augmentations",
+    "channel_stats",
+    "decode_image",
+    "download_file",
+    "eval_transform",
+    "exclude_class",
+    "get_dataset",
+    "image_folder_items",
+    "image_folder_loaders",
+    "label_csv_items",
+    "list_images",
+    "load_classes",
+    "merge_relabelled",
+    "pack_image_cache",
+    "parse_augmentation",
+    "predict_tta",
+    "random_split",
+    "read_table",
+    "register_augmentation",
+    "register_dataset",
+    "relabel_neutral",
+    "safe_extract",
+    "save_classes",
+    "scan_images",
+    "stratified_split",
+    "tabular_loaders",
+    "tta_views",
+]

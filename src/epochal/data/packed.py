@@ -1,0 +1,409 @@
+"""The packed image cache: images decoded once into a uint8 memory-mapped array.
+
+Decoding JPEGs every epoch is what makes ordinary pipelines slow; airbench and FFCV show that
+a pre-decoded uint8 array (resident on the GPU when it fits) removes that cost. The cache is a
+folder::
+
+    manifest.json        written last: size, fit, shape, classes, shards, source fingerprint
+    targets.npy          int64 class indices (n,) or uint8 multi-hot rows (n, classes)
+    classes.json         the class list, index order
+    shard-00000.u8       rows [start, stop) as raw uint8 (rows, 3, H, W)
+    shard-00000.json     that shard's source files (path, size, mtime), bad files, row range
+
+Every file is written under a temporary name and renamed into place, data before metadata, so
+an interrupted pack never leaves a cache that looks complete; finished shards are kept, so a
+repeated call resumes. The manifest is keyed by the source files' relative paths, sizes and
+mtimes: a changed source invalidates the cache. Shards let several processes or machines pack
+(``shards=``) or read (:class:`PackedImages` ``shards=``) disjoint parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import json
+import os
+import tempfile
+import weakref
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from epochal.data.decode import FIT_MODES, BadImageError, _mp_context, load_rgb_array
+from epochal.data.folders import ImageItems, save_classes
+
+__all__ = ["PACK_FORMAT_VERSION", "PackedImages", "pack_image_cache", "source_fingerprint"]
+
+PACK_FORMAT_VERSION = 1
+_CHUNK = 128
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _file_entries(items: ImageItems) -> list[list]:
+    """``[relative path, size, mtime_ns]`` per file: what decides whether a cache is current."""
+    prefix = items.root.rstrip(os.sep) + os.sep
+    entries = []
+    for path in items.paths:
+        stat = os.stat(path)
+        rel = path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, items.root)
+        entries.append([rel, stat.st_size, stat.st_mtime_ns])
+    return entries
+
+
+def source_fingerprint(
+    items: ImageItems, size: tuple[int, int] | None, fit: str, entries: list[list] | None = None
+) -> str:
+    """A hash of everything a pack depends on: files (path, size, mtime), targets, size, fit."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([PACK_FORMAT_VERSION, size, fit, items.classes]).encode())
+    digest.update(json.dumps(entries if entries is not None else _file_entries(items)).encode())
+    digest.update(np.ascontiguousarray(items.targets).tobytes())
+    return digest.hexdigest()
+
+
+def _normalise_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"size={size!r} is not valid; use an int, (height, width) or None")
+    return size
+
+
+def _native_size(items: ImageItems) -> tuple[int, int]:
+    """The (h, w) of the first file that decodes: every image must share it when size=None."""
+    for path in items.paths:
+        try:
+            return tuple(load_rgb_array(path).shape[1:])
+        except BadImageError:
+            continue
+    raise BadImageError({p: "no file in the data set decodes" for p in items.paths[:20]})
+
+
+def _pack_rows(job: tuple) -> tuple[int, dict[str, str]]:
+    """Worker: decode ``paths`` into rows ``offset..`` of the shard file; return bad files."""
+    file, shape, offset, paths, size, fit = job
+    array = np.memmap(file, dtype=np.uint8, mode="r+", shape=shape)
+    bad = {}
+    for row, path in enumerate(paths, start=offset):
+        try:
+            pixels = load_rgb_array(path, size, fit)
+            if pixels.shape != shape[1:]:
+                raise BadImageError(
+                    {
+                        path: f"size {pixels.shape[1:]} differs from the native size "
+                        f"{shape[2:]} of the data set; pass size= to resize"
+                    }
+                )
+            array[row] = pixels
+        except BadImageError as error:
+            bad.update(error.bad)
+    array.flush()
+    del array
+    return len(paths), bad
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool, label: str) -> dict[str, str]:
+    from rich.progress import Progress
+
+    bad: dict[str, str] = {}
+    total = sum(len(job[3]) for job in jobs)
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        if workers > 0 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+                for future in as_completed([pool.submit(_pack_rows, job) for job in jobs]):
+                    done, failed = future.result()
+                    bad.update(failed)
+                    bar.advance(task, done)
+        else:
+            for job in jobs:
+                done, failed = _pack_rows(job)
+                bad.update(failed)
+                bar.advance(task, done)
+    return bad
+
+
+def _shard_ranges(n: int, num_shards: int) -> list[range]:
+    bounds = np.linspace(0, n, num_shards + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+def _shard_is_done(folder: Path, index: int, entries: list[list], fingerprint: str) -> bool:
+    meta = folder / f"shard-{index:05d}.json"
+    if not meta.exists() or not (folder / f"shard-{index:05d}.u8").exists():
+        return False
+    data = json.loads(meta.read_text())
+    return data.get("fingerprint") == fingerprint and data.get("files") == entries
+
+
+def _pack_shard(
+    items: ImageItems,
+    folder: Path,
+    index: int,
+    rows: range,
+    shape: tuple,
+    spec: dict,
+    fingerprint: str,
+    workers: int,
+    progress: bool,
+    entries: list[list],
+) -> None:
+    shard_shape = (len(rows), *shape[1:])
+    name = f"shard-{index:05d}.u8"
+    tmp = folder / f".{name}.tmp-{os.getpid()}"
+    np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shard_shape).flush()
+    jobs = [
+        (
+            str(tmp),
+            shard_shape,
+            offset - rows.start,
+            items.paths[offset : min(offset + _CHUNK, rows.stop)],
+            spec["size"],
+            spec["fit"],
+        )
+        for offset in range(rows.start, rows.stop, _CHUNK)
+    ]
+    try:
+        bad = _run_jobs(jobs, workers, progress, f"packing shard {index} ({len(rows)} images)")
+        os.replace(tmp, folder / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    meta = {
+        "index": index,
+        "start": rows.start,
+        "stop": rows.stop,
+        "fingerprint": fingerprint,
+        "files": entries,
+        "bad": {os.path.relpath(p, items.root): reason for p, reason in sorted(bad.items())},
+    }
+    _atomic_write(folder / f"shard-{index:05d}.json", json.dumps(meta).encode())
+
+
+def _clear_stale(folder: Path, fingerprint: str) -> None:
+    """Remove a previous pack of other sources (only files this module writes)."""
+    manifest = folder / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text()).get("fingerprint") != fingerprint:
+        manifest.unlink()
+    for meta in folder.glob("shard-*.json"):
+        if json.loads(meta.read_text()).get("fingerprint") != fingerprint:
+            meta.unlink()
+            (folder / meta.name.replace(".json", ".u8")).unlink(missing_ok=True)
+
+
+def pack_image_cache(
+    items: ImageItems,
+    cache_dir: str | os.PathLike | None,
+    size: int | Sequence[int] | None = None,
+    fit: str = "crop",
+    num_shards: int = 1,
+    shards: Sequence[int] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PackedImages | None:
+    """Decode ``items`` once into a packed uint8 cache, reusing a valid one.
+
+    Args:
+        items: the labelled files (see :func:`~epochal.data.folders.image_folder_items`).
+        cache_dir: the cache folder; None packs into a temporary folder removed with the result.
+        size: stored ``(height, width)`` or int side; None keeps the native size (all equal).
+        fit: ``crop`` (shorter side, centre crop), ``pad`` (longer side, centre pad) or ``stretch``.
+        num_shards: number of row ranges the cache is split into.
+        shards: which shards this call packs (others are packed by other processes); default all.
+        workers: decoding processes; default ``min(8, cpu count)``; 0 decodes in this process.
+        progress: show a rich progress bar.
+
+    Returns:
+        The opened :class:`PackedImages` when every shard is complete, else None (other
+        processes still have shards to pack).
+    """
+    if fit not in FIT_MODES:
+        raise ValueError(f"fit={fit!r} is not valid; use one of {FIT_MODES}")
+    if num_shards < 1 or num_shards > max(1, len(items)):
+        raise ValueError(f"num_shards={num_shards} must be between 1 and the number of images ({len(items)})")
+    size = _normalise_size(size)
+    owner = None
+    if cache_dir is None:
+        cache_dir = owner = tempfile.mkdtemp(prefix="epochal-pack-")
+    folder = Path(cache_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = _file_entries(items)
+    fingerprint = source_fingerprint(items, size, fit, entries)
+    _clear_stale(folder, fingerprint)
+    if not (folder / "manifest.json").exists():
+        shape = (len(items), 3, *(size or _native_size(items)))
+        spec = {"size": size, "fit": fit}
+        workers = min(8, os.cpu_count() or 1) if workers is None else workers
+        ranges = _shard_ranges(len(items), num_shards)
+        for index in range(num_shards) if shards is None else shards:
+            if not 0 <= index < num_shards:
+                raise ValueError(f"shard index {index} is out of range for num_shards={num_shards}")
+            shard_entries = entries[ranges[index].start : ranges[index].stop]
+            if not _shard_is_done(folder, index, shard_entries, fingerprint):
+                _pack_shard(
+                    items,
+                    folder,
+                    index,
+                    ranges[index],
+                    shape,
+                    spec,
+                    fingerprint,
+                    workers,
+                    progress,
+                    shard_entries,
+                )
+        if not all(
+            _shard_is_done(folder, i, entries[r.start : r.stop], fingerprint) for i, r in enumerate(ranges)
+        ):
+            return None
+        _write_manifest(items, folder, shape, spec, ranges, fingerprint)
+    packed = PackedImages(folder)
+    if owner is not None:
+        weakref.finalize(packed, _remove_tree, owner)
+    return packed
+
+
+def _write_manifest(
+    items: ImageItems, folder: Path, shape: tuple, spec: dict, ranges: list[range], fingerprint: str
+) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, items.targets)
+    _atomic_write(folder / "targets.npy", buffer.getvalue())
+    save_classes(folder / "classes.json", items.classes)
+    manifest = {
+        "format": "epochal-packed",
+        "version": PACK_FORMAT_VERSION,
+        "root": items.root,
+        "size": spec["size"],
+        "fit": spec["fit"],
+        "shape": list(shape),
+        "classes": items.classes,
+        "multi_label": items.multi_label,
+        "fingerprint": fingerprint,
+        "shards": [
+            {"file": f"shard-{i:05d}.u8", "start": r.start, "stop": r.stop} for i, r in enumerate(ranges)
+        ],
+    }
+    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class PackedImages:
+    """A complete packed cache opened for reading (memory-mapped; nothing is loaded eagerly).
+
+    Args:
+        cache_dir: a folder written by :func:`pack_image_cache`.
+        shards: open only these shards (a disjoint part per rank or machine); default all.
+
+    Attributes:
+        shape: ``(rows, 3, H, W)`` of the whole cache.
+        targets: all targets (numpy), see :class:`~epochal.data.folders.ImageItems`.
+        classes: class names.
+        rows: global row indices that are readable here (opened shards, good files only).
+        skipped: ``{absolute path: reason}`` for files that failed to decode.
+
+    Example:
+        >>> packed = PackedImages("~/.cache/epochal/packed/cifar10-32")   # doctest: +SKIP
+        >>> packed.gather(torch.tensor([0, 5])).shape                      # doctest: +SKIP
+        torch.Size([2, 3, 32, 32])
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike, shards: Sequence[int] | None = None):
+        self.folder = Path(cache_dir).expanduser()
+        manifest_path = self.folder / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{str(self.folder)!r} holds no complete packed cache (no manifest.json)")
+        self.manifest = json.loads(manifest_path.read_text())
+        if self.manifest.get("version") != PACK_FORMAT_VERSION:
+            raise ValueError(
+                f"cache {str(self.folder)!r} has format version {self.manifest.get('version')}, "
+                f"this epochal reads version {PACK_FORMAT_VERSION}; repack it"
+            )
+        self.shape = tuple(self.manifest["shape"])
+        self.classes = list(self.manifest["classes"])
+        self.targets = np.load(self.folder / "targets.npy", allow_pickle=False)
+        all_shards = self.manifest["shards"]
+        self.shard_ids = list(range(len(all_shards))) if shards is None else sorted(set(shards))
+        if not self.shard_ids or not all(0 <= i < len(all_shards) for i in self.shard_ids):
+            raise ValueError(f"shards={shards!r} is not valid; this cache has {len(all_shards)} shard(s)")
+        self._starts, self._arrays, self.skipped = [], [], {}
+        good = np.zeros(self.shape[0], dtype=bool)
+        for index in self.shard_ids:
+            entry = all_shards[index]
+            rows = entry["stop"] - entry["start"]
+            # Copy-on-write maps are writable views (torch needs that) that never touch the file.
+            array = np.memmap(
+                self.folder / entry["file"], dtype=np.uint8, mode="c", shape=(rows, *self.shape[1:])
+            )
+            self._arrays.append(torch.from_numpy(array))
+            self._starts.append(entry["start"])
+            meta = json.loads((self.folder / f"shard-{index:05d}.json").read_text())
+            good[entry["start"] : entry["stop"]] = True
+            for rel, reason in meta["bad"].items():
+                self.skipped[os.path.normpath(os.path.join(self.manifest["root"], rel))] = reason
+            for row, (rel, _, _) in enumerate(meta["files"], start=entry["start"]):
+                if rel in meta["bad"]:
+                    good[row] = False
+        self.rows = np.flatnonzero(good)
+        self._bounds = torch.tensor(self._starts[1:], dtype=torch.long)
+        self._resident: dict[str, torch.Tensor] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of image data in the opened shards."""
+        return sum(t.numel() for t in self._arrays)
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.manifest["multi_label"])
+
+    def gather(self, rows: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Copy the images at global ``rows`` (a CPU long tensor) into a new (or ``out``) tensor."""
+        rows = rows.to(torch.long)
+        if out is None:
+            out = torch.empty((len(rows), *self.shape[1:]), dtype=torch.uint8)
+        if len(self._arrays) == 1:
+            return torch.index_select(self._arrays[0], 0, rows - self._starts[0], out=out)
+        which = torch.bucketize(rows, self._bounds, right=True)
+        for shard in torch.unique(which).tolist():
+            mask = which == shard
+            out[mask] = torch.index_select(self._arrays[shard], 0, rows[mask] - self._starts[shard])
+        return out
+
+    def local_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Positions of global ``rows`` in :meth:`to_tensor`'s concatenation of opened shards."""
+        offsets = torch.tensor(self._starts, dtype=torch.long)
+        sizes = torch.tensor([len(a) for a in self._arrays], dtype=torch.long)
+        before = torch.cumsum(sizes, 0) - sizes
+        which = torch.bucketize(rows.to(torch.long), self._bounds, right=True)
+        return rows - offsets[which] + before[which]
+
+    def resident(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """:meth:`to_tensor` on ``device``, made once and shared by every loader of this cache."""
+        key = str(torch.device(device))
+        if key not in self._resident:
+            self._resident[key] = self.to_tensor(device)
+        return self._resident[key]
+
+    def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """All opened shards as one tensor on ``device`` (one copy; the way to GPU residency)."""
+        if len(self._arrays) == 1:
+            return self._arrays[0].to(device, copy=True)
+        return torch.cat([a.to(device) for a in self._arrays])

@@ -1,0 +1,370 @@
+"""Tabular preprocessing that is fitted once and stored, so inference applies the same transform.
+
+The recipe follows fastai's tabular pipeline (Howard and Gugger, *fastai: A Layered API for Deep
+Learning*, 2020) and entity embeddings (Guo and Berkhahn, *Entity Embeddings of Categorical
+Variables*, 2016): fill missing continuous values with the training median and add an
+is-missing indicator; map categories to indices with an unknown level at 0; normalise continuous
+inputs. The preprocessor supplies cardinalities; embedding sizes are the model's business.
+
+pandas is optional (extra ``tabular``) and imported only when a preprocessor is used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["DEFAULT_NA_VALUES", "MISSING", "UNKNOWN", "TabularPreprocessor", "clean_frame", "require_pandas"]
+
+#: Cell values read as missing (after stripping spaces), besides empty cells and NaN.
+DEFAULT_NA_VALUES: tuple[str, ...] = ("?", "", "NA", "N/A", "NaN", "nan", "None", "null")
+#: Category level 0: unseen at fit time (and missing, when no value was missing at fit time).
+UNKNOWN = "<unk>"
+#: Level of a missing category, present when the training data had missing values there.
+MISSING = "<na>"
+SCALES: tuple[str | None, ...] = ("standard", "minmax", None)
+ENCODINGS: tuple[str, ...] = ("embedding", "onehot")
+TASKS: tuple[str, ...] = ("auto", "classification", "regression")
+
+
+def require_pandas():
+    """Import pandas or explain which extra provides it."""
+    try:
+        import pandas
+    except ImportError as error:  # pragma: no cover - pandas is installed in development
+        raise ImportError("tabular data needs pandas: pip install 'epochal[tabular]'") from error
+    return pandas
+
+
+def _text(series):
+    """Values as clean strings (stripped; integral floats without '.0'); missing stays NaN."""
+    pd = require_pandas()
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+
+        def fmt(v):
+            return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+        return series.map(lambda v: fmt(v) if pd.notna(v) else v)
+    return series.map(lambda v: str(v).strip() if pd.notna(v) else v)
+
+
+def clean_frame(frame, na_values: Sequence[str] = DEFAULT_NA_VALUES):
+    """Strip spaces around text cells and turn ``na_values`` into NaN (a copy)."""
+    pd = require_pandas()
+    out = frame.copy()
+    missing = set(na_values)
+    for column in out.columns:
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            stripped = out[column].map(lambda v: v.strip() if isinstance(v, str) else v)
+            out[column] = stripped.map(lambda v: float("nan") if isinstance(v, str) and v in missing else v)
+    return out
+
+
+class TabularPreprocessor:
+    """Fit on training rows, then turn any frame into model inputs the same way.
+
+    Args:
+        categorical: categorical columns; None infers (text, bool and category dtypes).
+        continuous: continuous columns; None infers (the remaining numeric columns).
+        target: target column (excluded from the inputs).
+        task: ``classification``, ``regression`` or ``auto`` (text or few integer values ->
+            classification).
+        missing_indicator: add a ``<column>_na`` categorical for continuous columns that had
+            missing values when fitted.
+        scale: ``standard`` (zero mean, unit variance), ``minmax`` (training range to [-1, 1])
+            or None.
+        encoding: ``embedding`` gives ``(categorical indices, continuous)``; ``onehot`` gives one
+            float tensor of one-hot columns followed by the continuous ones.
+        na_values: cell values read as missing.
+
+    Example:
+        >>> import pandas as pd
+        >>> frame = pd.DataFrame({"color": ["red", "blue", "red"], "size": [1.0, None, 3.0], "y": [0, 1, 0]})
+        >>> prep = TabularPreprocessor(target="y").fit(frame)
+        >>> prep.cardinalities, prep.continuous
+        ([3, 3], ['size'])
+    """
+
+    def __init__(
+        self,
+        categorical: Sequence[str] | None = None,
+        continuous: Sequence[str] | None = None,
+        target: str | None = None,
+        task: str = "auto",
+        missing_indicator: bool = True,
+        scale: str | None = "standard",
+        encoding: str = "embedding",
+        na_values: Sequence[str] = DEFAULT_NA_VALUES,
+    ):
+        for name, value, valid in (
+            ("scale", scale, SCALES),
+            ("encoding", encoding, ENCODINGS),
+            ("task", task, TASKS),
+        ):
+            if value not in valid:
+                raise ValueError(f"{name}={value!r} is not valid; use one of {valid}")
+        self.categorical = None if categorical is None else list(categorical)
+        self.continuous = None if continuous is None else list(continuous)
+        self.target, self.task = target, task
+        self.missing_indicator, self.scale, self.encoding = missing_indicator, scale, encoding
+        self.na_values = list(na_values)
+        self.vocab: dict[str, list[str]] = {}
+        self.stats: dict[str, dict[str, float]] = {}
+        self.indicators: list[str] = []
+        self.classes: list[str] | None = None
+        self.report: dict[str, dict[str, int]] = {}
+        self.fitted = False
+
+    # ----- fitting ---------------------------------------------------------------------------
+    def _infer_columns(self, frame) -> None:
+        pd = require_pandas()
+        inputs = [c for c in frame.columns if c != self.target]
+        given = set(self.categorical or []) | set(self.continuous or [])
+        unknown = sorted(given - set(inputs))
+        if unknown:
+            raise ValueError(
+                f"columns {unknown} are not in the data (or are the target); available: {inputs}"
+            )
+        if self.categorical is None:
+            rest = [c for c in inputs if c not in set(self.continuous or [])]
+            self.categorical = [
+                c
+                for c in rest
+                if self.continuous is not None
+                or not pd.api.types.is_numeric_dtype(frame[c])
+                or pd.api.types.is_bool_dtype(frame[c])
+            ]
+        if self.continuous is None:
+            self.continuous = [c for c in inputs if c not in set(self.categorical)]
+        bad = [c for c in self.continuous if not _mostly_numeric(frame[c])]
+        if bad:
+            raise ValueError(f"continuous columns {bad} hold text; list them as categorical")
+
+    def fit(self, frame, fit_target: bool = True) -> TabularPreprocessor:
+        """Learn columns, vocabularies, fill values, scaling and target classes from ``frame``.
+
+        Args:
+            frame: training rows.
+            fit_target: also learn the task and classes from ``frame[target]``; pass False after
+                :meth:`fit_target` on more rows (so classes rare in training are kept).
+        """
+        pd = require_pandas()
+        frame = clean_frame(frame, self.na_values)
+        self._infer_columns(frame)
+        for column in self.categorical:
+            text = _text(frame[column])
+            levels = sorted(set(text.dropna()))
+            self.vocab[column] = [UNKNOWN] + ([MISSING] if text.isna().any() else []) + levels
+        self.indicators = []
+        for column in self.continuous:
+            values = pd.to_numeric(frame[column], errors="coerce")
+            fill = float(values.median()) if values.notna().any() else 0.0
+            filled = values.fillna(fill)
+            self.stats[column] = {
+                "fill": fill,
+                "mean": float(filled.mean()),
+                "std": float(filled.std(ddof=0)),
+                "min": float(filled.min()),
+                "max": float(filled.max()),
+            }
+            if self.missing_indicator and values.isna().any():
+                self.indicators.append(column)
+        if self.target is not None and fit_target:
+            self.fit_target(frame[self.target])
+        self.fitted = True
+        return self
+
+    def fit_target(self, series) -> TabularPreprocessor:
+        """Learn the task (when ``auto``) and the sorted class labels from target values."""
+        pd = require_pandas()
+        series = clean_frame(series.to_frame(), self.na_values).iloc[:, 0].dropna()
+        if self.task == "auto":
+            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            few_ints = numeric and bool((series % 1 == 0).all()) and series.nunique() <= 20
+            self.task = "classification" if (not numeric or few_ints) else "regression"
+        if self.task == "classification":
+            self.classes = sorted(set(_target_text(series)))
+        return self
+
+    # ----- properties ------------------------------------------------------------------------
+    @property
+    def categorical_columns(self) -> list[str]:
+        """Categorical model inputs: the categorical columns, then the is-missing indicators."""
+        return list(self.categorical or []) + [f"{c}_na" for c in self.indicators]
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Levels per categorical input, the unknown level included (embedding table sizes)."""
+        return [len(self.vocab[c]) for c in self.categorical or []] + [3] * len(self.indicators)
+
+    @property
+    def n_continuous(self) -> int:
+        return len(self.continuous or [])
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.classes is None else len(self.classes)
+
+    # ----- transforming ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise RuntimeError(
+                "TabularPreprocessor is not fitted; call fit(frame) or load a saved state first"
+            )
+
+    def transform(self, frame):
+        """Model inputs for ``frame``: ``(categorical long (N, k), continuous float (N, m))``, or one
+        float tensor with ``encoding='onehot'``. Counts of unseen categories and of text found in
+        continuous columns are left in :attr:`report`.
+        """
+        pd = require_pandas()
+        self._check_fitted()
+        missing = [c for c in (self.categorical or []) + (self.continuous or []) if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"columns {missing} are missing from the data; the preprocessor was fitted on them"
+            )
+        frame = clean_frame(frame, self.na_values)
+        self.report = {"unseen": {}, "coerced": {}, "missing": {}}
+        codes = [self._encode_category(c, _text(frame[c])) for c in self.categorical]
+        cont, flags = [], []
+        for column in self.continuous:
+            raw = frame[column]
+            values = pd.to_numeric(raw, errors="coerce")
+            coerced = int((values.isna() & raw.notna()).sum())
+            if coerced:
+                self.report["coerced"][column] = coerced
+            self.report["missing"][column] = int(values.isna().sum())
+            if column in self.indicators:
+                flags.append(torch.tensor(values.isna().to_numpy(), dtype=torch.long) + 1)
+            cont.append(
+                self._scale(column, values.fillna(self.stats[column]["fill"]).to_numpy(dtype="float64"))
+            )
+        n = len(frame)
+        cat = torch.stack(codes + flags, dim=1) if codes or flags else torch.zeros(n, 0, dtype=torch.long)
+        con = torch.stack(cont, dim=1).float() if cont else torch.zeros(n, 0)
+        if self.encoding == "onehot":
+            hot = [
+                torch.nn.functional.one_hot(cat[:, i], k).float() for i, k in enumerate(self.cardinalities)
+            ]
+            return torch.cat(hot + [con], dim=1)
+        return cat, con
+
+    def _encode_category(self, column: str, text) -> torch.Tensor:
+        vocab = self.vocab[column]
+        lookup = {level: i for i, level in enumerate(vocab)}
+        na_code = lookup.get(MISSING, 0)
+        codes = [na_code if not isinstance(v, str) else lookup.get(v, -1) for v in text]
+        unseen = sum(1 for c in codes if c < 0)
+        if unseen:
+            self.report["unseen"][column] = unseen
+        return torch.tensor([max(c, 0) for c in codes], dtype=torch.long)
+
+    def _scale(self, column: str, values) -> torch.Tensor:
+        stats = self.stats[column]
+        x = torch.tensor(values, dtype=torch.float64)
+        if self.scale == "standard":
+            return (x - stats["mean"]) / (stats["std"] or 1.0)
+        if self.scale == "minmax":
+            span = stats["max"] - stats["min"]
+            return 2 * (x - stats["min"]) / span - 1 if span else torch.zeros_like(x)
+        return x
+
+    def transform_target(self, series) -> torch.Tensor:
+        """Class indices (classification) or float values (regression) for ``series``."""
+        pd = require_pandas()
+        if self.task == "auto" or (self.task == "classification" and self.classes is None):
+            raise RuntimeError("the target is not fitted; call fit(frame) or fit_target(series) first")
+        if self.task == "regression":
+            values = pd.to_numeric(series, errors="coerce")
+            if values.isna().any():
+                raise ValueError(
+                    f"target {self.target!r} has {int(values.isna().sum())} missing or non-numeric values"
+                )
+            return torch.as_tensor(values.to_numpy(dtype="float32"))
+        lookup = {c: i for i, c in enumerate(self.classes)}
+        labels = list(_target_text(series))
+        unknown = sorted({label for label in labels if label not in lookup}, key=str)
+        if unknown:
+            raise ValueError(
+                f"target {self.target!r} has labels {unknown[:10]} not seen when fitting; "
+                f"known classes: {self.classes}"
+            )
+        return torch.tensor([lookup[label] for label in labels], dtype=torch.long)
+
+    # ----- storing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted transform (JSON-serialisable)."""
+        self._check_fitted()
+        keys = (
+            "categorical",
+            "continuous",
+            "target",
+            "task",
+            "missing_indicator",
+            "scale",
+            "encoding",
+            "na_values",
+            "vocab",
+            "stats",
+            "indicators",
+            "classes",
+        )
+        return {"version": 1, **{k: getattr(self, k) for k in keys}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> TabularPreprocessor:
+        if state.get("version") != 1:
+            raise ValueError(f"unknown TabularPreprocessor state version {state.get('version')!r}")
+        for key, value in state.items():
+            if key != "version":
+                setattr(self, key, value)
+        self.fitted = True
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(self.state_dict(), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> TabularPreprocessor:
+        return cls().load_state_dict(json.loads(text))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted state as JSON (atomically)."""
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TabularPreprocessor:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _target_text(series):
+    """Target labels as text, tolerating stray spaces and a trailing period (``>50K.``)."""
+    return _text(series).map(
+        lambda v: v.rstrip(".").strip() if isinstance(v, str) and not _is_number(v) else v
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return not math.isnan(float(text))
+    except ValueError:
+        return False
+
+
+def _mostly_numeric(series) -> bool:
+    """True when the non-missing values are numbers (a few stray strings are tolerated)."""
+    pd = require_pandas()
+    present = series.dropna()
+    if len(present) == 0 or pd.api.types.is_numeric_dtype(present):
+        return True
+    parsed = pd.to_numeric(present, errors="coerce")
+    return parsed.notna().mean() >= 0.95

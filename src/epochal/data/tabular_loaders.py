@@ -1,0 +1,204 @@
+"""``tabular_loaders``: from a CSV file or DataFrame to fitted preprocessing and tensor loaders.
+
+Malformed rows (a different number of fields than the header) are skipped and reported by line
+number, or raise with ``strict``; rows without a target are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from epochal.data.base import DataLoaders
+from epochal.data.loaders import TensorLoader
+from epochal.data.splits import random_split, stratified_split
+from epochal.data.tabular import DEFAULT_NA_VALUES, TabularPreprocessor, clean_frame, require_pandas
+
+__all__ = ["MalformedRowsError", "read_table", "tabular_loaders"]
+
+
+class MalformedRowsError(ValueError):
+    """Rows of a CSV file whose field count differs from the header's.
+
+    Attributes:
+        lines: 1-based line numbers of the malformed rows.
+    """
+
+    def __init__(self, path: str, lines: list[int], expected: int):
+        self.lines = lines
+        shown = ", ".join(map(str, lines[:20])) + (" ..." if len(lines) > 20 else "")
+        super().__init__(
+            f"{path}: {len(lines)} malformed row(s) (expected {expected} fields) at line(s) {shown}"
+        )
+
+
+def read_table(
+    path: str | os.PathLike, na_values: Sequence[str] = DEFAULT_NA_VALUES, strict: bool = False
+) -> tuple[object, list[int]]:
+    """Read a CSV with a header row, tolerating spaces after commas and malformed rows.
+
+    Args:
+        path: the CSV file.
+        na_values: cell values read as missing.
+        strict: raise :class:`MalformedRowsError` instead of skipping malformed rows.
+
+    Returns:
+        ``(DataFrame, skipped line numbers)``.
+    """
+    pd = require_pandas()
+    bad, expected = [], 0
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        for number, row in enumerate(reader, start=1):
+            if number == 1:
+                expected = len(row)
+            elif row and any(cell.strip() for cell in row) and len(row) != expected:
+                bad.append(number)
+    if bad and strict:
+        raise MalformedRowsError(str(path), bad, expected)
+    frame = pd.read_csv(
+        path,
+        skiprows=[n - 1 for n in bad],
+        skipinitialspace=True,
+        na_values=list(na_values),
+        keep_default_na=True,
+        skip_blank_lines=True,
+    )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if bad:
+        warnings.warn(f"{path}: skipped {len(bad)} malformed row(s) at line(s) {bad[:20]}", stacklevel=2)
+    return frame, bad
+
+
+def _split(labels: torch.Tensor, classification: bool, valid_pct: float, seed: int):
+    if classification:
+        return stratified_split(labels.numpy(), valid_pct, seed)
+    return random_split(len(labels), valid_pct, seed)
+
+
+def tabular_loaders(
+    data,
+    target: str,
+    categorical: Sequence[str] | None = None,
+    continuous: Sequence[str] | None = None,
+    valid_pct: float = 0.2,
+    seed: int = 0,
+    batch_size: int = 256,
+    *,
+    valid_data=None,
+    task: str = "auto",
+    scale: str | None = "standard",
+    encoding: str = "embedding",
+    missing_indicator: bool = True,
+    na_values: Sequence[str] = DEFAULT_NA_VALUES,
+    strict: bool = False,
+    balance: str | None = None,
+    device: torch.device | str = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
+    drop_last: bool = False,
+    valid_batch_size: int | None = None,
+) -> DataLoaders:
+    """Fit a :class:`~epochal.data.tabular.TabularPreprocessor` on training rows and build loaders.
+
+    Args:
+        data: a CSV path or a pandas DataFrame.
+        target: the target column.
+        categorical, continuous: input columns (inferred when None).
+        valid_pct: seeded validation share (stratified for classification), unless ``valid_data``.
+        seed: seed of the split and the epoch orders.
+        batch_size: training batch size per rank.
+        valid_data: a separate validation CSV or DataFrame.
+        task, scale, encoding, missing_indicator, na_values: see the preprocessor.
+        strict: raise on malformed CSV rows instead of skipping them.
+        balance: class balancing of the training order.
+        device: where the tensors (and so every batch) live.
+        rank, world_size: this process's share under DDP.
+        drop_last: drop the last incomplete training batch.
+        valid_batch_size: default four times ``batch_size``.
+
+    Returns:
+        :class:`~epochal.data.base.DataLoaders`; batches are ``((categorical, continuous), targets)``
+        (one float tensor with ``encoding='onehot'``); ``info`` has ``cardinalities``,
+        ``n_continuous``, ``num_classes``, ``preprocessor``, ``task``, ``skipped_rows`` and
+        ``dropped_no_target``.
+    """
+    frame, skipped = _load(data, na_values, strict)
+    if target not in frame.columns:
+        raise ValueError(f"target={target!r} is not a column; columns: {list(frame.columns)}")
+    frame, dropped = _drop_missing_target(frame, target, na_values)
+    prep = TabularPreprocessor(
+        categorical, continuous, target, task, missing_indicator, scale, encoding, na_values
+    )
+    if valid_data is None:
+        # Classes come from every labelled row, so a class too rare for the training split is kept.
+        prep.fit_target(frame[target])
+        classification = prep.task == "classification"
+        labels = prep.transform_target(frame[target]) if classification else torch.zeros(len(frame))
+        train_idx, valid_idx = _split(labels, classification, valid_pct, seed)
+        train_frame, valid_frame = frame.iloc[train_idx], frame.iloc[valid_idx]
+    else:
+        valid_frame, more_skipped = _load(valid_data, na_values, strict)
+        valid_frame, more_dropped = _drop_missing_target(valid_frame, target, na_values)
+        skipped, dropped = skipped + more_skipped, dropped + more_dropped
+        train_frame = frame
+        prep.fit_target(_concat(frame[[target]], valid_frame[[target]])[target])
+    prep.fit(train_frame, fit_target=False)
+    common = {"device": device, "seed": seed, "rank": rank, "world_size": world_size}
+    train = TensorLoader(
+        prep.transform(train_frame),
+        prep.transform_target(train_frame[target]),
+        batch_size,
+        shuffle=True,
+        balance=balance,
+        drop_last=drop_last,
+        **common,
+    )
+    valid = None
+    if len(valid_frame):
+        valid = TensorLoader(
+            prep.transform(valid_frame),
+            prep.transform_target(valid_frame[target]),
+            valid_batch_size or 4 * batch_size,
+            shuffle=False,
+            **common,
+        )
+    info = {
+        "cardinalities": prep.cardinalities,
+        "n_continuous": prep.n_continuous,
+        "num_classes": prep.num_classes,
+        "preprocessor": prep,
+        "task": prep.task,
+        "categorical": prep.categorical_columns,
+        "continuous": list(prep.continuous),
+        "skipped_rows": skipped,
+        "dropped_no_target": dropped,
+        "train_size": len(train_frame),
+        "valid_size": len(valid_frame),
+    }
+    return DataLoaders(train=train, valid=valid, classes=prep.classes, info=info)
+
+
+def _load(data, na_values, strict):
+    pd = require_pandas()
+    if isinstance(data, pd.DataFrame):
+        return data.reset_index(drop=True), []
+    if isinstance(data, (str, os.PathLike)):
+        return read_table(data, na_values, strict)
+    raise TypeError(f"data must be a CSV path or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _drop_missing_target(frame, target: str, na_values) -> tuple[object, int]:
+    present = clean_frame(frame[[target]], na_values)[target].notna()
+    dropped = int((~present).sum())
+    if dropped:
+        warnings.warn(f"dropped {dropped} row(s) without a value in target column {target!r}", stacklevel=3)
+    return frame[present.to_numpy()].reset_index(drop=True), dropped
+
+
+def _concat(*frames):
+    return require_pandas().concat(frames, ignore_index=True)

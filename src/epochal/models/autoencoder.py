@@ -1,0 +1,154 @@
+"""Autoencoders whose ``encode(x)`` gives embeddings.
+
+Hinton & Salakhutdinov, "Reducing the Dimensionality of Data with Neural Networks" (Science 2006):
+an encoder maps the input to a small code and a decoder reconstructs the input from it; trained on
+a reconstruction loss (e.g. MSE against the input), the code is a compact embedding.
+
+* ``ConvAutoencoder``: strided 3x3 conv-BN-ReLU layers down to a linear code, mirrored by transposed
+  convolutions; for images whose side is divisible by ``2 ** len(widths)`` (32 px by default).
+* ``MLPAutoencoder``: Linear-ReLU layers for flat feature vectors.
+
+Both return the reconstruction from ``forward`` (no output activation: pair with MSE on normalised
+inputs, or with ``BCEWithLogitsLoss`` on inputs in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from epochal.models._registry import register_model
+from epochal.models.layers import ConvBNAct
+
+__all__ = ["ConvAutoencoder", "MLPAutoencoder"]
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder.
+
+    Args:
+        in_chans: input channels.
+        input_size: image side (square images); must be divisible by ``2 ** len(widths)``.
+        latent_dim: size of the embedding.
+        widths: channels of the strided encoder convolutions (the decoder mirrors them).
+
+    Example:
+        >>> model = ConvAutoencoder(latent_dim=64)
+        >>> codes = model.encode(torch.randn(8, 3, 32, 32))  # (8, 64)
+    """
+
+    family = "autoencoder"
+
+    def __init__(
+        self, in_chans: int = 3, input_size: int = 32, latent_dim: int = 128, widths: Sequence[int] = (32, 64, 128)
+    ) -> None:
+        super().__init__()
+        if not widths:
+            raise ValueError("widths needs at least one entry")
+        factor = 2 ** len(widths)
+        if input_size % factor:
+            raise ValueError(f"input_size must be divisible by {factor} for {len(widths)} layers, got {input_size}")
+        self.default_input_size = (in_chans, input_size, input_size)
+        self.latent_dim = latent_dim
+        side, widths = input_size // factor, list(widths)
+        self._code_shape = (widths[-1], side, side)
+        convs, prev = [], in_chans
+        for w in widths:
+            convs.append(ConvBNAct(prev, w, 3, stride=2))
+            prev = w
+        flat = widths[-1] * side * side
+        self.encoder = nn.Sequential(*convs, nn.Flatten(1), nn.Linear(flat, latent_dim))
+        self.expand = nn.Linear(latent_dim, flat)
+        ups = []
+        for w_in, w_out in zip(widths[::-1], widths[::-1][1:]):
+            ups.append(self._up(w_in, w_out))
+        self.decoder = nn.Sequential(*ups)
+        self.head = nn.ConvTranspose2d(widths[0], in_chans, 4, stride=2, padding=1)
+
+    @staticmethod
+    def _up(in_channels: int, out_channels: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of shape (batch, latent_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions from embeddings."""
+        x = torch.relu(self.expand(z)).view(z.shape[0], *self._code_shape)
+        return self.head(self.decoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """``[encoder, decoder (with the code expansion), head (the output layer)]``."""
+        return [self.encoder, nn.ModuleList([self.expand, self.decoder]), self.head]
+
+
+class MLPAutoencoder(nn.Module):
+    """Fully connected autoencoder for feature vectors.
+
+    Args:
+        n_features: input features.
+        latent_dim: size of the embedding.
+        hidden: widths of the encoder's hidden layers (the decoder mirrors them).
+
+    Example:
+        >>> model = MLPAutoencoder(n_features=64, latent_dim=8)
+        >>> codes = model.encode(torch.randn(32, 64))  # (32, 8)
+    """
+
+    family = "autoencoder"
+
+    def __init__(self, n_features: int, latent_dim: int = 16, hidden: Sequence[int] = (128, 64)) -> None:
+        super().__init__()
+        if n_features < 1 or latent_dim < 1:
+            raise ValueError(f"n_features and latent_dim must be >= 1, got {n_features} and {latent_dim}")
+        self.default_input_size = (n_features,)
+        self.latent_dim = latent_dim
+        self.encoder = self._mlp([n_features, *hidden], latent_dim)
+        self.decoder = self._mlp([latent_dim, *hidden[::-1]], None)
+        self.head = nn.Linear(hidden[0] if hidden else latent_dim, n_features)
+
+    @staticmethod
+    def _mlp(widths: list[int], out: int | None) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        for a, b in itertools.pairwise(widths):
+            layers += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+        if out is not None:
+            layers.append(nn.Linear(widths[-1], out))
+        return nn.Sequential(*layers)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings of shape (batch, latent_dim)."""
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Reconstructions from embeddings."""
+        return self.head(self.decoder(z))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """``[encoder, decoder, head (the output layer)]``."""
+        return [self.encoder, self.decoder, self.head]
+
+
+register_model("conv_autoencoder", family="autoencoder", description="Convolutional autoencoder (32 px)")(
+    ConvAutoencoder
+)
+register_model(
+    "mlp_autoencoder",
+    family="autoencoder",
+    description="MLP autoencoder for feature vectors",
+    example_kwargs={"n_features": 64},
+)(MLPAutoencoder)

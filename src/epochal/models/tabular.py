@@ -1,0 +1,129 @@
+"""An MLP for tabular data with entity embeddings of the categorical columns.
+
+Guo & Berkhahn, "Entity Embeddings of Categorical Variables" (2016), in the form fastai's
+``TabularModel`` made standard: one embedding per categorical column (size from
+``embedding_size``), embedding dropout, BatchNorm of the continuous columns, then
+Linear-ReLU-BatchNorm-Dropout layers and a linear classifier.
+
+Inputs are ``(x_cat, x_cont)``: ``x_cat`` a LongTensor (batch, n_categorical) of category codes in
+``[0, cardinality)`` and ``x_cont`` a float tensor (batch, n_continuous). The data area supplies the
+cardinalities; they should count the code reserved for missing/unknown values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from epochal.models._registry import register_model
+from epochal.models.layers import ClassifierHead
+
+__all__ = ["TabularMLP", "embedding_size"]
+
+
+def embedding_size(cardinality: int, max_size: int = 600) -> int:
+    """fastai's rule of thumb: ``min(600, round(1.6 * cardinality ** 0.56))``.
+
+    Args:
+        cardinality: number of distinct codes of the column (including the missing-value code).
+        max_size: cap on the embedding width.
+    """
+    if isinstance(cardinality, bool) or not isinstance(cardinality, int) or cardinality < 1:
+        raise ValueError(f"cardinality must be a positive int, got {cardinality!r}")
+    return int(min(max_size, round(1.6 * cardinality**0.56)))
+
+
+class TabularMLP(nn.Module):
+    """Embeddings for categorical columns plus an MLP.
+
+    Args:
+        cardinalities: number of codes of each categorical column (may be empty).
+        n_continuous: number of continuous columns (may be 0).
+        num_classes: outputs (1 for regression or a single sigmoid).
+        hidden: widths of the hidden layers (multiples of 8 by default, for tensor cores).
+        dropout: dropout after each hidden layer.
+        embedding_dropout: dropout on the concatenated embeddings.
+        embedding_sizes: explicit embedding widths; defaults to ``embedding_size`` of each cardinality.
+
+    Example:
+        >>> model = TabularMLP([9, 16, 7], n_continuous=6, num_classes=2)
+        >>> logits = model(torch.zeros(4, 3, dtype=torch.long), torch.randn(4, 6))
+    """
+
+    family = "tabular"
+
+    def __init__(
+        self,
+        cardinalities: Sequence[int],
+        n_continuous: int,
+        num_classes: int = 2,
+        hidden: Sequence[int] = (256, 128),
+        dropout: float = 0.1,
+        embedding_dropout: float = 0.0,
+        embedding_sizes: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        cardinalities = [int(c) for c in cardinalities]
+        sizes = [embedding_size(c) for c in cardinalities] if embedding_sizes is None else list(embedding_sizes)
+        if len(sizes) != len(cardinalities):
+            raise ValueError(f"embedding_sizes has {len(sizes)} entries for {len(cardinalities)} cardinalities")
+        if n_continuous < 0 or (n_continuous == 0 and not cardinalities):
+            raise ValueError(f"need at least one input column; got n_continuous={n_continuous} and no categories")
+        if not hidden:
+            raise ValueError("hidden needs at least one layer width")
+        self.cardinalities = cardinalities
+        self.n_continuous = n_continuous
+        self.default_input_size = (len(cardinalities) + n_continuous,)
+        self.embeddings = nn.ModuleList(nn.Embedding(c, s) for c, s in zip(cardinalities, sizes))
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
+        self.continuous_norm = nn.BatchNorm1d(n_continuous) if n_continuous else nn.Identity()
+        layers, width = [], sum(sizes) + n_continuous
+        for h in hidden:
+            layers.append(
+                nn.Sequential(nn.Linear(width, h), nn.ReLU(inplace=True), nn.BatchNorm1d(h), nn.Dropout(dropout))
+            )
+            width = h
+        self.layers = nn.Sequential(*layers)
+        self.head = ClassifierHead(width, num_classes, pool="none")
+
+    def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:
+        parts = []
+        if self.embeddings:
+            if x_cat.shape[1] != len(self.embeddings):
+                raise ValueError(f"x_cat has {x_cat.shape[1]} columns, the model {len(self.embeddings)}")
+            embedded = [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
+            parts.append(self.embedding_dropout(torch.cat(embedded, dim=1)))
+        if self.n_continuous:
+            if x_cont.shape[1] != self.n_continuous:
+                raise ValueError(f"x_cont has {x_cont.shape[1]} columns, the model {self.n_continuous}")
+            parts.append(self.continuous_norm(x_cont.float()))
+        return self.head(self.layers(torch.cat(parts, dim=1)))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """``[input (embeddings + continuous BN), hidden layer 1, ..., head]``."""
+        inputs = nn.ModuleList([self.embeddings, self.continuous_norm])
+        return [inputs, *self.layers, self.head]
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the output layer with a fresh one of ``num_classes`` outputs."""
+        self.head.reset(num_classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
+
+    def example_input(self, batch_size: int = 2, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+        """Random ``(x_cat, x_cont)`` with valid category codes."""
+        high = torch.tensor(self.cardinalities or [1], device=device)
+        codes = (torch.rand(batch_size, len(self.cardinalities), device=device) * high).long()
+        return codes, torch.randn(batch_size, self.n_continuous, device=device)
+
+
+register_model(
+    "tabular_mlp",
+    family="tabular",
+    description="MLP with categorical embeddings (fastai-style)",
+    example_kwargs={"cardinalities": (10, 24, 3), "n_continuous": 6},
+)(TabularMLP)
