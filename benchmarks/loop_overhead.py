@@ -34,6 +34,14 @@ def small_cnn() -> nn.Module:
                          nn.Linear(128, 10))
 
 
+def tiny_mlp() -> nn.Module:
+    """Per-step compute so small that the loop's own overhead dominates (the worst case)."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+MODELS = {"cnn": small_cnn, "mlp": tiny_mlp}
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -75,6 +83,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
     args = parser.parse_args()
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
@@ -84,15 +93,16 @@ def main() -> None:
     plain, ours = [], []
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
-        plain_loop(small_cnn().to(device), loader, device, 1)  # warm-up (kernels, allocator)
+        plain_loop(MODELS[args.model]().to(device), loader, device, 1)  # warm-up (kernels, allocator)
         for _ in range(args.repeats):
             torch.manual_seed(0)
-            plain.append(plain_loop(small_cnn().to(device), loader, device, args.epochs))
+            plain.append(plain_loop(MODELS[args.model]().to(device), loader, device, args.epochs))
             torch.manual_seed(0)
-            ours.append(learner_loop(small_cnn().to(device), loader, device, args.epochs, tmp))
+            ours.append(learner_loop(MODELS[args.model]().to(device), loader, device, args.epochs, tmp))
     result = {
         "benchmark": "loop_overhead",
         "device": str(device),
+        "model": args.model,
         "torch": torch.__version__,
         "steps": args.epochs * len(loader),
         "plain_s": round(statistics.median(plain), 4),

@@ -5,8 +5,8 @@ The public API, re-exported explicitly. Areas stay importable on their own:
 """
 
 from epochal.callbacks import (
-    CSVLogger,
     Callback,
+    CSVLogger,
     EarlyStopping,
     ModelCheckpoint,
     MonitorCallback,
@@ -16,6 +16,7 @@ from epochal.callbacks import (
     TensorBoard,
     TerminateOnNaN,
 )
+from epochal.data import get_dataset, image_folder_loaders, tabular_loaders
 from epochal.data.base import ArrayLoader, DataLoaders, EpochLoader
 from epochal.events import (
     EVENTS,
@@ -39,6 +40,8 @@ from epochal.metrics import (
     TopKAccuracy,
     get_metric,
 )
+from epochal.models import create as create_model
+from epochal.models import init_output_bias, list_models, model_summaries
 from epochal.optim import (
     LAMB,
     LARS,
@@ -109,16 +112,23 @@ __all__ = [
     "TerminateOnNaN",
     "TopKAccuracy",
     "TrainingPhase",
+    "__version__",
     "build_optimizer",
     "build_phases",
     "constant",
+    "create_model",
     "create_run_dir",
     "export_safetensors",
     "flat_cos",
     "freeze",
     "freeze_to",
+    "get_dataset",
     "get_metric",
+    "image_folder_loaders",
+    "init_output_bias",
+    "list_models",
     "load_checkpoint",
+    "model_summaries",
     "one_cycle",
     "param_groups",
     "phases_1cycle",
@@ -130,7 +140,7 @@ __all__ = [
     "sgdr",
     "step_schedule",
     "suggest_lr",
+    "tabular_loaders",
     "unfreeze",
     "warmup_cosine",
-    "__version__",
 ]

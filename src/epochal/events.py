@@ -15,13 +15,13 @@ from __future__ import annotations
 
 __all__ = [
     "EVENTS",
+    "CancelBackward",
     "CancelBatch",
     "CancelEpoch",
     "CancelFit",
     "CancelStep",
     "CancelTrain",
     "CancelValidate",
-    "CancelBackward",
 ]
 
 #: Every event a callback may implement, in the order they first occur in a fit.

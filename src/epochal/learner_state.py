@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from epochal.state import CheckpointError, capture_rng, export_safetensors, load_checkpoint, restore_rng, save_checkpoint
+from epochal.state import (
+    CheckpointError,
+    capture_rng,
+    export_safetensors,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+)
 
 __all__ = ["LearnerCheckpointing", "resolve_checkpoint"]
 

@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from epochal.optim import build_optimizer, freeze_to, param_groups, set_frozen_norm_eval
 from epochal.schedules import lr_finder_schedule, one_cycle, plot_lr_find, smooth_losses, suggest_lr
 from epochal.state import capture_rng, restore_rng
 from epochal.utils import to_device
 
-__all__ = ["LearnerTuning", "LRFinderResult"]
+__all__ = ["LRFinderResult", "LearnerTuning"]
 
 
 @dataclass

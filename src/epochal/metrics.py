@@ -10,16 +10,16 @@ from __future__ import annotations
 import torch
 
 __all__ = [
-    "Metric",
-    "Accuracy",
-    "TopKAccuracy",
-    "ErrorRate",
-    "MeanLoss",
-    "MultiLabelF1",
-    "MeanAveragePrecision",
     "AUROC",
-    "get_metric",
     "METRICS",
+    "Accuracy",
+    "ErrorRate",
+    "MeanAveragePrecision",
+    "MeanLoss",
+    "Metric",
+    "MultiLabelF1",
+    "TopKAccuracy",
+    "get_metric",
 ]
 
 

@@ -19,17 +19,17 @@ import numpy as np
 import torch
 
 __all__ = [
-    "TrainState",
-    "CheckpointError",
     "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "TrainState",
+    "atomic_write_bytes",
+    "capture_rng",
+    "export_safetensors",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
     "seed_everything",
     "seed_worker",
-    "capture_rng",
-    "restore_rng",
-    "atomic_write_bytes",
-    "save_checkpoint",
-    "load_checkpoint",
-    "export_safetensors",
 ]
 
 CHECKPOINT_FORMAT = "epochal-checkpoint"

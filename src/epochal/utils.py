@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["did_you_mean", "unknown_name_error", "to_device"]
+__all__ = ["did_you_mean", "to_device", "unknown_name_error"]
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

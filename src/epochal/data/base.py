@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Batch", "EpochLoader", "DataLoaders", "ArrayLoader", "batch_generator"]
+__all__ = ["ArrayLoader", "Batch", "DataLoaders", "EpochLoader", "batch_generator"]
 
 #: A batch is ``(inputs, targets)``; inputs may be a tensor or a tuple of tensors.
 Batch = tuple[Any, Any]

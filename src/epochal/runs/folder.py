@@ -23,7 +23,7 @@ from typing import Any
 
 from epochal.state import atomic_write_bytes
 
-__all__ = ["create_run_dir", "environment_info", "write_json_atomic", "read_json", "git_commit", "SUBFOLDERS"]
+__all__ = ["SUBFOLDERS", "create_run_dir", "environment_info", "git_commit", "read_json", "write_json_atomic"]
 
 SUBFOLDERS = ("checkpoints", "tensorboard", "plots")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
