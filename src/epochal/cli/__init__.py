@@ -1,0 +1,1 @@
+"""The ``epochal`` command line (see :mod:`epochal.cli.main`)."""

@@ -1,0 +1,93 @@
+"""Output conventions shared by every command.
+
+* ``--json``: the last line of stdout is one JSON object (progress and logs go to stderr).
+* Errors: exit status 1 and one line on stderr, ``error: <message>`` (plus ``{"error": ...}`` on
+  stdout with ``--json``); no traceback unless ``epochal --debug`` asked for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+__all__ = ["DEBUG", "command", "console", "emit_json", "one_line"]
+
+#: Set by ``epochal --debug``: re-raise errors with their traceback.
+DEBUG = {"enabled": False}
+
+#: Exceptions that mean the user asked for something that cannot be done (not a bug in epochal).
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    ImportError,
+    KeyError,
+    TypeError,
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from epochal.state import CheckpointError
+
+    return (*_USER_ERRORS, CheckpointError)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def emit_json(obj: dict[str, Any]) -> None:
+    """Print ``obj`` as one JSON line on stdout (NaN and infinities as null)."""
+    sys.stdout.flush()
+    print(json.dumps(_plain(obj), default=str), flush=True)
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (multi-line validation reports joined with '; ')."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+    return text
+
+
+def console():
+    """A rich console on stdout for tables."""
+    from rich.console import Console
+
+    return Console(soft_wrap=True)
+
+
+def command(fn: Callable) -> Callable:
+    """Wrap a command: user errors become one line on stderr and exit status 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        json_output = bool(kwargs.get("json_output", False))
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if DEBUG["enabled"]:
+                raise
+            message = one_line(exc)
+            if not isinstance(exc, _user_errors()):
+                message = f"{type(exc).__name__}: {message} (run `epochal --debug ...` for the traceback)"
+            if json_output:
+                emit_json({"error": message})
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            raise typer.Exit(1) from None
+
+    return wrapper

@@ -1,0 +1,118 @@
+"""``epochal models``, ``recipes``, ``runs`` and ``compare``: looking around without training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from epochal.cli._output import command, console, emit_json
+
+__all__ = ["compare", "models", "recipes", "runs"]
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+
+
+def _table(title: str, columns: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, name in enumerate(columns):
+        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i == 0)
+    return table
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "-" if value is None else str(value)
+
+
+@command
+def models(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Shell pattern or substring, e.g. 'regnety_*' or 'resnet'.")
+    ] = None,
+    family: Annotated[str | None, typer.Option(help="Only this family (regnet, resnet, ...).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """List the registered models with their parameters and multiply-accumulates per sample."""
+    from epochal.models import model_summaries
+
+    rows = [{k: r[k] for k in ("name", "family", "params", "macs")} for r in model_summaries(pattern, family)]
+    if json_output:
+        emit_json({"models": rows})
+        return
+    table = _table("models", ["name", "family", "params (M)", "GMACs"])
+    for r in rows:
+        table.add_row(r["name"], r["family"], f"{r['params'] / 1e6:.2f}", f"{r['macs'] / 1e9:.3f}")
+    console().print(table)
+
+
+@command
+def recipes(json_output: JsonOpt = False) -> None:
+    """List the recipes shipped with epochal."""
+    from epochal.config import recipe_descriptions
+
+    rows = recipe_descriptions()
+    if json_output:
+        emit_json({"recipes": rows})
+        return
+    table = _table("recipes", ["name", "extends", "description"])
+    for r in rows:
+        table.add_row(r["name"], r["extends"] or "", r["description"])
+    console().print(table)
+
+
+@command
+def runs(
+    root: Annotated[Path, typer.Option("--root", help="Folder holding the run folders.")] = Path("runs"),
+    sort: Annotated[str | None, typer.Option(help="Sort by a validation metric (best first), e.g. accuracy.")] = None,
+    recipe: Annotated[str | None, typer.Option(help="Only runs of this recipe.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
+    reverse: Annotated[bool, typer.Option(help="Reverse the order.")] = False,
+    json_output: JsonOpt = False,
+) -> None:
+    """Table of the runs under a root folder with their key metrics."""
+    from epochal.runs.registry import list_runs, run_row
+
+    rows = [run_row(r) for r in list_runs(root, sort=sort, recipe=recipe, tag=tag, reverse=reverse)]
+    if json_output:
+        emit_json({"runs": rows})
+        return
+    metric_names = sorted({k for r in rows for k in r["metrics"]})
+    table = _table(f"runs in {root}", ["run", "recipe", "status", "epochs", "wall s", *metric_names])
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["recipe"] or "-",
+            r["status"],
+            _fmt(r["epochs"]),
+            _fmt(r["wall_s"]),
+            *[_fmt(r["metrics"].get(m)) for m in metric_names],
+        )
+    console().print(table)
+
+
+@command
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
+    json_output: JsonOpt = False,
+) -> None:
+    """Side by side: the config keys that differ between runs, and their metrics."""
+    from epochal.runs.registry import compare_runs
+
+    result = compare_runs(run_dirs)
+    if json_output:
+        emit_json(result)
+        return
+    table = _table("comparison", ["key", *result["runs"]])
+    for key, values in result["config"].items():
+        table.add_row(key, *[_fmt(v) for v in values])
+    table.add_section()
+    for name, values in result["metrics"].items():
+        table.add_row(f"valid/{name}", *[_fmt(v) for v in values])
+    table.add_row("epochs", *[_fmt(v) for v in result["epochs"]])
+    table.add_row("wall s", *[_fmt(v) for v in result["wall_s"]])
+    console().print(table)

@@ -1,0 +1,87 @@
+"""``epochal eval``, ``predict`` and ``export``: using a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from epochal.cli._output import command, emit_json
+
+__all__ = ["evaluate", "export", "predict"]
+
+TargetArg = Annotated[Path, typer.Argument(help="A run folder, or a checkpoint file inside one.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
+TtaOpt = Annotated[bool, typer.Option("--tta", help="Average the logits of each image and its mirror image.")]
+
+
+@command
+def evaluate(
+    target: TargetArg,
+    data: Annotated[Path, typer.Option("--data", help="Labelled data: a folder of class folders, or a CSV.")],
+    tta: TtaOpt = False,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
+    device: DeviceOpt = "cpu",
+    json_output: JsonOpt = False,
+) -> None:
+    """Evaluate a trained run on every labelled sample of a data folder."""
+    from epochal.config.inference import evaluate as run_evaluate
+
+    result = run_evaluate(target, data, tta=tta, device=device, batch_size=batch_size)
+    if json_output:
+        emit_json({"metrics": result["metrics"], "n": result["n"]})
+        return
+    print(f"{result['n']} samples, checkpoint {result['checkpoint']}")
+    for name, value in result["metrics"].items():
+        print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+@command
+def predict(
+    target: TargetArg,
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    tta: TtaOpt = False,
+    top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
+    device: DeviceOpt = "cpu",
+    json_output: JsonOpt = False,
+) -> None:
+    """Predict the classes of images with a trained run."""
+    from epochal.config.inference import predict as run_predict
+
+    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device)
+    if out is not None:
+        import csv
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "class", "probability"])
+            writer.writerows([r["path"], r["class"], f"{r['probability']:.6f}"] for r in rows)
+    if json_output:
+        emit_json({"predictions": rows, "n": len(rows)})
+        return
+    for r in rows:
+        print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}")
+
+
+@command
+def export(
+    target: TargetArg,
+    format: Annotated[
+        str, typer.Option("--format", help="safetensors, torchscript or onnx (needs the 'export' extra).")
+    ] = "safetensors",
+    out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <run>/model.<suffix>).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(help="best or last (default: best, else last).")] = None,
+    json_output: JsonOpt = False,
+) -> None:
+    """Export a trained run's model for deployment."""
+    from epochal.config.inference import export as run_export
+
+    result = run_export(target, format, out, checkpoint)
+    if json_output:
+        emit_json(result)
+        return
+    print(f"wrote {result['path']} ({result['format']}, {result['bytes']} bytes) from {result['checkpoint']}")

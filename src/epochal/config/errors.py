@@ -1,0 +1,73 @@
+"""ConfigError and the translation of pydantic's validation errors into one readable line each."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from epochal.utils import did_you_mean
+
+__all__ = ["ConfigError", "check_kwargs", "format_validation_error", "unknown_key_message"]
+
+
+class ConfigError(ValueError):
+    """A recipe, override or configuration value that is not valid; the message says how to fix it."""
+
+
+def unknown_key_message(key: str, valid: Iterable[str], where: str = "") -> str:
+    """``unknown key 'lrr' of optimizer 'sgd'; valid keys: [...]; did you mean 'lr'?``"""
+    valid = sorted({str(v) for v in valid})
+    place = f" {where}" if where else ""
+    return f"unknown key {key!r}{place}; valid keys: {valid}{did_you_mean(key, valid)}"
+
+
+def _loc(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def format_validation_error(exc: Any, source: str | None = None) -> str:
+    """One line per pydantic error: ``<source>: <dotted.key>: <message>`` with suggestions kept."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = _loc(tuple(err.get("loc", ())))
+        msg = str(err.get("msg", "invalid value"))
+        msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        ctx = err.get("ctx") or {}
+        if err.get("type") == "literal_error" and "expected" in ctx:
+            choices = [c.strip().strip("'") for c in str(ctx["expected"]).replace(" or ", ",").split(",")]
+            msg = f"{msg}, got {err.get('input')!r}{did_you_mean(str(err.get('input')), choices)}"
+        elif err.get("type") not in ("value_error", "assertion_error", "missing") and "input" in err:
+            msg = f"{msg}, got {err['input']!r}"
+        prefix = f"{source}: " if source else ""
+        lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
+    return "\n".join(lines)
+
+
+def check_kwargs(
+    fn: Callable,
+    kwargs: Mapping[str, Any],
+    where: str,
+    skip: Iterable[str] = (),
+    declared: Iterable[str] = (),
+) -> None:
+    """Raise ValueError naming a keyword of ``kwargs`` that ``fn`` does not accept, with the closest one.
+
+    Functions taking ``**kwargs`` accept anything; ``skip`` lists arguments the builder itself
+    supplies (they may not be given in the recipe); ``declared`` lists the section's own keys,
+    which are valid too and may be the closest match.
+    """
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    skip = set(skip)
+    valid = [
+        n
+        for n, p in params.items()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL,) and n not in skip and n != "self"
+    ] + list(declared)
+    for key in kwargs:
+        if key in skip:
+            raise ValueError(f"{key!r} {where} is set by epochal from the rest of the recipe and cannot be given here")
+        if key not in valid:
+            raise ValueError(unknown_key_message(key, valid, where))

@@ -1,0 +1,286 @@
+"""Using a finished run: evaluate it on new labelled data, predict, export its weights.
+
+A run folder holds everything needed to rebuild its model: the resolved recipe
+(``config.yaml``), the data facts (``data.json``: classes, input shape, normalisation, the fitted
+tabular preprocessor) and the checkpoints. A checkpoint path inside a run folder
+(``<run>/checkpoints/best.pt``) works as well as the folder (then ``best.pt`` is used, or
+``last.pt`` when there is no best).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from epochal.config.errors import ConfigError
+
+__all__ = ["EXPORT_FORMATS", "TTAModel", "evaluate", "export", "locate_run", "predict", "restore_model"]
+
+#: ``epochal export`` formats and their file suffixes.
+EXPORT_FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt", "onnx": ".onnx"}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def locate_run(target: str | Path, which: str | None = None) -> tuple[Path, Path]:
+    """``(run_dir, checkpoint)`` for a run folder or a checkpoint file inside one.
+
+    Raises:
+        FileNotFoundError: when ``target`` is neither, or the run has no checkpoint.
+    """
+    target = Path(target)
+    if target.is_dir():
+        run_dir = target
+        names = [which] if which else ["best", "last"]
+        for name in names:
+            if (run_dir / "checkpoints" / f"{name}.pt").is_file():
+                checkpoint = run_dir / "checkpoints" / f"{name}.pt"
+                break
+        else:
+            raise FileNotFoundError(
+                f"{run_dir} has no checkpoints/{'|'.join(names)}.pt; is it a run folder "
+                "of a run that finished an epoch?"
+            )
+    elif target.is_file():
+        checkpoint = target
+        run_dir = target.parent.parent if target.parent.name == "checkpoints" else target.parent
+    else:
+        raise FileNotFoundError(f"{target} is neither a run folder nor a checkpoint file")
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"cannot find the config.yaml of {target} (looked in {run_dir})")
+    return run_dir, checkpoint
+
+
+def restore_model(target: str | Path, which: str | None = None):
+    """Rebuild a run's model and load its checkpoint weights.
+
+    Returns:
+        ``(model, config, data_info, checkpoint_path)``; the model is on the CPU in eval mode.
+    """
+    from epochal.config.builders import create_model
+    from epochal.config.experiment import read_data_info
+    from epochal.config.loading import load_config
+    from epochal.state import CheckpointError, load_checkpoint
+
+    run_dir, checkpoint = locate_run(target, which)
+    config = load_config(run_dir / "config.yaml")
+    info = read_data_info(run_dir)
+    if not info:
+        raise FileNotFoundError(f"{run_dir} has no data.json (runs trained with `epochal train` have one)")
+    model = create_model(config, info)
+    payload = load_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} does not fit the model of {run_dir}: {str(exc).splitlines()[0][:300]}"
+        ) from None
+    return model.eval(), config, info, checkpoint
+
+
+class TTAModel(nn.Module):
+    """Test-time augmentation: the mean of the model's logits over the original and mirrored images."""
+
+    def __init__(self, model: nn.Module, flip: bool = True, translate: int = 0):
+        super().__init__()
+        self.model, self.flip, self.translate = model, flip, translate
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from epochal.data import predict_tta
+
+        return predict_tta(self.model, images, flip=self.flip, translate=self.translate)
+
+
+def _normalize(info: dict[str, Any]):
+    spec = info.get("normalize")
+    return (tuple(spec["mean"]), tuple(spec["std"])) if spec else None
+
+
+def _labelled_data(
+    config, info: dict[str, Any], data_path: str | Path, device: str, batch_size: int | None, cache: str
+):
+    """Loaders whose validation part is every labelled sample of ``data_path`` (images packed into ``cache``)."""
+    from epochal import data
+
+    path = Path(data_path)
+    if not path.exists():
+        raise FileNotFoundError(f"--data {path} does not exist")
+    size = batch_size or config.data.batch_size
+    if config.data.kind == "tabular":
+        prep = data.TabularPreprocessor().load_state_dict(info["preprocessor"])
+        frame, _ = data.read_table(path)
+        inputs, targets = prep.transform(frame), prep.transform_target(frame[config.data.target])
+        loader = data.TensorLoader(inputs, targets, batch_size=size, shuffle=False, device=device)
+        return data.DataLoaders(train=loader, valid=loader, classes=info.get("classes"), info=info)
+    return data.image_folder_loaders(
+        path,
+        valid_root=path,
+        classes=info.get("classes"),
+        image_size=config.data.image_size,
+        batch_size=size,
+        valid_batch_size=size,
+        augment=None,
+        normalize=_normalize(info),
+        device=device,
+        cache_dir=cache,
+        drop_last=False,
+        progress=False,
+    )
+
+
+def evaluate(
+    target: str | Path,
+    data_path: str | Path,
+    tta: bool = False,
+    device: str = "cpu",
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Loss and metrics of a run's model on every labelled sample of ``data_path``.
+
+    Returns:
+        ``{"metrics": {name: value}, "n": samples, "checkpoint": path}``.
+    """
+    from epochal.config.builders import build_loss
+    from epochal.config.experiment import valid_metrics
+    from epochal.learner import Learner
+
+    model, config, info, checkpoint = restore_model(target)
+    if tta and config.data.kind == "tabular":
+        raise ConfigError("--tta is for image models; the run is tabular")
+    with tempfile.TemporaryDirectory(prefix="epochal-eval-") as cache:
+        data = _labelled_data(config, info, data_path, device, batch_size, cache)
+        learner = Learner(
+            TTAModel(model) if tta else model,
+            data,
+            loss=build_loss(config),
+            metrics=config.metrics,
+            device=device,
+            precision=config.trainer.precision,
+        )
+        metrics = learner.validate()
+        n = int(data.info.get("valid_size") or sum(len(y) for _, y in data.valid))
+        del data, learner  # release the memory-mapped cache before the folder goes
+    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint)}
+
+
+def _image_files(inputs: list[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    if not files:
+        raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
+    return files
+
+
+def predict(
+    target: str | Path,
+    inputs: list[str | Path],
+    tta: bool = False,
+    top_k: int = 1,
+    device: str = "cpu",
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Class predictions of a run's image model for image files (or folders of them).
+
+    Returns:
+        One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per file.
+    """
+    from epochal.data import Normalize
+    from epochal.data.decode import load_rgb_array
+
+    model, config, info, _ = restore_model(target)
+    if config.data.kind != "image_folder":
+        raise ConfigError("predict takes image files; for a tabular run use `epochal eval` with a labelled CSV")
+    classes = info.get("classes") or [str(i) for i in range(int(info["num_classes"]))]
+    shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
+    norm = _normalize(info)
+    normalize = Normalize(*norm) if norm else None
+    model = (TTAModel(model) if tta else model).to(device).eval()
+    rows = []
+    files = _image_files(inputs)
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        pixels = torch.stack([torch.from_numpy(load_rgb_array(p, size=(shape[-2], shape[-1]))) for p in chunk])
+        images = pixels.to(device).float().div_(255)
+        if normalize is not None:
+            images = normalize(images)
+        with torch.no_grad():
+            probs = model(images).float().softmax(dim=-1).cpu()
+        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=-1)
+        for path, v, i in zip(chunk, values.tolist(), indices.tolist()):
+            rows.append(
+                {
+                    "path": str(path),
+                    "class": classes[i[0]],
+                    "probability": v[0],
+                    "top": [[classes[c], p] for c, p in zip(i, v)],
+                }
+            )
+    return rows
+
+
+def _example_input(model: nn.Module, config, info: dict[str, Any]):
+    if config.data.kind == "tabular":
+        return model.example_input(1)
+    shape = info.get("input_shape") or [3, config.data.image_size or 224, config.data.image_size or 224]
+    return torch.randn(1, *shape)
+
+
+def export(
+    target: str | Path, fmt: str = "safetensors", out: str | Path | None = None, which: str | None = None
+) -> dict[str, Any]:
+    """Write a run's model as ``safetensors`` weights, a ``torchscript`` program or an ``onnx`` graph.
+
+    Returns:
+        ``{"path", "format", "bytes", "checkpoint"}``.
+
+    Raises:
+        ImportError: for ``onnx`` without the ``onnx`` package (the ``export`` extra).
+    """
+    from epochal.state import export_safetensors
+
+    if fmt not in EXPORT_FORMATS:
+        from epochal.utils import unknown_name_error
+
+        raise unknown_name_error("export format", fmt, EXPORT_FORMATS)
+    if fmt == "onnx":
+        try:
+            import onnx
+        except ImportError:
+            raise ImportError(
+                "exporting to ONNX needs the optional 'onnx' package: pip install 'epochal[export]'"
+            ) from None
+    model, config, info, checkpoint = restore_model(target, which)
+    run_dir = locate_run(target, which)[0]
+    path = Path(out) if out is not None else run_dir / f"model{EXPORT_FORMATS[fmt]}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = _example_input(model, config, info)
+    args = example if isinstance(example, tuple) else (example,)
+    if fmt == "safetensors":
+        export_safetensors(model.state_dict(), path, metadata={"format": "epochal", "model": config.model.name})
+    elif fmt == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning))
+            traced = torch.jit.trace(model, args)
+            traced.save(str(path))
+    else:
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            dynamo=False,
+            input_names=[f"input{i}" for i in range(len(args))],
+            output_names=["logits"],
+            dynamic_axes={f"input{i}": {0: "batch"} for i in range(len(args))},
+        )
+        onnx.checker.check_model(str(path))
+    return {"path": str(path), "format": fmt, "bytes": path.stat().st_size, "checkpoint": str(checkpoint)}

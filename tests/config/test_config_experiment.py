@@ -1,0 +1,198 @@
+"""From recipe to run and back, in-process: resume, fine-tuning, tabular, export, inference errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from epochal.cli.main import app
+from epochal.config import load_config
+from epochal.config.builders import (
+    _resolve_augment,
+    build_callbacks,
+    callback_registry,
+    load_matching_weights,
+    mixup_alpha_for,
+)
+from epochal.config.experiment import build_learner, train
+
+runner = CliRunner()
+TINY = ["data.image_size=16", "data.batch_size=8", "model.widths=[8,16,16]", "callbacks.progress_bar=null"]
+
+
+def colour_folder(root: Path, colours: dict[str, tuple[int, int, int]], n: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for name, colour in colours.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def rgb(tmp_path_factory) -> Path:
+    return colour_folder(
+        tmp_path_factory.mktemp("rgb"), {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
+    )
+
+
+@pytest.fixture(scope="module")
+def run2(rgb, tmp_path_factory) -> dict:
+    """A finished two-epoch run that kept a checkpoint of every epoch and ran a short LR finder first."""
+    overrides = [
+        "data.path=" + str(rgb),
+        "epochs=2",
+        "callbacks.model_checkpoint.keep_epochs=true",
+        "trainer.lr_find=12",
+    ]
+    config = load_config("default", [*TINY, *overrides])
+    return train(config, out=tmp_path_factory.mktemp("runs"), progress=False)
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_resume_continues_exactly(run2):
+    run = Path(run2["run_dir"])
+    assert Path(run2["plots"]["lr_find"]).stat().st_size > 5000 and run2["lr_find"]["suggestion"] > 0
+    final = json.loads((run / "summary.json").read_text())["final"]
+    # Roll the run back to the end of epoch 0, as if it had crashed there.
+    (run / "checkpoints" / "last.pt").unlink()  # it may be a hard link of epoch_0001.pt
+    shutil.copy(run / "checkpoints" / "epoch_0000.pt", run / "checkpoints" / "last.pt")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(lines[0] + "\n")
+    result = invoke("train", "--resume", run, "--no-progress", "--json")
+    assert result.exit_code == 0, result.output
+    resumed = json.loads(result.stdout.splitlines()[-1])
+    assert resumed["epochs"] == 2 and resumed["run_dir"] == str(run)
+    assert resumed["metrics"]["loss"] == pytest.approx(final["valid/loss"], rel=1e-6)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    bad = invoke("train", "--resume", run, "--epochs", "3")
+    assert bad.exit_code == 1 and "drop --set" in bad.output
+
+
+def test_finetune_freezes_then_unfreezes_and_loads_matching_weights(run2, tmp_path):
+    folder = colour_folder(tmp_path / "two", {"cyan": (30, 200, 200), "yellow": (200, 200, 30)}, n=8)
+    config = load_config(
+        "finetune",
+        [
+            *TINY,
+            f"data.path={folder}",
+            f"model.weights={run2['run_dir']}",
+            "phases.0.epochs=1",
+            "phases.1.epochs=1",
+            "epochs=2",
+        ],
+    )
+    learner, phases = build_learner(config, device="cpu", progress=False)
+    source = torch.load(Path(run2["run_dir"]) / "checkpoints" / "best.pt", weights_only=True)["model"]
+    state = learner.model.state_dict()
+    assert state["head.fc.weight"].shape[0] == 2
+    body = [k for k in source if k.startswith("stages.") and source[k].is_floating_point()]
+    assert body and all(torch.equal(state[k], source[k]) for k in body)
+    freezing = next(cb for cb in learner.callbacks if type(cb).__name__ == "PhaseFreezing")
+    learner.fit(phases)
+    assert freezing.applied == [(0, -1), (1, 0)]
+    assert all(p.requires_grad for name, p in learner.model.named_parameters() if "norm" not in name or "bias" in name)
+    assert any(not torch.equal(learner.model.state_dict()[k], source[k]) for k in body)
+
+
+def test_load_matching_weights_reports_skipped(run2):
+    config = load_config("default", [*TINY])
+    from epochal.models import create
+
+    model = create("airbench", num_classes=5, widths=[8, 16, 16])
+    report = load_matching_weights(model, run2["run_dir"])
+    assert report["skipped"] == ["head.fc.weight"] and report["unused"] == ["head.fc.weight"]
+    assert config.model.name == "airbench"
+
+
+def test_tabular_recipe_trains_with_prior_bias(tmp_path):
+    pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 300
+    colour = rng.choice(["red", "green", "blue"], n)
+    size = rng.normal(0, 1, n)
+    label = np.where((colour == "red") & (size > 0.3), ">50K", "<=50K")
+    lines = ["colour,size,weight,income"] + [
+        f"{c},{s:.3f},{rng.normal():.3f},{y}" for c, s, y in zip(colour, size, label)
+    ]
+    csv = tmp_path / "table.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    config = load_config(
+        "tabular-adult",
+        [
+            f"data.path={csv}",
+            "epochs=6",
+            "data.batch_size=32",
+            "callbacks.progress_bar=null",
+            "model.hidden=[16]",
+        ],
+    )
+    learner, _ = build_learner(config, device="cpu", progress=False)
+    positive = float((label == ">50K").mean())
+    bias = learner.model.head.fc.bias.detach()
+    assert (bias.softmax(0)[0] - (1 - positive)).abs() < 0.05  # classes sorted: '<=50K' first
+    result = train(config, out=tmp_path / "runs", progress=False)
+    assert set(result["metrics"]) == {"loss", "accuracy", "auroc"} and result["metrics"]["auroc"] > 0.8
+    evaluated = invoke("eval", result["run_dir"], "--data", csv, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.splitlines()[-1])["n"] == n
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_export_torchscript_and_onnx_error(run2, tmp_path):
+    from epochal.config.inference import restore_model
+
+    result = invoke("export", run2["run_dir"], "--format", "torchscript", "--out", tmp_path / "m.pt", "--json")
+    assert result.exit_code == 0, result.output
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    model = restore_model(run2["run_dir"])[0]
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.allclose(scripted(x), model(x), atol=1e-5)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        result = invoke("export", run2["run_dir"], "--format", "onnx", "--json")
+        assert result.exit_code == 1 and "epochal[export]" in result.output and "Traceback" not in result.output
+    result = invoke("export", run2["run_dir"], "--format", "tflite")
+    assert result.exit_code == 1 and "valid values are ['onnx', 'safetensors', 'torchscript']" in result.output
+
+
+def test_inference_user_errors(run2, rgb, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(run2["run_dir"], broken)
+    (broken / "checkpoints" / "best.pt").write_bytes(b"not a checkpoint")
+    result = invoke("eval", broken, "--data", rgb)
+    assert result.exit_code == 1 and "could not be read" in result.output and "Traceback" not in result.output
+    result = invoke("eval", run2["run_dir"], "--data", tmp_path / "missing")
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = invoke("eval", tmp_path, "--data", rgb)
+    assert result.exit_code == 1 and "has no checkpoints" in result.output
+    result = invoke("train", "--data", tmp_path / "nowhere", "--json")
+    assert result.exit_code == 1 and json.loads(result.stdout.splitlines()[-1])["error"].startswith("data path")
+
+
+def test_mixup_alpha_grows_with_model_size():
+    assert mixup_alpha_for(2e8) == 0.1 and mixup_alpha_for(1.6e9) == 0.2 and mixup_alpha_for(32e9) == 0.4
+    spec = [{"name": "mixup", "alpha": "auto"}, "flip"]
+    assert _resolve_augment(spec, "regnetx_002")[0]["alpha"] == 0.1
+    assert _resolve_augment(spec, "regnety_320")[0]["alpha"] == 0.4
+    assert spec[0]["alpha"] == "auto"
+
+
+@pytest.mark.parametrize("name", sorted(callback_registry()))
+def test_every_registered_callback_builds_by_name(name, tmp_path):
+    kwargs = {"log_dir": str(tmp_path)} if name == "tensorboard" else {}
+    (callback,) = build_callbacks({name: kwargs})
+    assert type(callback) is callback_registry()[name]
+    assert build_callbacks({name: None}) == [] and build_callbacks({name: False}) == []
