@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "torch": torch.__version__,
     }
     if args.device == "cuda" and not torch.cuda.is_available():
-        return {**result, "skipped": "CUDA is not available; run on a GPU, or pass --device cpu to measure epochal alone"}
+        skipped = "CUDA is not available; run on a GPU, or pass --device cpu to measure epochal alone"
+        return {**result, "skipped": skipped}
     timm_problem = _timm_problem()
     if args.device == "cuda" and timm_problem:
         return {**result, "skipped": timm_problem}

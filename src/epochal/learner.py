@@ -19,10 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal.callbacks.base import Callback, check_events
+from epochal.callbacks.base import Callback
 from epochal.data.base import DataLoaders
 from epochal.events import (
-    EVENTS,
     CancelBackward,
     CancelBatch,
     CancelEpoch,
@@ -31,6 +30,7 @@ from epochal.events import (
     CancelTrain,
     CancelValidate,
 )
+from epochal.learner_callbacks import LearnerCallbacks
 from epochal.learner_state import LearnerCheckpointing
 from epochal.learner_tuning import LearnerTuning
 from epochal.metrics import Metric, get_metric
@@ -50,7 +50,12 @@ def _batch_size(targets: Any) -> int:
     return int(targets.shape[0])
 
 
-class Learner(LearnerCheckpointing, LearnerTuning):
+def _evaluation_batches(loader) -> Iterable:
+    """One pass over ``loader`` in its fixed epoch-0 order (any iterable of batches works too)."""
+    return loader.iter_epoch(0) if hasattr(loader, "iter_epoch") else iter(loader)
+
+
+class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     """Trains a model on data with a loss, metrics, training phases and callbacks.
 
     Args:
@@ -123,73 +128,6 @@ class Learner(LearnerCheckpointing, LearnerTuning):
                 self.add_callback(RunLogger())
         self._reset_state()
 
-    # ----------------------------------------------------------------- callbacks and events
-    def add_callback(self, callback: Callback) -> Callback:
-        """Attach a callback (events are checked for typos) and return it."""
-        if isinstance(callback, type):
-            raise TypeError(f"add_callback takes a callback instance, got the class {callback.__name__}; "
-                            f"write {callback.__name__}()")
-        check_events(callback)
-        callback.learner = self
-        self.callbacks.append(callback)
-        self._index_handlers()
-        return callback
-
-    def remove_callback(self, callback: Callback) -> None:
-        """Detach a callback."""
-        self.callbacks.remove(callback)
-        self._index_handlers()
-
-    @contextlib.contextmanager
-    def added_callbacks(self, *callbacks: Callback):
-        """Attach callbacks for the duration of a ``with`` block (removed also on error)."""
-        for cb in callbacks:
-            self.add_callback(cb)
-        try:
-            yield callbacks
-        finally:
-            for cb in callbacks:
-                if cb in self.callbacks:
-                    self.remove_callback(cb)
-
-    @contextlib.contextmanager
-    def removed_callbacks(self, *callbacks: Callback):
-        """Detach callbacks for the duration of a ``with`` block (restored also on error)."""
-        for cb in callbacks:
-            self.remove_callback(cb)
-        try:
-            yield
-        finally:
-            for cb in callbacks:
-                self.add_callback(cb)
-
-    def get_callback(self, kind: type) -> Callback | None:
-        """The first attached callback of a class, or None."""
-        return next((cb for cb in self.callbacks if isinstance(cb, kind)), None)
-
-    def _index_handlers(self) -> None:
-        ordered = sorted(self.callbacks, key=lambda cb: cb.order)  # stable: ties keep insertion order
-        self._handlers = {e: [getattr(cb, e) for cb in ordered if hasattr(cb, e)] for e in EVENTS}
-
-    def __call__(self, event: str) -> None:
-        """Run every callback that implements ``event``, in order."""
-        try:
-            handlers = self._handlers[event]
-        except KeyError:
-            raise unknown_name_error("event", event, EVENTS) from None
-        for handler in handlers:
-            handler()
-
-    def show_training_loop(self) -> str:
-        """Print (and return) which callbacks run at each event, in loop order."""
-        lines = []
-        for event in EVENTS:
-            names = [type(h.__self__).__name__ for h in self._handlers[event]]
-            lines.append(f"{event:<24}{', '.join(names) if names else '-'}")
-        text = "\n".join(lines)
-        print(text)
-        return text
-
     def _run_level(self, body, level: str, cancel: type[Exception], finish=None) -> None:
         """``before_<level>``, body, ``after_<level>``; the level's cancel exception is caught.
 
@@ -206,7 +144,9 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         self(f"after_{level}")
 
     # ----------------------------------------------------------------- fit
-    def fit(self, phases: float | TrainingPhase | Sequence[TrainingPhase], resume: str | Path | None = None) -> list[dict]:
+    def fit(
+        self, phases: float | TrainingPhase | Sequence[TrainingPhase], resume: str | Path | None = None
+    ) -> list[dict]:
         """Train through ``phases`` (or a number of epochs at the learner's lr); return the history.
 
         Args:
@@ -363,7 +303,8 @@ class Learner(LearnerCheckpointing, LearnerTuning):
         self.state.step += 1
         if self.state.step % self.log_every == 0:
             self._log()
-        while self.state.phase + 1 < len(self.phases) and self.state.step >= self.schedule.boundaries[self.state.phase + 1]:
+        boundaries = self.schedule.boundaries
+        while self.state.phase + 1 < len(self.phases) and self.state.step >= boundaries[self.state.phase + 1]:
             self("after_phase")
             self._enter_phase(self.state.phase + 1)
 
@@ -441,7 +382,7 @@ class Learner(LearnerCheckpointing, LearnerTuning):
             metric.reset()
         loss_sum, count = torch.zeros((), device=self.device), 0
         loader = self.data.valid
-        batches = loader.iter_epoch(0) if hasattr(loader, "iter_epoch") else iter(loader)
+        batches = _evaluation_batches(loader)
         with torch.no_grad():
             for index, batch in enumerate(batches):
                 self._set_batch(index, batch)
@@ -485,7 +426,7 @@ class Learner(LearnerCheckpointing, LearnerTuning):
             raise unknown_name_error("activation", activation, ["softmax", "sigmoid", "None"])
         self.model.eval()
         outputs, targets = [], []
-        batches = data.iter_epoch(0) if hasattr(data, "iter_epoch") else iter(data)
+        batches = _evaluation_batches(data)
         with torch.no_grad(), self.autocast():
             for batch in batches:
                 xb, yb = to_device(batch, self.device, memory_format=self.memory_format)

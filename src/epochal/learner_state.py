@@ -96,10 +96,11 @@ class LearnerCheckpointing:
 
     def _restore_loop(self, payload: dict[str, Any], path) -> None:
         saved = payload.get("schedule")
-        if self.schedule is not None and saved is not None and list(saved["boundaries"]) != list(self.schedule.boundaries):
+        current = list(self.schedule.boundaries) if self.schedule is not None else None
+        if current is not None and saved is not None and list(saved["boundaries"]) != current:
             raise CheckpointError(
                 f"checkpoint {path} was written for a schedule with phase boundaries {saved['boundaries']} "
-                f"(in optimizer steps), but this fit has {list(self.schedule.boundaries)}; resume with the same "
+                f"(in optimizer steps), but this fit has {current}; resume with the same "
                 "phases, data and batch size"
             )
         self.state.load_state_dict(payload["state"])

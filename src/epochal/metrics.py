@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from epochal.utils import did_you_mean
+
 __all__ = [
     "AUROC",
     "METRICS",
@@ -160,12 +162,11 @@ def _auroc(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     if n_pos == 0 or n_neg == 0:
         return torch.tensor(float("nan"), device=scores.device)
     sorted_scores, order = scores.sort()
-    ranks = torch.empty_like(scores)
-    ranks[order] = torch.arange(1, len(scores) + 1, device=scores.device, dtype=scores.dtype)
-    # average ranks over tied scores
-    unique, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    # 1-based ranks, averaged over tied scores
+    _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
     first = torch.cumsum(counts, 0) - counts + 1
     mean_rank = first.to(scores.dtype) + (counts.to(scores.dtype) - 1) / 2
+    ranks = torch.empty_like(scores)
     ranks[order] = mean_rank[inverse]
     rank_sum = ranks[positives].sum()
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
@@ -254,8 +255,6 @@ def get_metric(spec: str | Metric) -> Metric:
         return METRICS[spec]()
     if spec.startswith("top") and spec.endswith("_accuracy") and spec[3:-9].isdigit():
         return TopKAccuracy(int(spec[3:-9]))
-    import difflib
-
-    close = difflib.get_close_matches(spec, list(METRICS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown metric {spec!r}: valid names are {sorted(METRICS)} or top<k>_accuracy{hint}")
+    raise ValueError(
+        f"unknown metric {spec!r}: valid names are {sorted(METRICS)} or top<k>_accuracy{did_you_mean(spec, METRICS)}"
+    )

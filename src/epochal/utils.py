@@ -1,17 +1,58 @@
-"""Small helpers shared across areas (no epochal imports here)."""
+"""Small helpers shared across areas (no epochal imports here).
+
+Error messages that suggest the closest valid name, number and image-size validation, JSON-safe
+values, atomic file writes and moving nested tensors to a device: each written once, so every area
+words its errors and writes its files the same way.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import json
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["did_you_mean", "to_device", "unknown_name_error"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_number",
+    "did_you_mean",
+    "json_safe",
+    "positive_number",
+    "size_pair",
+    "to_device",
+    "unknown_argument_error",
+    "unknown_name_error",
+    "write_json_atomic",
+]
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+# ----------------------------------------------------------------------------- suggestions
+def did_you_mean(
+    name: str, choices: Iterable[str], template: str = "; did you mean {}?", n: int = 1, cutoff: float = 0.6
+) -> str:
+    """``template`` filled with the closest choices (``'x'`` or ``'x', 'y'``), or an empty string.
+
+    The closest are difflib's matches; when there are none, a choice that ``name`` begins (``lr`` ->
+    ``lr_max``) or that begins ``name`` is suggested instead.
+
+    Args:
+        name: the unknown name.
+        choices: the valid names.
+        template: where the quoted suggestions go, e.g. ``" (did you mean {}?)"``.
+        n: the most suggestions.
+        cutoff: difflib's similarity threshold in [0, 1].
+    """
+    name, choices = str(name), [str(c) for c in choices]
+    close = difflib.get_close_matches(name, choices, n=n, cutoff=cutoff)
+    if not close and name:
+        close = [c for c in choices if c and (c.startswith(name) or name.startswith(c))][:n]
+    return template.format(", ".join(map(repr, close))) if close else ""
 
 
 def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueError:
@@ -20,6 +61,115 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueErr
     return ValueError(f"unknown {kind} {name!r}: valid values are {choices}{did_you_mean(name, choices)}")
 
 
+def unknown_argument_error(owner: str, key: str, accepted: Iterable[str]) -> ValueError:
+    """``<owner> takes no argument 'k' (did you mean 'x'?); it takes a, b``."""
+    accepted = [str(a) for a in accepted]
+    return ValueError(
+        f"{owner} takes no argument {key!r}{did_you_mean(key, accepted, ' (did you mean {}?)')}; "
+        f"it takes {', '.join(accepted)}"
+    )
+
+
+# ----------------------------------------------------------------------------- numbers and sizes
+def check_number(
+    value: Any, what: str, low: float | None = None, high: float | None = None, low_inclusive: bool = True
+) -> float:
+    """``value`` as a float after checking it is a finite real number (not a bool) within bounds.
+
+    Raises:
+        ValueError: naming ``what``, the bound it breaks and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
+    value = float(value)
+    if low is not None and (value < low or (value == low and not low_inclusive)):
+        raise ValueError(f"{what} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{what} must be <= {high}, got {value}")
+    return value
+
+
+def positive_number(value: Any, what: str) -> float:
+    """``value`` as a float after checking it is a finite number > 0."""
+    return check_number(value, what, low=0.0, low_inclusive=False)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+
+
+def size_pair(size: Any, what: str = "size") -> tuple[int, int]:
+    """``(height, width)`` from an int (a square) or a pair of positive ints.
+
+    Raises:
+        ValueError: naming ``what`` and the value when it is neither.
+    """
+    if _positive_int(size):
+        return int(size), int(size)
+    if isinstance(size, tuple | list) and len(size) == 2 and all(_positive_int(s) for s in size):
+        return int(size[0]), int(size[1])
+    raise ValueError(f"{what} must be a positive int or (height, width), got {what}={size!r}")
+
+
+# ----------------------------------------------------------------------------- files
+def json_safe(obj: Any) -> Any:
+    """A copy of nested dicts, lists and tuples that JSON can hold: NaN and infinities become None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    An interrupted or failed write leaves the previous file untouched, and two processes writing
+    the same path never interleave their bytes. Missing parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8, atomically (see :func:`atomic_write_bytes`)."""
+    data = text.encode("utf-8")
+    return atomic_write_bytes(path, lambda handle: handle.write(data))
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON (non-finite floats as null, other unknown types as strings), atomically."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------- tensors
 def to_device(obj, device, non_blocking: bool = True, memory_format=None):
     """Move tensors nested in tuples, lists and dicts to ``device`` (no copy when already there)."""
     import torch
@@ -28,7 +178,7 @@ def to_device(obj, device, non_blocking: bool = True, memory_format=None):
         if memory_format is not None and obj.ndim == 4 and obj.is_floating_point():
             return obj.to(device, non_blocking=non_blocking, memory_format=memory_format)
         return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, (tuple, list)):
+    if isinstance(obj, tuple | list):
         return type(obj)(to_device(o, device, non_blocking, memory_format) for o in obj)
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking, memory_format) for k, v in obj.items()}

@@ -5,35 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
-from torch import nn
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
-
-
-class CrashAt(Callback):
-    order = 90  # after the CSV row of the epoch, before its checkpoint
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def after_epoch(self):
-        if self.learner.state.epoch == self.epoch:
-            raise RuntimeError("simulated crash")
-
-
-def make_learner(run_dir, callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0)
-    valid = ArrayLoader(x[:32], y[:32], batch_size=16)
-    return Learner(nn.Linear(4, 2), (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
 
 
 def read(path, delimiter=","):
@@ -41,7 +16,7 @@ def read(path, delimiter=","):
         return list(csv.reader(handle, delimiter=delimiter))
 
 
-def test_one_row_per_epoch_with_every_history_value(tmp_path):
+def test_one_row_per_epoch_with_every_history_value(make_learner, tmp_path):
     learner = make_learner(tmp_path, [CSVLogger()])
     history = learner.fit(3)
     rows = read(tmp_path / "metrics.csv")
@@ -52,9 +27,10 @@ def test_one_row_per_epoch_with_every_history_value(tmp_path):
         assert [float(v) for v in row[3:]] == [record[k] for k in rows[0][3:]]  # every digit kept
 
 
-def test_resume_rewrites_from_the_checkpoint_without_duplicates(tmp_path):
+def test_resume_rewrites_from_the_checkpoint_without_duplicates(crash_at, make_learner, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
-        make_learner(tmp_path, [CSVLogger(), ModelCheckpoint(), CrashAt(2)]).fit(5)
+        # the crash comes after the CSV row of epoch 2 and before its checkpoint
+        make_learner(tmp_path, [CSVLogger(), ModelCheckpoint(), crash_at(2, order=90)]).fit(5)
     assert len(read(tmp_path / "metrics.csv")) == 1 + 3  # epoch 2 was logged but not checkpointed
     learner = make_learner(tmp_path, [CSVLogger(), ModelCheckpoint()])
     history = learner.fit(5, resume=tmp_path)
@@ -63,7 +39,7 @@ def test_resume_rewrites_from_the_checkpoint_without_duplicates(tmp_path):
     assert [float(r[4]) for r in rows[1:]] == [r["valid/loss"] for r in history]
 
 
-def test_a_key_that_appears_later_extends_the_header(tmp_path):
+def test_a_key_that_appears_later_extends_the_header(make_learner, tmp_path):
     class Extra(Callback):
         order = -1
 
@@ -78,7 +54,7 @@ def test_a_key_that_appears_later_extends_the_header(tmp_path):
     assert all(len(r) == len(rows[0]) for r in rows)
 
 
-def test_append_keeps_earlier_rows_and_default_overwrites(tmp_path):
+def test_append_keeps_earlier_rows_and_default_overwrites(make_learner, tmp_path):
     path = tmp_path / "log.tsv"
     learner = make_learner(None, [CSVLogger(path, separator="\t")])
     learner.fit(2)
@@ -89,7 +65,7 @@ def test_append_keeps_earlier_rows_and_default_overwrites(tmp_path):
     assert [r[0] for r in read(path, "\t")] == ["epoch", "0", "0", "1"]
 
 
-def test_no_folder_and_bad_separator_raise():
+def test_no_folder_and_bad_separator_raise(make_learner):
     with pytest.raises(ValueError, match="run_dir.*path"):
         make_learner(None, [CSVLogger()]).fit(1)
     with pytest.raises(ValueError, match="separator"):

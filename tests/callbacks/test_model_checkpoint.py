@@ -9,25 +9,7 @@ from torch import nn
 from epochal.callbacks.base import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.model_checkpoint import ModelCheckpoint, weights_are_finite
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
 from epochal.state import load_checkpoint
-
-
-class Scripted(Callback):
-    """Overwrites a validation value from a list and keeps each epoch's weights."""
-
-    order = -10
-
-    def __init__(self, values, key="valid/loss"):
-        self.values, self.key = values, key
-        self.weights: list[dict[str, torch.Tensor]] = []
-
-    def after_validate(self):
-        self.learner.epoch_metrics[self.key] = self.values[self.learner.state.epoch]
-
-    def after_epoch(self):
-        self.weights.append({k: v.clone() for k, v in self.learner.model.state_dict().items()})
 
 
 class CrashAtStep(Callback):
@@ -41,24 +23,8 @@ class CrashAtStep(Callback):
             raise RuntimeError("simulated crash")
 
 
-def make_learner(run_dir, callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0)  # 4 optimizer steps per epoch
-    valid = ArrayLoader(x[:32], y[:32], batch_size=16)
-    return Learner(nn.Linear(4, 2), (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
-
-
-def assert_same_weights(actual, expected):
-    assert actual.keys() == expected.keys()
-    for key in actual:
-        assert torch.equal(actual[key].cpu(), expected[key].cpu()), key
-
-
-def test_best_and_last_hold_the_right_epochs(tmp_path):
-    scripted = Scripted([1.0, 0.6, 0.8, 0.7])
+def test_best_and_last_hold_the_right_epochs(assert_same_weights, make_learner, scripted_metric, tmp_path):
+    scripted = scripted_metric([1.0, 0.6, 0.8, 0.7])
     checkpoint = ModelCheckpoint()
     make_learner(tmp_path, [scripted, checkpoint]).fit(4)
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
@@ -71,8 +37,8 @@ def test_best_and_last_hold_the_right_epochs(tmp_path):
     assert (checkpoint.best, checkpoint.best_epoch) == (0.6, 1)
 
 
-def test_best_follows_the_metric_direction(tmp_path):
-    scripted = Scripted([0.5, 0.7, 0.6], key="valid/accuracy")
+def test_best_follows_the_metric_direction(assert_same_weights, make_learner, scripted_metric, tmp_path):
+    scripted = scripted_metric([0.5, 0.7, 0.6], key="valid/accuracy")
     checkpoint = ModelCheckpoint(monitor="accuracy")
     learner = make_learner(tmp_path, [scripted, checkpoint])
     learner.fit(3)
@@ -81,7 +47,7 @@ def test_best_follows_the_metric_direction(tmp_path):
     assert_same_weights(learner.model.state_dict(), scripted.weights[1])
 
 
-def test_mid_epoch_checkpoints_resume_exactly(tmp_path):
+def test_mid_epoch_checkpoints_resume_exactly(assert_same_weights, make_learner, tmp_path):
     reference = make_learner(tmp_path / "a", [])
     reference.fit(3)
 
@@ -98,7 +64,7 @@ def test_mid_epoch_checkpoints_resume_exactly(tmp_path):
     assert_same_weights(resumed.model.state_dict(), reference.model.state_dict())
 
 
-def test_every_n_epochs_and_kept_epoch_files(tmp_path):
+def test_every_n_epochs_and_kept_epoch_files(make_learner, tmp_path):
     make_learner(tmp_path, [ModelCheckpoint(every_n_epochs=2, keep_epochs=True, save_best=False)]).fit(5)
     folder = tmp_path / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["epoch_0001.pt", "epoch_0003.pt", "epoch_0004.pt", "last.pt"]
@@ -106,14 +72,14 @@ def test_every_n_epochs_and_kept_epoch_files(tmp_path):
     assert load_checkpoint(folder / "last.pt")["state"]["step"] == 20  # the fit's last epoch is always saved
 
 
-def test_best_only_into_a_given_folder_without_run_dir(tmp_path):
-    scripted = Scripted([1.0, 0.6, 0.8])
+def test_best_only_into_a_given_folder_without_run_dir(assert_same_weights, make_learner, scripted_metric, tmp_path):
+    scripted = scripted_metric([1.0, 0.6, 0.8])
     make_learner(None, [scripted, ModelCheckpoint(tmp_path / "ckpt", save_last=False)]).fit(3)
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["best.pt"]
     assert_same_weights(load_checkpoint(tmp_path / "ckpt" / "best.pt")["model"], scripted.weights[1])
 
 
-def test_missing_folder_and_bad_arguments_raise():
+def test_missing_folder_and_bad_arguments_raise(make_learner):
     with pytest.raises(ValueError, match="run_dir.*dirpath"):
         make_learner(None, [ModelCheckpoint()]).fit(1)
     with pytest.raises(ValueError, match="every_n_steps"):
@@ -122,14 +88,14 @@ def test_missing_folder_and_bad_arguments_raise():
         ModelCheckpoint(save_best=False, save_last=False)
 
 
-def test_unknown_monitor_raises_at_the_first_epoch(tmp_path):
+def test_unknown_monitor_raises_at_the_first_epoch(make_learner, tmp_path):
     learner = make_learner(tmp_path, [ModelCheckpoint(monitor="valid/f1")])
     with pytest.raises(KeyError, match=r"available keys.*valid/accuracy"):
         learner.fit(2)
     assert len(learner.history) == 1
 
 
-def test_non_finite_weights_are_never_saved(tmp_path):
+def test_non_finite_weights_are_never_saved(assert_same_weights, make_learner, scripted_metric, tmp_path):
     class Poison(Callback):
         order = 50
 
@@ -138,7 +104,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
                 with torch.no_grad():
                     self.learner.model.weight.fill_(float("nan"))
 
-    scripted = Scripted([1.0, 0.9, 0.8])
+    scripted = scripted_metric([1.0, 0.9, 0.8])
     checkpoint = ModelCheckpoint()
     with pytest.warns(RuntimeWarning, match="not finite at step 12"):
         make_learner(tmp_path, [scripted, Poison(), checkpoint]).fit(3)
@@ -149,8 +115,8 @@ def test_non_finite_weights_are_never_saved(tmp_path):
         assert_same_weights(payload["model"], scripted.weights[1])
 
 
-def test_epoch_cancelled_by_early_stopping_is_saved(tmp_path):
-    scripted = Scripted([1.0, 0.8, 0.9])
+def test_epoch_cancelled_by_early_stopping_is_saved(assert_same_weights, make_learner, scripted_metric, tmp_path):
+    scripted = scripted_metric([1.0, 0.8, 0.9])
     make_learner(tmp_path, [scripted, EarlyStopping(patience=1), ModelCheckpoint()]).fit(5)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert last["state"]["epoch"] == 3 and len(last["history"]) == 3
@@ -158,17 +124,17 @@ def test_epoch_cancelled_by_early_stopping_is_saved(tmp_path):
     assert_same_weights(last["model"], scripted.weights[2])
 
 
-def test_state_dict_round_trip_and_resume_keeps_the_best(tmp_path):
+def test_state_dict_round_trip_and_resume_keeps_the_best(make_learner, scripted_metric, tmp_path):
     values = [1.0, 0.6, 0.8, 0.7, 0.5]
     checkpoint = ModelCheckpoint()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        make_learner(tmp_path, [Scripted(values), checkpoint, CrashAtStep(13)]).fit(5)
+        make_learner(tmp_path, [scripted_metric(values), checkpoint, CrashAtStep(13)]).fit(5)
     copy = ModelCheckpoint()
     copy.load_state_dict(checkpoint.state_dict())
     assert (copy.best, copy.best_epoch, copy.higher_is_better) == (0.6, 1, False)
 
     resumed_cb = ModelCheckpoint()
-    make_learner(tmp_path, [Scripted(values), resumed_cb]).fit(5, resume=tmp_path)
+    make_learner(tmp_path, [scripted_metric(values), resumed_cb]).fit(5, resume=tmp_path)
     # epoch 3 (0.7) is worse than the restored best (0.6); epoch 4 (0.5) is better
     assert (resumed_cb.best, resumed_cb.best_epoch) == (0.5, 4)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["state"]["step"] == 20

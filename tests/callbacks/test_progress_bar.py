@@ -6,29 +6,15 @@ import io
 import re
 
 import pytest
-import torch
 from rich.console import Console
-from torch import nn
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.progress_bar import ProgressBar, format_epoch_line
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
 
 
-def make_learner(callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0)  # 4 batches per epoch
-    valid = ArrayLoader(x[:32], y[:32], batch_size=16)
-    return Learner(nn.Linear(4, 2), (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", **kwargs)
-
-
-def test_one_concise_line_per_epoch_when_not_a_terminal(capsys):
-    learner = make_learner([ProgressBar()])
+def test_one_concise_line_per_epoch_when_not_a_terminal(make_learner, capsys):
+    learner = make_learner(None, [ProgressBar()])
     history = learner.fit(3)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3
@@ -40,14 +26,14 @@ def test_one_concise_line_per_epoch_when_not_a_terminal(capsys):
         assert "\x1b[" not in line  # no terminal escape codes in logs
 
 
-def test_quiet_prints_nothing_but_keeps_the_lines(capsys):
+def test_quiet_prints_nothing_but_keeps_the_lines(make_learner, capsys):
     bar = ProgressBar(quiet=True)
-    make_learner([bar]).fit(2)
+    make_learner(None, [bar]).fit(2)
     assert capsys.readouterr().out == ""
     assert len(bar.lines) == 2 and bar.lines[1].startswith("epoch 2/2  step 8")
 
 
-def test_bars_in_a_terminal_count_batches_and_show_running_values():
+def test_bars_in_a_terminal_count_batches_and_show_running_values(make_learner):
     out = io.StringIO()
     bar = ProgressBar(console=Console(file=out, force_terminal=True, width=160), refresh_per_second=50)
     seen = {}
@@ -61,7 +47,7 @@ def test_bars_in_a_terminal_count_batches_and_show_running_values():
         def after_log(self):
             seen["text"] = bar._metrics_text
 
-    make_learner([bar, Check()], log_every=2).fit(2)
+    make_learner(None, [bar, Check()], log_every=2).fit(2)
     assert seen["batches"] == [4, 4]
     assert re.fullmatch(r"[\d,]+ samples/s  loss \d\.\d+  lr 0\.1", seen["text"])
     text = out.getvalue()
@@ -70,14 +56,14 @@ def test_bars_in_a_terminal_count_batches_and_show_running_values():
     assert bar._progress is None  # stopped at the end of the fit
 
 
-def test_the_epoch_cancelled_by_early_stopping_is_printed(capsys):
+def test_the_epoch_cancelled_by_early_stopping_is_printed(make_learner, capsys):
     class Plateau(Callback):
         order = -1
 
         def after_validate(self):
             self.learner.epoch_metrics["valid/loss"] = 1.0
 
-    make_learner([Plateau(), EarlyStopping(patience=1), ProgressBar()]).fit(5)
+    make_learner(None, [Plateau(), EarlyStopping(patience=1), ProgressBar()]).fit(5)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1] for line in lines] == ["1/5", "2/5"]
 
@@ -89,10 +75,10 @@ def test_format_epoch_line():
     assert format_epoch_line({"epoch": 4, "step": 3}) == "epoch 5  step 3"
 
 
-def test_a_failed_fit_still_stops_the_bars():
+def test_a_failed_fit_still_stops_the_bars(make_learner):
     bar = ProgressBar(console=Console(file=io.StringIO(), force_terminal=True, width=120))
     bad = EarlyStopping("valid/nope")
-    learner = make_learner([bar, bad])
+    learner = make_learner(None, [bar, bad])
     with pytest.raises(KeyError, match="valid/nope"):
         learner.fit(2)
     assert isinstance(learner.error, KeyError)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-import torch
 from torch import nn
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
 from epochal.schedules import TrainingPhase
 
 
@@ -35,33 +34,19 @@ class Scripted(Callback):
         return [next(iter(self.lrs[e])) for e in sorted(self.lrs)]
 
 
-class CrashAt(Callback):
-    order = 200
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def after_epoch(self):
-        if self.learner.state.epoch == self.epoch:
-            raise RuntimeError("simulated crash")
-
-
-def make_learner(run_dir, callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=32, shuffle=True, seed=0)
-    valid = ArrayLoader(x[:32], y[:32], batch_size=32)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))  # 2 layer groups, 4 param groups
-    return Learner(model, (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
+@pytest.fixture
+def make_learner(make_learner):
+    """Batches of 32 (2 steps per epoch) and an MLP: 2 layer groups, 4 param groups."""
+    return functools.partial(
+        make_learner, batch_size=32, model=lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    )
 
 
 PLATEAU = [1.0, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0]
 
 
 @pytest.mark.parametrize(("cooldown", "reductions"), [(0, [3, 5, 7]), (1, [3, 6])])
-def test_every_group_is_reduced_at_the_right_epoch(cooldown, reductions):
+def test_every_group_is_reduced_at_the_right_epoch(make_learner, cooldown, reductions):
     scripted = Scripted(PLATEAU)
     plateau = ReduceLROnPlateau(factor=0.5, patience=2, cooldown=cooldown)
     learner = make_learner(None, [scripted, plateau])
@@ -77,7 +62,7 @@ def test_every_group_is_reduced_at_the_right_epoch(cooldown, reductions):
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** len(reductions))
 
 
-def test_discriminative_rates_keep_their_ratio_and_respect_min_lr():
+def test_discriminative_rates_keep_their_ratio_and_respect_min_lr(make_learner):
     scripted = Scripted([1.0, 1.1, 1.2, 1.3, 1.4, 1.5])
     plateau = ReduceLROnPlateau(factor=0.5, patience=1, min_lr=0.03)
     learner = make_learner(None, [scripted, plateau])
@@ -90,13 +75,13 @@ def test_discriminative_rates_keep_their_ratio_and_respect_min_lr():
     assert factors == pytest.approx([1.0, 1.0, 0.3, 0.3])
 
 
-def test_min_lr_per_group_must_match_the_groups():
+def test_min_lr_per_group_must_match_the_groups(make_learner):
     plateau = ReduceLROnPlateau(patience=0, min_lr=[0.0, 0.0])
     with pytest.raises(ValueError, match="min_lr has 2 values but the optimizer has 4"):
         make_learner(None, [Scripted(PLATEAU), plateau]).fit(3)
 
 
-def test_improvements_reset_the_counter_and_the_direction_comes_from_the_metric():
+def test_improvements_reset_the_counter_and_the_direction_comes_from_the_metric(make_learner):
     class Accuracy(Callback):
         order = -10
 
@@ -108,7 +93,7 @@ def test_improvements_reset_the_counter_and_the_direction_comes_from_the_metric(
     assert plateau.higher_is_better is True and plateau.reductions == [5]
 
 
-def test_unknown_monitor_raises_with_the_available_keys():
+def test_unknown_monitor_raises_with_the_available_keys(make_learner):
     learner = make_learner(None, [ReduceLROnPlateau("valid/los")])
     with pytest.raises(KeyError, match=r"did you mean 'valid/loss'.*available keys"):
         learner.fit(2)
@@ -122,7 +107,7 @@ def test_bad_arguments_name_the_argument():
             ReduceLROnPlateau(**kwargs)
 
 
-def test_state_dict_round_trip():
+def test_state_dict_round_trip(make_learner):
     plateau = ReduceLROnPlateau(factor=0.5, patience=2, cooldown=2)
     make_learner(None, [Scripted(PLATEAU), plateau]).fit(5)
     copy = ReduceLROnPlateau(factor=0.5, patience=2, cooldown=2)
@@ -131,12 +116,12 @@ def test_state_dict_round_trip():
     assert copy.group_factors == [0.5] * 4 and copy.name == "reduce_lr_on_plateau"
 
 
-def test_resume_keeps_the_reduced_rates(tmp_path):
+def test_resume_keeps_the_reduced_rates(crash_at, make_learner, tmp_path):
     reference = Scripted(PLATEAU)
     make_learner(tmp_path / "a", [reference, ReduceLROnPlateau(factor=0.5, patience=2)]).fit(8)
 
     crashed = make_learner(tmp_path / "b", [Scripted(PLATEAU), ReduceLROnPlateau(factor=0.5, patience=2),
-                                            ModelCheckpoint(), CrashAt(4)])
+                                            ModelCheckpoint(), crash_at(4)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashed.fit(8)
     resumed_lrs, plateau = Scripted(PLATEAU), ReduceLROnPlateau(factor=0.5, patience=2)
@@ -145,7 +130,7 @@ def test_resume_keeps_the_reduced_rates(tmp_path):
     assert resumed_lrs.epoch_lrs() == reference.epoch_lrs()[5:]
 
 
-def test_a_new_fit_starts_from_the_schedule_rates():
+def test_a_new_fit_starts_from_the_schedule_rates(make_learner):
     scripted = Scripted(PLATEAU)
     plateau = ReduceLROnPlateau(factor=0.5, patience=2)
     learner = make_learner(None, [scripted, plateau])

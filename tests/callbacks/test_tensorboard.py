@@ -5,26 +5,12 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
-from torch import nn
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.tensorboard import TensorBoard, flatten_hparams
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
-
-
-def make_learner(run_dir, callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0)  # 4 optimizer steps per epoch
-    valid = ArrayLoader(x[:32], y[:32], batch_size=16)
-    return Learner(nn.Linear(4, 2), (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
 
 
 def load_events(folder):
@@ -37,7 +23,7 @@ def scalars(events, tag):
     return [(e.step, e.value) for e in events.Scalars(tag)]
 
 
-def test_epoch_and_running_scalars(tmp_path):
+def test_epoch_and_running_scalars(make_learner, tmp_path):
     learner = make_learner(tmp_path, [TensorBoard()], log_every=2)
     history = learner.fit(3)
     events = load_events(tmp_path / "tensorboard")
@@ -55,7 +41,7 @@ def test_epoch_and_running_scalars(tmp_path):
     assert [v for _, v in scalars(events, "running/lr")] == pytest.approx([0.1] * 6)
 
 
-def test_histograms_every_n_epochs(tmp_path):
+def test_histograms_every_n_epochs(make_learner, tmp_path):
     weights = {}
 
     class Keep(Callback):
@@ -81,7 +67,7 @@ def _hparams(events):
     return {k: (v.number_value if v.HasField("number_value") else v.string_value) for k, v in info.hparams.items()}
 
 
-def test_hparams_from_the_flattened_config_with_final_metrics(tmp_path):
+def test_hparams_from_the_flattened_config_with_final_metrics(make_learner, tmp_path):
     config = {"optim": {"name": "sgd", "lr": 0.1, "betas": [0.9, 0.99]}, "epochs": 2, "note": None}
     learner = make_learner(tmp_path, [TensorBoard()], config=config)
     history = learner.fit(2)
@@ -92,7 +78,7 @@ def test_hparams_from_the_flattened_config_with_final_metrics(tmp_path):
         assert scalars(events, f"hparam/{key}")[0][1] == pytest.approx(history[-1][key], rel=1e-6)
 
 
-def test_hparams_default_to_the_learner_settings_or_given_ones(tmp_path):
+def test_hparams_default_to_the_learner_settings_or_given_ones(make_learner, tmp_path):
     make_learner(tmp_path / "a", [TensorBoard()]).fit(1)
     recorded = _hparams(load_events(tmp_path / "a" / "tensorboard"))
     assert recorded["optimizer"] == "sgd" and recorded["lr"] == pytest.approx(0.1)
@@ -101,7 +87,7 @@ def test_hparams_default_to_the_learner_settings_or_given_ones(tmp_path):
     assert _hparams(load_events(tmp_path / "b")) == {"width": 64.0}
 
 
-def test_resume_purges_what_the_crashed_run_logged_after_its_checkpoint(tmp_path):
+def test_resume_purges_what_the_crashed_run_logged_after_its_checkpoint(make_learner, tmp_path):
     class CrashAtStep(Callback):
         order = 200
 
@@ -119,7 +105,7 @@ def test_resume_purges_what_the_crashed_run_logged_after_its_checkpoint(tmp_path
     assert scalars(events, "valid/loss")[2][1] == pytest.approx(history[2]["valid/loss"], rel=1e-6)
 
 
-def test_errors_name_the_extra_and_the_missing_folder(monkeypatch):
+def test_errors_name_the_extra_and_the_missing_folder(make_learner, monkeypatch):
     with pytest.raises(ValueError, match="run_dir.*log_dir"):
         make_learner(None, [TensorBoard()]).fit(1)
     with pytest.raises(ValueError, match="histogram_every"):

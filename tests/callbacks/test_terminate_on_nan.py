@@ -6,13 +6,10 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.model_checkpoint import ModelCheckpoint, weights_are_finite
 from epochal.callbacks.terminate_on_nan import TerminateOnNaN
-from epochal.data.base import ArrayLoader
-from epochal.learner import Learner
 from epochal.state import load_checkpoint
 
 
@@ -27,18 +24,10 @@ class PoisonInputs(Callback):
             self.learner.xb = self.learner.xb * self.value
 
 
-def make_learner(run_dir, callbacks, **kwargs):
-    torch.manual_seed(0)
-    x = torch.randn(64, 4)
-    y = (x[:, 0] > 0).long()
-    train = ArrayLoader(x, y, batch_size=16, shuffle=True, seed=0)  # 4 optimizer steps per epoch
-    valid = ArrayLoader(x[:32], y[:32], batch_size=16)
-    return Learner(nn.Linear(4, 2), (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
-                   metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
-
-
 @pytest.mark.parametrize(("log_every", "stop_step", "skipped"), [(2, 6, []), (4, 8, [6, 7])])
-def test_stops_at_the_next_log_and_keeps_the_last_good_checkpoint(tmp_path, log_every, stop_step, skipped):
+def test_stops_at_the_next_log_and_keeps_the_last_good_checkpoint(
+    make_learner, tmp_path, log_every, stop_step, skipped
+):
     # the batch after step 5 has NaN inputs: its step makes the weights NaN (step 6)
     terminate = TerminateOnNaN()
     checkpoint = ModelCheckpoint(every_n_steps=1)
@@ -58,7 +47,7 @@ def test_stops_at_the_next_log_and_keeps_the_last_good_checkpoint(tmp_path, log_
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "stopped"
 
 
-def test_infinite_loss_also_stops(tmp_path):
+def test_infinite_loss_also_stops(make_learner, tmp_path):
     terminate = TerminateOnNaN()
 
     class InfiniteLoss(Callback):
@@ -72,7 +61,7 @@ def test_infinite_loss_also_stops(tmp_path):
     assert terminate.stopped_step == 3 and learner.state.step == 3
 
 
-def test_finite_training_and_validation_only_nan_run_to_the_end(tmp_path):
+def test_finite_training_and_validation_only_nan_run_to_the_end(make_learner, tmp_path):
     terminate = TerminateOnNaN()
     learner = make_learner(None, [PoisonInputs(0, training=False), terminate], log_every=1)
     learner.fit(2)  # only validation losses are NaN: training is healthy, the fit completes
@@ -80,7 +69,7 @@ def test_finite_training_and_validation_only_nan_run_to_the_end(tmp_path):
     assert all(r["valid/loss"] != r["valid/loss"] for r in learner.history)  # NaN
 
 
-def test_the_flag_stays_on_the_device_until_the_log(tmp_path):
+def test_the_flag_stays_on_the_device_until_the_log(make_learner, tmp_path):
     terminate = TerminateOnNaN()
 
     class Inspect(Callback):
@@ -102,7 +91,7 @@ def test_state_dict_round_trip():
     assert copy.stopped_step == 7 and copy.name == "terminate_on_nan"
 
 
-def test_per_batch_hooks_never_read_device_values(tmp_path, monkeypatch):
+def test_per_batch_hooks_never_read_device_values(make_learner, tmp_path, monkeypatch):
     """The hooks that run every batch must not read a tensor back to the host (a device sync)."""
     from epochal.callbacks.progress_bar import ProgressBar
     from epochal.callbacks.tensorboard import TensorBoard

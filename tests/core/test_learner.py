@@ -58,6 +58,24 @@ def test_unknown_event_method_is_rejected_with_suggestion():
         make_learner([Typo()])
 
 
+def test_callbacks_added_or_removed_for_a_block_are_restored_also_on_error():
+    rec = Recorder()
+    learner = make_learner([rec])
+    extra = Recorder()
+    with pytest.raises(RuntimeError, match="inside"), learner.added_callbacks(extra):
+        assert learner.callbacks == [rec, extra] and learner.get_callback(Recorder) is rec
+        raise RuntimeError("inside")
+    assert learner.callbacks == [rec]
+    with learner.removed_callbacks(rec):
+        assert learner.get_callback(Recorder) is None
+        learner.fit(1)
+    assert rec.events == [] and learner.callbacks == [rec]
+    learner.fit(1)
+    assert rec.events[0] == "before_fit" and rec.events[-1] == "after_fit"
+    with pytest.raises(TypeError, match=r"write Recorder\(\)"):
+        learner.add_callback(Recorder)
+
+
 def test_show_training_loop_lists_callbacks_in_order(capsys):
     class Late(Callback):
         order = 50
@@ -147,7 +165,8 @@ def test_clip_grad_value_and_norm():
         def after_step(self):
             grads = [p.grad for p in self.learner.model.parameters() if p.grad is not None]
             seen["max"] = max(seen.get("max", 0), max(float(g.abs().max()) for g in grads))
-            seen["norm"] = max(seen.get("norm", 0), float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads]))))
+            norm = float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))
+            seen["norm"] = max(seen.get("norm", 0), norm)
 
     make_learner([Grads()], clip_grad_value=1e-3).fit(1)
     assert seen["max"] <= 1e-3 + 1e-9

@@ -63,8 +63,8 @@ def torchvision_regnet_sd(params: RegNetParams, num_classes: int) -> dict[str, t
     return sd | {"fc.weight": _t(num_classes, last), "fc.bias": _t(num_classes)}
 
 
-def torchvision_to_timm_regnet(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same tensors under timm's names (s1.b1.conv1.conv, .downsample, se.fc1, head.fc)."""
+def _renamed_torchvision_regnet(sd: dict[str, torch.Tensor], renames) -> dict[str, torch.Tensor]:
+    """torchvision's RegNet tensors with block keys ``s<i>.b<j>.<rest>`` and ``rest`` prefixes renamed."""
     out = {}
     for key, value in sd.items():
         key = key.replace("stem.0.", "stem.conv.").replace("stem.1.", "stem.bn.")
@@ -72,33 +72,32 @@ def torchvision_to_timm_regnet(sd: dict[str, torch.Tensor]) -> dict[str, torch.T
         if parts[0] == "trunk_output":
             stage, block = int(parts[1][5:]), int(parts[2].split("-")[1]) + 1
             rest = ".".join(parts[3:])
-            for old, new in (("proj.0", "downsample.conv"), ("proj.1", "downsample.bn"), ("f.a.0", "conv1.conv"),
-                             ("f.a.1", "conv1.bn"), ("f.b.0", "conv2.conv"), ("f.b.1", "conv2.bn"),
-                             ("f.c.0", "conv3.conv"), ("f.c.1", "conv3.bn"), ("f.se", "se")):
-                rest = rest.replace(old + ".", new + ".", 1) if rest.startswith(old + ".") else rest
-            key = f"s{stage}.b{block}.{rest}"
-        key = "head." + key if key.startswith("fc.") else key
-        out[key] = value
-    return out
-
-
-def torchvision_to_pycls_regnet(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same tensors under pycls' names (s1.b1.f.a, f.a_bn, proj/bn, f.se.f_ex.0/2, head.fc)."""
-    out = {}
-    for key, value in sd.items():
-        key = key.replace("stem.0.", "stem.conv.").replace("stem.1.", "stem.bn.")
-        parts = key.split(".")
-        if parts[0] == "trunk_output":
-            stage, block = int(parts[1][5:]), int(parts[2].split("-")[1]) + 1
-            rest = ".".join(parts[3:])
-            for old, new in (("proj.0", "proj"), ("proj.1", "bn"), ("f.a.0", "f.a"), ("f.a.1", "f.a_bn"),
-                             ("f.b.0", "f.b"), ("f.b.1", "f.b_bn"), ("f.c.0", "f.c"), ("f.c.1", "f.c_bn"),
-                             ("f.se.fc1", "f.se.f_ex.0"), ("f.se.fc2", "f.se.f_ex.2")):
+            for old, new in renames:
                 rest = new + rest[len(old):] if rest.startswith(old + ".") else rest
             key = f"s{stage}.b{block}.{rest}"
         key = "head." + key if key.startswith("fc.") else key
         out[key] = value
     return out
+
+
+def torchvision_to_timm_regnet(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tensors under timm's names (s1.b1.conv1.conv, .downsample, se.fc1, head.fc)."""
+    return _renamed_torchvision_regnet(
+        sd,
+        (("proj.0", "downsample.conv"), ("proj.1", "downsample.bn"), ("f.a.0", "conv1.conv"),
+         ("f.a.1", "conv1.bn"), ("f.b.0", "conv2.conv"), ("f.b.1", "conv2.bn"),
+         ("f.c.0", "conv3.conv"), ("f.c.1", "conv3.bn"), ("f.se", "se")),
+    )
+
+
+def torchvision_to_pycls_regnet(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same tensors under pycls' names (s1.b1.f.a, f.a_bn, proj/bn, f.se.f_ex.0/2, head.fc)."""
+    return _renamed_torchvision_regnet(
+        sd,
+        (("proj.0", "proj"), ("proj.1", "bn"), ("f.a.0", "f.a"), ("f.a.1", "f.a_bn"),
+         ("f.b.0", "f.b"), ("f.b.1", "f.b_bn"), ("f.c.0", "f.c"), ("f.c.1", "f.c_bn"),
+         ("f.se.fc1", "f.se.f_ex.0"), ("f.se.fc2", "f.se.f_ex.2")),
+    )
 
 
 def _bn_eval(x: torch.Tensor, sd: dict, p: str) -> torch.Tensor:
@@ -273,21 +272,25 @@ def torchvision_densenet_sd(depths: tuple[int, ...], growth: int, num_classes: i
     for i, depth in enumerate(depths, start=1):
         for j in range(1, depth + 1):
             p = f"features.denseblock{i}.denselayer{j}"
-            n1, c1, n2, c2 = (("norm.1", "conv.1", "norm.2", "conv.2") if legacy else ("norm1", "conv1", "norm2", "conv2"))
+            names = ("norm.1", "conv.1", "norm.2", "conv.2") if legacy else ("norm1", "conv1", "norm2", "conv2")
+            n1, c1, n2, c2 = names
             sd |= {**_bn(f"{p}.{n1}", ch), f"{p}.{c1}.weight": _t(4 * growth, ch, 1, 1),
                    **_bn(f"{p}.{n2}", 4 * growth), f"{p}.{c2}.weight": _t(growth, 4 * growth, 3, 3)}
             ch += growth
         if i < len(depths):
-            sd |= {**_bn(f"features.transition{i}.norm", ch), f"features.transition{i}.conv.weight": _t(ch // 2, ch, 1, 1)}
+            sd |= {**_bn(f"features.transition{i}.norm", ch),
+                   f"features.transition{i}.conv.weight": _t(ch // 2, ch, 1, 1)}
             ch //= 2
-    return sd | {**_bn("features.norm5", ch), "classifier.weight": _t(num_classes, ch), "classifier.bias": _t(num_classes)}
+    head = {"classifier.weight": _t(num_classes, ch), "classifier.bias": _t(num_classes)}
+    return sd | _bn("features.norm5", ch) | head
 
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_densenet121_from_torchvision_names(legacy):
     with torch.device("meta"):
         model = create("densenet121")
-    sd = {k: torch.empty(v.shape, device="meta") for k, v in torchvision_densenet_sd((6, 12, 24, 16), 32, 1000, legacy).items()}
+    reference = torchvision_densenet_sd((6, 12, 24, 16), 32, 1000, legacy)
+    sd = {k: torch.empty(v.shape, device="meta") for k, v in reference.items()}
     converted, report = convert_state_dict(sd, model, source="torchvision")
     assert report.ok and len(converted) == len(model.state_dict())
     assert "stages.3.block.layers.15.conv2.weight" in converted and "head.norm.0.running_var" in converted

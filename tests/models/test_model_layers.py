@@ -56,7 +56,9 @@ def test_squeeze_excite_scales_channels_by_a_gate_in_0_1():
     torch.testing.assert_close(gate, gate[:, :, :1, :1].expand_as(gate))  # one gate per channel
 
 
-@pytest.mark.parametrize(("value", "expected"), [(3, 8), (12, 16), (20, 24), (100, 104), (99, 96), (44, 48), (250, 248), (9, 16)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(3, 8), (12, 16), (20, 24), (100, 104), (99, 96), (44, 48), (250, 248), (9, 16)]
+)
 def test_make_divisible(value, expected):
     assert make_divisible(value, 8) == expected
     assert make_divisible(value, 8) % 8 == 0

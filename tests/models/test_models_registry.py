@@ -44,8 +44,8 @@ def _params(modules) -> list[int]:
 
 
 def test_registry_lists_all_24_regnets_and_the_classic_families():
-    assert list_models("regnetx_*") == [f"regnetx_{k}" for k in
-                                        ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")]
+    sizes = ("002", "004", "006", "008", "016", "032", "040", "064", "080", "120", "160", "320")
+    assert list_models("regnetx_*") == [f"regnetx_{k}" for k in sizes]
     assert len(list_models("regnety_*")) == 12
     assert list_models("resnet*") == ["resnet18", "resnet34", "resnet50"]
     assert set(list_families()) >= {"regnet", "resnet", "preresnet", "vgg", "densenet", "inception",

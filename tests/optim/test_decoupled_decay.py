@@ -15,6 +15,16 @@ def _param(values):
     return nn.Parameter(torch.tensor(values, dtype=torch.float64))
 
 
+def _hooked_step(optimizer: torch.optim.Optimizer, param: nn.Parameter) -> list[str]:
+    """One step with a unit gradient; returns the calls of the step pre- and post-hooks in order."""
+    calls = []
+    optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
+    optimizer.register_step_post_hook(lambda *args: calls.append("post"))
+    param.grad = torch.ones_like(param)
+    optimizer.step()
+    return calls
+
+
 def test_sgdw_matches_closed_form_with_and_without_momentum():
     w0, g = (
         torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64),
@@ -110,24 +120,13 @@ def test_rmspropw_momentum_can_be_switched_on_later():
 def test_step_hooks_run_once(cls, parent):
     parent([_param([1.0])], lr=LR)  # torch now wraps the parent's step with its hook runner too
     param = _param([1.0])
-    optimizer = cls([param], lr=LR, weight_decay=WD)
-    calls = []
-    optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
-    optimizer.register_step_post_hook(lambda *args: calls.append("post"))
-    param.grad = torch.ones_like(param)
-    optimizer.step()
-    assert calls == ["pre", "post"]
+    assert _hooked_step(cls([param], lr=LR, weight_decay=WD), param) == ["pre", "post"]
 
 
 def test_state_dict_survives_the_mixin():
     param = _param([1.0])
     optimizer = SGDW([param], lr=LR, momentum=0.9, weight_decay=WD)
-    calls = []
-    optimizer.register_step_pre_hook(lambda *args: calls.append("pre"))
-    optimizer.register_step_post_hook(lambda *args: calls.append("post"))
-    param.grad = torch.ones_like(param)
-    optimizer.step()
-    assert calls == ["pre", "post"]
+    assert _hooked_step(optimizer, param) == ["pre", "post"]
     clone = SGDW([_param([1.0])], lr=LR, momentum=0.9, weight_decay=WD)
     clone.load_state_dict(optimizer.state_dict())
     assert clone.state_dict()["state"][0]["momentum_buffer"].tolist() == [1.0]

@@ -4,6 +4,7 @@ from epochal.callbacks.base import Callback, MonitorCallback
 from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
+from epochal.callbacks.phase_freezing import PhaseFreezing
 from epochal.callbacks.progress_bar import ProgressBar
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from epochal.callbacks.run_logger import RunLogger
@@ -16,6 +17,7 @@ __all__ = [
     "EarlyStopping",
     "ModelCheckpoint",
     "MonitorCallback",
+    "PhaseFreezing",
     "ProgressBar",
     "ReduceLROnPlateau",
     "RunLogger",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from epochal.events import EVENTS
@@ -61,6 +62,18 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    def in_run_dir(self, name: str, argument: str) -> Path:
+        """``learner.run_dir / name``, for callbacks that write there unless given their own path.
+
+        Raises:
+            ValueError: when the learner has no run folder, naming ``argument`` (the callback's own
+                path option) as the alternative.
+        """
+        if self.learner.run_dir is None:
+            cls = type(self).__name__
+            raise ValueError(f"{cls}: the learner has no run_dir; pass run_dir to the Learner or {argument} to {cls}")
+        return self.learner.run_dir / name
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(order={self.order})"
 
@@ -107,16 +120,20 @@ class MonitorCallback(Callback):
                 self.higher_is_better = self.mode == "max"
         return metrics[self.monitor]
 
-    def is_improvement(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far (and the baseline) by more than ``min_delta``."""
+    def beats(self, value: float, reference: float | None) -> bool:
+        """Whether ``value`` is better than ``reference`` by more than ``min_delta`` in the metric's
+        direction (NaN never is; a ``None`` reference always is)."""
         if math.isnan(value):
             return False
-        reference = self.best if self.best is not None else self.baseline
         if reference is None:
             return True
         if self.higher_is_better:
             return value > reference + self.min_delta
         return value < reference - self.min_delta
+
+    def is_improvement(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far (or, before any best, the baseline)."""
+        return self.beats(value, self.best if self.best is not None else self.baseline)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "higher_is_better": self.higher_is_better}

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from epochal.callbacks.base import Callback
-from epochal.state import atomic_write_bytes
+from epochal.utils import atomic_write_text
 
 __all__ = ["CSVLogger"]
 
@@ -59,11 +59,7 @@ class CSVLogger(Callback):
     @property
     def file(self) -> Path:
         """The CSV file written to."""
-        if self.path is not None:
-            return self.path
-        if self.learner.run_dir is None:
-            raise ValueError("CSVLogger: the learner has no run_dir; pass run_dir to the Learner or path to CSVLogger")
-        return self.learner.run_dir / "metrics.csv"
+        return self.path if self.path is not None else self.in_run_dir("metrics.csv", "path")
 
     def before_fit(self) -> None:
         resumed = self.learner.state.step > 0
@@ -95,8 +91,7 @@ class CSVLogger(Callback):
         if self.columns:
             writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-        text = buffer.getvalue()
-        atomic_write_bytes(self.file, lambda handle: handle.write(text.encode()))
+        atomic_write_text(self.file, buffer.getvalue())
 
     def after_epoch(self) -> None:
         history = self.learner.history

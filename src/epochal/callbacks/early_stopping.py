@@ -7,7 +7,6 @@ Estimation in Feedforward Nets* (NeurIPS 1989); the patience rule used here is P
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -77,24 +76,15 @@ class EarlyStopping(MonitorCallback):
         if self.learner.state.step == 0:  # a new fit, not a resumed one: forget the previous fit
             self._reset()
 
-    def _beats(self, value: float, reference: float | None) -> bool:
-        if math.isnan(value):
-            return False
-        if reference is None:
-            return True
-        if self.higher_is_better:
-            return value > reference + self.min_delta
-        return value < reference - self.min_delta
-
     def after_epoch(self) -> None:
         value = self.current()
         epoch = self.learner.state.epoch
-        if self._beats(value, self.best):
+        if self.beats(value, self.best):
             self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = {k: v.detach().to("cpu", copy=True)
                                      for k, v in self.learner.model.state_dict().items()}
-            if self.baseline is None or self._beats(value, self.baseline):
+            if self.baseline is None or self.beats(value, self.baseline):
                 self.wait = 0
                 return
         self.wait += 1

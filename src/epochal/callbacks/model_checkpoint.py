@@ -117,12 +117,7 @@ class ModelCheckpoint(MonitorCallback):
     @property
     def folder(self) -> Path:
         """Where the checkpoints go."""
-        if self.dirpath is not None:
-            return self.dirpath
-        if self.learner.run_dir is None:
-            raise ValueError("ModelCheckpoint: the learner has no run_dir; pass run_dir to the Learner "
-                             "or dirpath to ModelCheckpoint")
-        return self.learner.run_dir / "checkpoints"
+        return self.dirpath if self.dirpath is not None else self.in_run_dir("checkpoints", "dirpath")
 
     @property
     def last_path(self) -> Path:
@@ -173,7 +168,8 @@ class ModelCheckpoint(MonitorCallback):
         write_last = self.save_last and ((epoch + 1) % self.every_n_epochs == 0 or final)
         if not (improved or write_last):
             return
-        if not self._finite_or_warn(" and ".join(n for n, on in (("last.pt", write_last), ("best.pt", improved)) if on)):
+        files = " and ".join(name for name, on in (("last.pt", write_last), ("best.pt", improved)) if on)
+        if not self._finite_or_warn(files):
             self.best, self.best_epoch = previous
             return
         learner.save_checkpoint(self.last_path if write_last else self.best_path)

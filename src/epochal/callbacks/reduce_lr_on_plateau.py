@@ -104,7 +104,9 @@ class ReduceLROnPlateau(MonitorCallback):
         groups = self.learner.optimizer.param_groups
         if self.group_factors is None or all("lr_factor" in g for g in groups):
             return
-        factors = self.group_factors if len(self.group_factors) == len(groups) else [min(self.group_factors)] * len(groups)
+        factors = self.group_factors
+        if len(factors) != len(groups):  # another grouping: carry the strongest reduction to every group
+            factors = [min(factors)] * len(groups)
         for group, factor in zip(groups, factors):
             group.setdefault("lr_factor", factor)
 

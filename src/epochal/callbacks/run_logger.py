@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 from epochal.callbacks.base import Callback
-from epochal.runs.folder import SUBFOLDERS, environment_info, write_json_atomic
-from epochal.state import atomic_write_bytes
+from epochal.runs.folder import SUBFOLDERS, environment_info
+from epochal.utils import atomic_write_text, json_safe, write_json_atomic
 
 __all__ = ["RunLogger"]
 
@@ -32,11 +32,11 @@ class RunLogger(Callback):
             import yaml
 
             text = yaml.safe_dump(self.learner.config, sort_keys=False)
-            atomic_write_bytes(run / "config.yaml", lambda h: h.write(text.encode()))
+            atomic_write_text(run / "config.yaml", text)
         if self.learner.state.step > 0 or not (run / "metrics.jsonl").exists():
             # resumed: the restored history is the truth (drops epochs logged after the checkpoint)
-            lines = "".join(json.dumps(_finite(r)) + "\n" for r in self.learner.history)
-            atomic_write_bytes(run / "metrics.jsonl", lambda h: h.write(lines.encode()))
+            lines = "".join(json.dumps(json_safe(r)) + "\n" for r in self.learner.history)
+            atomic_write_text(run / "metrics.jsonl", lines)
         self._start = time.perf_counter()
         self._start_samples = self.learner.state.samples
         self._wall_before = self._previous_wall()
@@ -55,7 +55,7 @@ class RunLogger(Callback):
         if not self.learner.history or self.learner.history[-1]["epoch"] != self.learner.state.epoch:
             return
         with open(self.learner.run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(_finite(self.learner.history[-1])) + "\n")
+            handle.write(json.dumps(json_safe(self.learner.history[-1])) + "\n")
         self.write_summary()
 
     def after_cancel_fit(self) -> None:
@@ -106,6 +106,3 @@ class RunLogger(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {}
 
-
-def _finite(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

@@ -84,11 +84,7 @@ class TensorBoard(Callback):
     @property
     def folder(self) -> Path:
         """Where the event files go."""
-        if self.log_dir is not None:
-            return self.log_dir
-        if self.learner.run_dir is None:
-            raise ValueError("TensorBoard: the learner has no run_dir; pass run_dir to the Learner or log_dir to TensorBoard")
-        return self.learner.run_dir / "tensorboard"
+        return self.log_dir if self.log_dir is not None else self.in_run_dir("tensorboard", "log_dir")
 
     def before_fit(self) -> None:
         if self.writer is not None:  # a previous fit that died with an error left its writer open

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import typer
+
+from epochal.utils import json_safe
 
 __all__ = ["DEBUG", "command", "console", "emit_json", "one_line"]
 
@@ -39,20 +40,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (*_USER_ERRORS, CheckpointError)
 
 
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def emit_json(obj: dict[str, Any]) -> None:
     """Print ``obj`` as one JSON line on stdout (NaN and infinities as null)."""
     sys.stdout.flush()
-    print(json.dumps(_plain(obj), default=str), flush=True)
+    print(json.dumps(json_safe(obj), default=str), flush=True)
 
 
 def one_line(exc: BaseException) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from epochal.config.errors import check_kwargs
-from epochal.utils import did_you_mean
+from epochal.utils import unknown_name_error
 
 __all__ = [
     "LOSSES",
@@ -70,7 +70,7 @@ _CALLBACK_NAMES = {
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
 #: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "Callback", "MonitorCallback"}
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback"}
 
 
 def _snake(name: str) -> str:
@@ -113,9 +113,7 @@ def check_callbacks(entries: Mapping[str, Any]) -> None:
     registry = callback_registry()
     for name, kwargs in entries.items():
         if name not in registry:
-            raise ValueError(
-                f"unknown callback {name!r}; valid values: {sorted(registry)}{did_you_mean(name, registry)}"
-            )
+            raise unknown_name_error("callback", name, registry)
         if kwargs:
             check_kwargs(registry[name].__init__, kwargs, f"of callback {name!r}")
 
@@ -140,7 +138,7 @@ def _schedule_builder(name: str) -> Callable:
     from epochal.schedules.builders import SCHEDULES
 
     if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; valid values: {sorted(SCHEDULES)}{did_you_mean(name, SCHEDULES)}")
+        raise unknown_name_error("schedule", name, SCHEDULES)
     return SCHEDULES[name]
 
 

@@ -23,6 +23,7 @@ from epochal.config.builders import (
     build_phases,
 )
 from epochal.config.errors import ConfigError
+from epochal.utils import json_safe
 
 __all__ = [
     "build_learner",
@@ -86,7 +87,7 @@ def build_learner(
     Returns:
         ``(learner, phases)``.
     """
-    from epochal.config.freezing import PhaseFreezing
+    from epochal.callbacks.phase_freezing import PhaseFreezing
     from epochal.learner import Learner
     from epochal.state import seed_everything
 
@@ -168,7 +169,7 @@ def valid_metrics(record: dict[str, Any]) -> dict[str, float | None]:
     out = {}
     for key, value in record.items():
         if key.startswith("valid/"):
-            out[key[6:]] = None if isinstance(value, float) and not math.isfinite(value) else value
+            out[key[6:]] = json_safe(value)
     return out
 
 
@@ -224,10 +225,9 @@ def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) 
     """Run the learning-rate range test on the recipe's data and model; returns the suggestions and plot."""
     learner, _ = build_learner(config, device=device, progress=False)
     result = learner.lr_find(plot=plot, **kwargs)
-    clean = {k: (v if math.isfinite(v) else None) for k, v in result.suggestions.items()}
     return {
-        "suggestion": result.suggestion if math.isfinite(result.suggestion) else None,
-        "suggestions": clean,
+        "suggestion": json_safe(result.suggestion),
+        "suggestions": json_safe(result.suggestions),
         "plot": str(result.plot) if result.plot is not None else None,
         "steps": len(result.lrs),
     }

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from epochal.config.errors import check_kwargs, unknown_key_message
-from epochal.utils import did_you_mean
+from epochal.utils import unknown_name_error
 
 __all__ = [
     "Config",
@@ -62,7 +62,7 @@ class OpenSection(Section):
 
 def _check_name(kind: str, name: str, choices: list[str]) -> str:
     if name not in choices:
-        raise ValueError(f"unknown {kind} {name!r}; valid values: {sorted(choices)}{did_you_mean(name, choices)}")
+        raise unknown_name_error(kind, name, choices)
     return name
 
 
@@ -134,10 +134,7 @@ class OptimizerConfig(OpenSection):
         try:
             entry = resolve_optimizer(self.name)
         except ValueError:
-            raise ValueError(
-                f"unknown optimizer {self.name!r}; valid values: {sorted(OPTIMIZERS)}"
-                f"{did_you_mean(self.name, OPTIMIZERS)}"
-            ) from None
+            raise unknown_name_error("optimizer", self.name, OPTIMIZERS) from None
         if isinstance(entry, OptimizerEntry):
             check_kwargs(
                 entry.cls.__init__,

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from epochal.data.decode import IMAGE_EXTENSIONS
+from epochal.utils import write_json_atomic
 
 __all__ = ["ImageItems", "image_folder_items", "label_csv_items", "load_classes", "save_classes"]
 
@@ -178,10 +179,7 @@ def label_csv_items(
 
 def save_classes(path: str | os.PathLike, classes: Sequence[str]) -> None:
     """Write the class list (index order) as JSON, atomically."""
-    target = Path(path)
-    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"classes": list(classes)}, indent=1), encoding="utf-8")
-    os.replace(tmp, target)
+    write_json_atomic(path, {"classes": list(classes)}, indent=1)
 
 
 def load_classes(path: str | os.PathLike) -> list[str]:

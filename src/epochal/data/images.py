@@ -26,6 +26,7 @@ from epochal.data.folders import ImageItems, image_folder_items, label_csv_items
 from epochal.data.loaders import ImageLoader
 from epochal.data.packed import PackedImages, pack_image_cache
 from epochal.data.splits import exclude_class, stratified_split
+from epochal.utils import size_pair
 
 __all__ = ["LOADER_KINDS", "channel_stats", "image_folder_loaders", "list_images", "pack_folder"]
 
@@ -44,11 +45,7 @@ def _cache_folder(items: ImageItems, cache_dir: str | os.PathLike | None, size, 
     if cache_dir is None:
         return None
     key = hashlib.sha256(json.dumps([items.root, size, fit, len(items)]).encode()).hexdigest()[:12]
-    tag = (
-        "native"
-        if size is None
-        else "x".join(str(s) for s in ((size, size) if isinstance(size, int) else size))
-    )
+    tag = "native" if size is None else "x".join(str(s) for s in size_pair(size))
     return Path(cache_dir).expanduser() / f"{Path(items.root).name}-{tag}-{fit}-{key}"
 
 

@@ -27,8 +27,9 @@ import torch.nn.functional as F
 
 from epochal.data.augment import BatchContext, Compose, Normalize, build_augmentations
 from epochal.data.base import Batch, batch_generator
-from epochal.data.packed import PackedImages
+from epochal.data.packed_images import PackedImages
 from epochal.data.samplers import Sampler, make_sampler
+from epochal.utils import size_pair
 
 __all__ = ["RESIDENCIES", "ImageLoader", "TensorLoader", "choose_residency"]
 
@@ -213,9 +214,7 @@ class ImageLoader(_IndexedLoader):
     def _target_size(self) -> tuple[int, int] | None:
         if self.image_size is None:
             return None
-        return (
-            (self.image_size, self.image_size) if isinstance(self.image_size, int) else tuple(self.image_size)
-        )
+        return size_pair(self.image_size, "image_size")
 
     def _finish(self, pixels: torch.Tensor, positions: torch.Tensor, epoch: int, index: int) -> Batch:
         """uint8 pixels on the device -> augmented, resized, normalised float batch and targets.

@@ -14,13 +14,13 @@ Every file is written under a temporary name and renamed into place, data before
 an interrupted pack never leaves a cache that looks complete; finished shards are kept, so a
 repeated call resumes. The manifest is keyed by the source files' relative paths, sizes and
 mtimes: a changed source invalidates the cache. Shards let several processes or machines pack
-(``shards=``) or read (:class:`PackedImages` ``shards=``) disjoint parts.
+(``shards=``) or read (:class:`PackedImages` ``shards=``) disjoint parts. This module writes caches;
+:mod:`~epochal.data.packed_images` reads them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import os
@@ -31,21 +31,15 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from epochal.data.decode import FIT_MODES, BadImageError, _mp_context, load_rgb_array
 from epochal.data.folders import ImageItems, save_classes
+from epochal.data.packed_images import PACK_FORMAT_VERSION, PackedImages
+from epochal.utils import atomic_write_bytes, size_pair, write_json_atomic
 
 __all__ = ["PACK_FORMAT_VERSION", "PackedImages", "pack_image_cache", "source_fingerprint"]
 
-PACK_FORMAT_VERSION = 1
 _CHUNK = 128
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _file_entries(items: ImageItems) -> list[list]:
@@ -68,17 +62,6 @@ def source_fingerprint(
     digest.update(json.dumps(entries if entries is not None else _file_entries(items)).encode())
     digest.update(np.ascontiguousarray(items.targets).tobytes())
     return digest.hexdigest()
-
-
-def _normalise_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) < 1:
-        raise ValueError(f"size={size!r} is not valid; use an int, (height, width) or None")
-    return size
 
 
 def _native_size(items: ImageItems) -> tuple[int, int]:
@@ -189,7 +172,7 @@ def _pack_shard(
         "files": entries,
         "bad": {os.path.relpath(p, items.root): reason for p, reason in sorted(bad.items())},
     }
-    _atomic_write(folder / f"shard-{index:05d}.json", json.dumps(meta).encode())
+    write_json_atomic(folder / f"shard-{index:05d}.json", meta, indent=None)
 
 
 def _clear_stale(folder: Path, fingerprint: str) -> None:
@@ -233,7 +216,7 @@ def pack_image_cache(
         raise ValueError(f"fit={fit!r} is not valid; use one of {FIT_MODES}")
     if num_shards < 1 or num_shards > max(1, len(items)):
         raise ValueError(f"num_shards={num_shards} must be between 1 and the number of images ({len(items)})")
-    size = _normalise_size(size)
+    size = None if size is None else size_pair(size)
     owner = None
     if cache_dir is None:
         cache_dir = owner = tempfile.mkdtemp(prefix="epochal-pack-")
@@ -278,9 +261,7 @@ def pack_image_cache(
 def _write_manifest(
     items: ImageItems, folder: Path, shape: tuple, spec: dict, ranges: list[range], fingerprint: str
 ) -> None:
-    buffer = io.BytesIO()
-    np.save(buffer, items.targets)
-    _atomic_write(folder / "targets.npy", buffer.getvalue())
+    atomic_write_bytes(folder / "targets.npy", lambda handle: np.save(handle, items.targets))
     save_classes(folder / "classes.json", items.classes)
     manifest = {
         "format": "epochal-packed",
@@ -296,114 +277,10 @@ def _write_manifest(
             {"file": f"shard-{i:05d}.u8", "start": r.start, "stop": r.stop} for i, r in enumerate(ranges)
         ],
     }
-    _atomic_write(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
+    write_json_atomic(folder / "manifest.json", manifest, indent=1)
 
 
 def _remove_tree(path: str) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
-
-
-class PackedImages:
-    """A complete packed cache opened for reading (memory-mapped; nothing is loaded eagerly).
-
-    Args:
-        cache_dir: a folder written by :func:`pack_image_cache`.
-        shards: open only these shards (a disjoint part per rank or machine); default all.
-
-    Attributes:
-        shape: ``(rows, 3, H, W)`` of the whole cache.
-        targets: all targets (numpy), see :class:`~epochal.data.folders.ImageItems`.
-        classes: class names.
-        rows: global row indices that are readable here (opened shards, good files only).
-        skipped: ``{absolute path: reason}`` for files that failed to decode.
-
-    Example:
-        >>> packed = PackedImages("~/.cache/epochal/packed/cifar10-32")   # doctest: +SKIP
-        >>> packed.gather(torch.tensor([0, 5])).shape                      # doctest: +SKIP
-        torch.Size([2, 3, 32, 32])
-    """
-
-    def __init__(self, cache_dir: str | os.PathLike, shards: Sequence[int] | None = None):
-        self.folder = Path(cache_dir).expanduser()
-        manifest_path = self.folder / "manifest.json"
-        if not manifest_path.exists():
-            raise FileNotFoundError(f"{str(self.folder)!r} holds no complete packed cache (no manifest.json)")
-        self.manifest = json.loads(manifest_path.read_text())
-        if self.manifest.get("version") != PACK_FORMAT_VERSION:
-            raise ValueError(
-                f"cache {str(self.folder)!r} has format version {self.manifest.get('version')}, "
-                f"this epochal reads version {PACK_FORMAT_VERSION}; repack it"
-            )
-        self.shape = tuple(self.manifest["shape"])
-        self.classes = list(self.manifest["classes"])
-        self.targets = np.load(self.folder / "targets.npy", allow_pickle=False)
-        all_shards = self.manifest["shards"]
-        self.shard_ids = list(range(len(all_shards))) if shards is None else sorted(set(shards))
-        if not self.shard_ids or not all(0 <= i < len(all_shards) for i in self.shard_ids):
-            raise ValueError(f"shards={shards!r} is not valid; this cache has {len(all_shards)} shard(s)")
-        self._starts, self._arrays, self.skipped = [], [], {}
-        good = np.zeros(self.shape[0], dtype=bool)
-        for index in self.shard_ids:
-            entry = all_shards[index]
-            rows = entry["stop"] - entry["start"]
-            # Copy-on-write maps are writable views (torch needs that) that never touch the file.
-            array = np.memmap(
-                self.folder / entry["file"], dtype=np.uint8, mode="c", shape=(rows, *self.shape[1:])
-            )
-            self._arrays.append(torch.from_numpy(array))
-            self._starts.append(entry["start"])
-            meta = json.loads((self.folder / f"shard-{index:05d}.json").read_text())
-            good[entry["start"] : entry["stop"]] = True
-            for rel, reason in meta["bad"].items():
-                self.skipped[os.path.normpath(os.path.join(self.manifest["root"], rel))] = reason
-            for row, (rel, _, _) in enumerate(meta["files"], start=entry["start"]):
-                if rel in meta["bad"]:
-                    good[row] = False
-        self.rows = np.flatnonzero(good)
-        self._bounds = torch.tensor(self._starts[1:], dtype=torch.long)
-        self._resident: dict[str, torch.Tensor] = {}
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of image data in the opened shards."""
-        return sum(t.numel() for t in self._arrays)
-
-    @property
-    def multi_label(self) -> bool:
-        return bool(self.manifest["multi_label"])
-
-    def gather(self, rows: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Copy the images at global ``rows`` (a CPU long tensor) into a new (or ``out``) tensor."""
-        rows = rows.to(torch.long)
-        if out is None:
-            out = torch.empty((len(rows), *self.shape[1:]), dtype=torch.uint8)
-        if len(self._arrays) == 1:
-            return torch.index_select(self._arrays[0], 0, rows - self._starts[0], out=out)
-        which = torch.bucketize(rows, self._bounds, right=True)
-        for shard in torch.unique(which).tolist():
-            mask = which == shard
-            out[mask] = torch.index_select(self._arrays[shard], 0, rows[mask] - self._starts[shard])
-        return out
-
-    def local_rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """Positions of global ``rows`` in :meth:`to_tensor`'s concatenation of opened shards."""
-        offsets = torch.tensor(self._starts, dtype=torch.long)
-        sizes = torch.tensor([len(a) for a in self._arrays], dtype=torch.long)
-        before = torch.cumsum(sizes, 0) - sizes
-        which = torch.bucketize(rows.to(torch.long), self._bounds, right=True)
-        return rows - offsets[which] + before[which]
-
-    def resident(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """:meth:`to_tensor` on ``device``, made once and shared by every loader of this cache."""
-        key = str(torch.device(device))
-        if key not in self._resident:
-            self._resident[key] = self.to_tensor(device)
-        return self._resident[key]
-
-    def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """All opened shards as one tensor on ``device`` (one copy; the way to GPU residency)."""
-        if len(self._arrays) == 1:
-            return self._arrays[0].to(device, copy=True)
-        return torch.cat([a.to(device) for a in self._arrays])

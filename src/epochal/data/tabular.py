@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from epochal.utils import atomic_write_text
+
 __all__ = ["DEFAULT_NA_VALUES", "MISSING", "UNKNOWN", "TabularPreprocessor", "clean_frame", "require_pandas"]
 
 #: Cell values read as missing (after stripping spaces), besides empty cells and NaN.
@@ -336,10 +338,7 @@ class TabularPreprocessor:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted state as JSON (atomically)."""
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(self.to_json(), encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TabularPreprocessor:

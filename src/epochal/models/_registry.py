@@ -8,11 +8,10 @@ with ``torch.utils.flop_counter.FlopCounterMode`` on the ``meta`` device, so sum
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +19,11 @@ import torch
 from torch import nn
 
 from epochal.models.layers import pad_input_channels as _pad_input_channels
+from epochal.utils import did_you_mean
 
 __all__ = [
     "ModelInfo",
+    "check_arguments",
     "count_macs",
     "count_params",
     "create",
@@ -87,8 +88,7 @@ def get_model_info(name: str) -> ModelInfo:
     """The registry entry for ``name``; unknown names raise with the closest valid names."""
     _load_families()
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, _MODELS, " Did you mean {}?", n=3, cutoff=0.5)
         raise ValueError(f"unknown model {name!r}.{hint} See epochal.models.list_models().")
     return _MODELS[name]
 
@@ -98,13 +98,15 @@ def _check_kwargs(info: ModelInfo, kwargs: Mapping[str, Any]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # the factory validates its own keyword arguments
     valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    check_arguments(f"model {info.name!r}", kwargs, valid)
+
+
+def check_arguments(owner: str, kwargs: Iterable[str], valid: Sequence[str]) -> None:
+    """Raise ValueError for the first of ``kwargs`` not in ``valid``, suggesting the closest one."""
     for key in kwargs:
         if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"model {info.name!r} takes no argument {key!r}.{hint} Valid arguments: {', '.join(valid)}"
-            )
+            hint = did_you_mean(key, valid, " Did you mean {}?")
+            raise ValueError(f"{owner} takes no argument {key!r}.{hint} Valid arguments: {', '.join(valid)}")
 
 
 def create(

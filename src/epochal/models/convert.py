@@ -202,8 +202,14 @@ class ConversionReport:
         lines = [counts]
         sections = (
             ("missing (in the model, not in the checkpoint)", self.missing),
-            ("unexpected (checkpoint key -> renamed, no such model key)", [f"{a} -> {b}" for a, b in self.unexpected]),
-            ("shape mismatches (key: checkpoint vs model)", [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in self.mismatched]),
+            (
+                "unexpected (checkpoint key -> renamed, no such model key)",
+                [f"{a} -> {b}" for a, b in self.unexpected],
+            ),
+            (
+                "shape mismatches (key: checkpoint vs model)",
+                [f"{k}: {tuple(a)} vs {tuple(b)}" for k, a, b in self.mismatched],
+            ),
         )
         for title, items in sections:
             if items:

@@ -20,7 +20,6 @@ shape changes, ReLU after the sum.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, fields, replace
 from functools import partial
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from epochal.models._base import StagedClassifier
-from epochal.models._registry import register_model
+from epochal.models._registry import check_arguments, register_model
 from epochal.models.layers import (
     ClassifierHead,
     ConvBNAct,
@@ -286,12 +285,7 @@ FLOPS_LABELS = {"002": "200MF", "004": "400MF", "006": "600MF", "008": "800MF", 
 
 def create_regnet(preset: str, **kwargs: Any) -> RegNet:
     """Build a preset, with design-space fields (``wa``, ``depth`` ...) and model options overridable."""
-    for key in kwargs:
-        if key not in _PARAM_FIELDS + _MODEL_OPTIONS:
-            valid = _PARAM_FIELDS + _MODEL_OPTIONS
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"RegNet takes no argument {key!r}.{hint} Valid arguments: {', '.join(valid)}")
+    check_arguments("RegNet", kwargs, _PARAM_FIELDS + _MODEL_OPTIONS)
     params = replace(PRESETS[preset], **{k: v for k, v in kwargs.items() if k in _PARAM_FIELDS})
     return RegNet(params, **{k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS})
 

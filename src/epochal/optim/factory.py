@@ -13,7 +13,6 @@ between Adam-like ones (``adam``, ``adamw``, ``lamb``); anything else starts fre
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from epochal.optim.decoupled import SGDW, RMSpropW, decoupled
 from epochal.optim.groups import param_groups
 from epochal.optim.lamb import LAMB
 from epochal.optim.lars import LARS
+from epochal.utils import did_you_mean, unknown_argument_error
 
 __all__ = [
     "OPTIMIZERS",
@@ -124,9 +124,7 @@ def resolve_optimizer(spec: OptimizerSpec) -> OptimizerEntry | Callable[..., tor
     if isinstance(spec, str):
         key = _ALIASES.get(spec.lower(), spec.lower())
         if key not in OPTIMIZERS:
-            names = sorted(OPTIMIZERS) + sorted(_ALIASES)
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, sorted(OPTIMIZERS) + sorted(_ALIASES), " (did you mean {}?)")
             raise ValueError(f"unknown optimizer {spec!r}{hint}; known: {', '.join(sorted(OPTIMIZERS))}")
         return OPTIMIZERS[key]
     if isinstance(spec, type) and issubclass(spec, torch.optim.Optimizer):
@@ -277,11 +275,7 @@ def _check_kwargs(entry: OptimizerEntry, ctor: dict) -> None:
     accepted = set(inspect.signature(entry.cls.__init__).parameters) - {"self", "params"}
     for key in ctor:
         if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"optimizer {entry.name!r} takes no argument {key!r}{hint}; it takes {', '.join(sorted(accepted))}"
-            )
+            raise unknown_argument_error(f"optimizer {entry.name!r}", key, sorted(accepted))
 
 
 def _momentum_key(cls: type) -> str | None:

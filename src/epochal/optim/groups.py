@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from epochal.utils import positive_number
+
 __all__ = [
     "NORM_TYPES",
     "LrSpec",
@@ -127,10 +129,10 @@ def lr_scales(lr: LrSpec, n_groups: int) -> tuple[float, ...]:
     if isinstance(lr, slice):
         if lr.step is not None:
             raise ValueError(f"lr slice takes no step, got {lr!r}; use slice(lo, hi)")
-        hi = _positive(lr.stop, "lr slice stop (the top group's rate)")
+        hi = positive_number(lr.stop, "lr slice stop (the top group's rate)")
         if lr.start is None:
             return tuple([0.1] * (n_groups - 1) + [1.0])
-        lo = _positive(lr.start, "lr slice start (the first group's rate)")
+        lo = positive_number(lr.start, "lr slice start (the first group's rate)")
         if n_groups == 1:
             return (1.0,)
         ratio = lo / hi
@@ -143,7 +145,7 @@ def lr_scales(lr: LrSpec, n_groups: int) -> tuple[float, ...]:
             f"lr gives {len(values)} per-group values but the model has {n_groups} layer groups; "
             "give one value per group or a slice(lo, hi)"
         )
-    top = _positive(values[-1], "the last group's lr")
+    top = positive_number(values[-1], "the last group's lr")
     for i, v in enumerate(values):
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"lr[{i}] must be a finite value >= 0, got {v}")
@@ -153,7 +155,7 @@ def lr_scales(lr: LrSpec, n_groups: int) -> tuple[float, ...]:
 def lr_top(lr: LrSpec) -> float:
     """The top (last) group's learning rate of a specification: the value a schedule anneals."""
     if isinstance(lr, slice):
-        return _positive(lr.stop, "lr slice stop")
+        return positive_number(lr.stop, "lr slice stop")
     if isinstance(lr, numbers.Real):
         return float(lr)
     values = list(lr)
@@ -234,9 +236,3 @@ def _split_module(module: nn.Module, seen: set[int]) -> tuple[list[torch.Tensor]
             seen.add(id(param))
             (no_decay if is_norm_or_bias(sub, name, param) else decay).append(param)
     return decay, no_decay
-
-
-def _positive(value: object, what: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not (0 < value < math.inf):
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}")
-    return float(value)

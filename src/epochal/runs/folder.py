@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import math
 import platform
 import re
 import subprocess
@@ -21,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from epochal.state import atomic_write_bytes
+from epochal.utils import write_json_atomic
 
 __all__ = ["SUBFOLDERS", "create_run_dir", "environment_info", "git_commit", "read_json", "write_json_atomic"]
 
@@ -45,23 +44,6 @@ def create_run_dir(root: str | Path = "runs", name: str = "run", now: datetime |
             (folder / sub).mkdir()
         return folder
     raise FileExistsError(f"could not create a new run folder for {safe!r} under {root}")
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe copy: NaN and infinities become None."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    text = json.dumps(_clean(obj), indent=2, sort_keys=False, default=str) + "\n"
-    return atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
 def read_json(path: str | Path) -> Any:

@@ -16,13 +16,14 @@ value, the building block of fastai's ``TrainingPhase`` API (Gugger, "The TrainP
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from epochal.utils import did_you_mean
 
 __all__ = [
     "ANNEALERS",
@@ -199,7 +200,6 @@ def _parse_name(name: str, what: str) -> Annealer:
     if name in ("poly", "polynomial"):
         raise ValueError(f"{what}={name!r} needs a power: write 'poly2' or ('polynomial', 2)")
     if name not in ANNEALERS:
-        close = difflib.get_close_matches(name, sorted(ANNEALERS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, ANNEALERS, " (did you mean {}?)")
         raise ValueError(f"unknown {what} {name!r}{hint}; known: {', '.join(sorted(ANNEALERS))}, 'poly<p>'")
     return ANNEALERS[name]()

@@ -17,7 +17,6 @@ Recipes name builders through :func:`build_phases`.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import itertools
 import numbers
@@ -25,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from epochal.schedules.phase import TrainingPhase
+from epochal.utils import did_you_mean, positive_number, unknown_argument_error
 
 __all__ = [
     "SCHEDULES",
@@ -63,21 +63,13 @@ def build_phases(name: str, **kwargs: Any) -> list[TrainingPhase]:
         >>> build_phases("one_cycle", total_epochs=5, lr_max=0.1)
     """
     if name not in SCHEDULES:
-        close = difflib.get_close_matches(name, sorted(SCHEDULES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, SCHEDULES, " (did you mean {}?)")
         raise ValueError(f"unknown schedule {name!r}{hint}; known: {', '.join(sorted(SCHEDULES))}")
     builder = SCHEDULES[name]
     accepted = inspect.signature(builder).parameters
     for key in kwargs:
         if key not in accepted:
-            close = (
-                difflib.get_close_matches(key, list(accepted), n=1)
-                or [k for k in accepted if k.startswith(key) or key.startswith(k)][:1]
-            )
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(
-                f"schedule {name!r} takes no argument {key!r}{hint}; it takes {', '.join(accepted)}"
-            )
+            raise unknown_argument_error(f"schedule {name!r}", key, accepted)
     missing = [k for k, p in accepted.items() if p.default is inspect.Parameter.empty and k not in kwargs]
     if missing:
         raise ValueError(f"schedule {name!r} needs {', '.join(repr(m) for m in missing)}")
@@ -109,9 +101,9 @@ def one_cycle(
         weight_decay: decoupled weight decay for both phases.
         anneal: the annealer of both phases (cosine as in fastai; ``"linear"`` for Smith's triangle).
     """
-    _positive(total_epochs, "total_epochs")
-    _positive(div, "div")
-    _positive(final_div, "final_div")
+    positive_number(total_epochs, "total_epochs")
+    positive_number(div, "div")
+    positive_number(final_div, "final_div")
     if not 0 < pct_start < 1:
         raise ValueError(f"pct_start must be in (0, 1), got {pct_start}")
     if moms is not None and len(moms) != 3:
@@ -163,8 +155,8 @@ def sgdr(
         lr_min: rate at the end of every cycle.
         optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
     """
-    _positive(cycle_len, "cycle_len")
-    _positive(cycle_mult, "cycle_mult")
+    positive_number(cycle_len, "cycle_len")
+    positive_number(cycle_mult, "cycle_mult")
     if not isinstance(n_cycles, numbers.Integral) or n_cycles < 1:
         raise ValueError(f"n_cycles must be an int >= 1, got {n_cycles!r}")
     warmup = cycle_len / 20 if warmup is None else float(warmup)
@@ -197,7 +189,7 @@ def warmup_cosine(
 
     ``epochs`` is the total, warm-up included; ``warmup_epochs=0`` gives a single cosine phase.
     """
-    _positive(epochs, "epochs")
+    positive_number(epochs, "epochs")
     if not 0 <= warmup_epochs < epochs:
         raise ValueError(f"warmup_epochs must be in [0, epochs={epochs}), got {warmup_epochs}")
     if not 0 <= warmup_start_factor <= 1:
@@ -230,8 +222,8 @@ def step_schedule(
     momentum: float | None = None,
 ) -> list[TrainingPhase]:
     """Constant rate, multiplied by ``gamma`` at every milestone (in epochs, may be fractional)."""
-    _positive(epochs, "epochs")
-    _positive(gamma, "gamma")
+    positive_number(epochs, "epochs")
+    positive_number(gamma, "gamma")
     edges = [0.0, *(float(m) for m in milestones), float(epochs)]
     if any(b <= a for a, b in itertools.pairwise(edges)):
         raise ValueError(
@@ -255,8 +247,8 @@ def flat_cos(
     momentum: float | None = None,
 ) -> list[TrainingPhase]:
     """Flat at ``lr`` for ``pct_flat`` of training, then cosine down to ``lr / div_final``."""
-    _positive(epochs, "epochs")
-    _positive(div_final, "div_final")
+    positive_number(epochs, "epochs")
+    positive_number(div_final, "div_final")
     if not 0 < pct_flat < 1:
         raise ValueError(f"pct_flat must be in (0, 1), got {pct_flat}")
     common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum}
@@ -307,8 +299,8 @@ def phases_1cycle(
     ``pct`` percent of ``cycle_len`` is left for the last phase, where the rate goes linearly from
     ``lr/div`` to ``lr/(100*div)`` at momentum ``max_mom``.
     """
-    _positive(cycle_len, "cycle_len")
-    _positive(div, "div")
+    positive_number(cycle_len, "cycle_len")
+    positive_number(div, "div")
     if not 0 < pct < 100:
         raise ValueError(f"pct is a percentage in (0, 100), got {pct}")
     half = (1 - pct / 100) * cycle_len / 2
@@ -366,8 +358,3 @@ def _scale(lr: Any, factor: float) -> Any:
     if isinstance(lr, (tuple, str)) or not hasattr(lr, "__iter__"):
         raise ValueError(f"a builder's lr must be a value, slice(lo, hi) or a per-group list, got {lr!r}")
     return [float(v) * factor for v in lr]
-
-
-def _positive(value: Any, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{what} must be a number > 0, got {value!r}")

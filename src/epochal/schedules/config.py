@@ -15,7 +15,6 @@ unknown keys are errors that name the key, where it is, and the closest valid ke
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import numbers
 import re
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 from epochal.schedules.builders import build_phases
 from epochal.schedules.phase import TrainingPhase
+from epochal.utils import did_you_mean
 
 __all__ = ["PHASE_KEYS", "phase_from_dict", "phase_to_dict", "phases_from_config", "phases_to_config"]
 
@@ -46,8 +46,7 @@ def phase_from_dict(data: Mapping[str, Any], where: str = "phase") -> TrainingPh
         raise ValueError(f"{where} must be a mapping of phase settings, got {type(data).__name__}")  # noqa: TRY004
     for key in data:
         if key not in PHASE_KEYS:
-            close = difflib.get_close_matches(str(key), PHASE_KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, PHASE_KEYS, " (did you mean {}?)")
             raise ValueError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(PHASE_KEYS)}")
     if "epochs" not in data:
         raise ValueError(f"{where}: missing required key 'epochs'")

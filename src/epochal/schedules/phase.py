@@ -21,6 +21,7 @@ from typing import Any
 
 from epochal.optim import lr_scales, resolve_optimizer
 from epochal.schedules.annealers import Annealer, Linear, NoDecay, parse_decay
+from epochal.utils import check_number, size_pair
 
 __all__ = ["TrainingPhase"]
 
@@ -66,7 +67,7 @@ class TrainingPhase:
     optimizer_kwargs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        self.epochs = _number(self.epochs, "epochs", low=0.0, low_inclusive=False)
+        self.epochs = check_number(self.epochs, "epochs", low=0.0, low_inclusive=False)
         if self.optimizer is not None:
             resolve_optimizer(self.optimizer)
         if self.optimizer_kwargs is not None:
@@ -78,7 +79,7 @@ class TrainingPhase:
                 )
             self.optimizer_kwargs = dict(self.optimizer_kwargs)
         if self.weight_decay is not None:
-            self.weight_decay = _number(self.weight_decay, "weight_decay", low=0.0)
+            self.weight_decay = check_number(self.weight_decay, "weight_decay", low=0.0)
         if self.name is not None and not isinstance(self.name, str):
             raise ValueError(f"name must be a string, got {self.name!r}")
         self.image_size = _image_size(self.image_size)
@@ -160,31 +161,11 @@ class TrainingPhase:
         return phase_to_dict(self, strict)
 
 
-def _number(
-    value: Any, what: str, low: float | None = None, high: float | None = None, low_inclusive: bool = True
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
-    value = float(value)
-    if low is not None and (value < low or (value == low and not low_inclusive)):
-        raise ValueError(f"{what} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
-    if high is not None and value > high:
-        raise ValueError(f"{what} must be <= {high}, got {value}")
-    return value
-
-
 def _image_size(value: Any) -> int | tuple[int, int] | None:
     if value is None:
         return None
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    if (
-        isinstance(value, tuple | list)
-        and len(value) == 2
-        and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        return (int(value[0]), int(value[1]))
-    raise ValueError(f"image_size must be a positive int or (height, width), got {value!r}")
+    height, width = size_pair(value, "image_size")
+    return height if isinstance(value, numbers.Integral) else (height, width)
 
 
 def _parse_lr(lr: Any) -> tuple[float | None, float | None, slice | tuple[float, ...] | None]:
@@ -221,17 +202,17 @@ def _lr_value(value: Any, what: str) -> tuple[float, slice | tuple[float, ...] |
     if isinstance(value, slice):
         if value.step is not None:
             raise ValueError(f"{what} slice takes no step, got {value!r}")
-        top = _number(value.stop, f"{what} slice stop", low=0.0, low_inclusive=False)
+        top = check_number(value.stop, f"{what} slice stop", low=0.0, low_inclusive=False)
         if value.start is not None:
-            _number(value.start, f"{what} slice start", low=0.0, low_inclusive=False)
+            check_number(value.start, f"{what} slice start", low=0.0, low_inclusive=False)
         return top, value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return _number(value, what, low=0.0), None
+        return check_number(value, what, low=0.0), None
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise ValueError(
             f"{what} must be a number, (start, end), slice(lo, hi) or a list per group, got {value!r}"
         )
-    values = tuple(_number(v, f"{what}[{i}]", low=0.0) for i, v in enumerate(value))
+    values = tuple(check_number(v, f"{what}[{i}]", low=0.0) for i, v in enumerate(value))
     if not values or values[-1] <= 0:
         raise ValueError(f"{what} per-group values need a last (top) value > 0, got {values!r}")
     return values[-1], values
@@ -254,10 +235,10 @@ def _parse_momentum(momentum: Any) -> tuple[float, float | None] | None:
         if len(momentum) != 2:
             raise ValueError(f"momentum must be a value or (start, end), got {momentum!r}")
         return (
-            _number(momentum[0], "momentum start", 0.0, 1.0),
-            _number(momentum[1], "momentum end", 0.0, 1.0),
+            check_number(momentum[0], "momentum start", 0.0, 1.0),
+            check_number(momentum[1], "momentum end", 0.0, 1.0),
         )
-    return _number(momentum, "momentum", 0.0, 1.0), None
+    return check_number(momentum, "momentum", 0.0, 1.0), None
 
 
 def _annealer(decay: Any, end: float | None, what: str) -> Annealer:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+
+from epochal.utils import did_you_mean
 
 __all__ = [
     "AUGMENTATIONS",
@@ -126,9 +127,9 @@ def register_augmentation(cls: type[Augmentation]) -> type[Augmentation]:
 
 def _lookup(name: str) -> type[Augmentation]:
     if name not in AUGMENTATIONS:
-        close = difflib.get_close_matches(name, AUGMENTATIONS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown augmentation {name!r}{hint} Known: {sorted(AUGMENTATIONS)}")
+        raise ValueError(
+            f"unknown augmentation {name!r}; known: {sorted(AUGMENTATIONS)}{did_you_mean(name, AUGMENTATIONS)}"
+        )
     return AUGMENTATIONS[name]
 
 
@@ -142,8 +143,7 @@ def _build(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Augmentati
     params = dict(zip(fields, args))
     for key, value in kwargs.items():
         if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, fields, " (did you mean {}?)")
             raise ValueError(f"augmentation {name!r} has no parameter {key!r}{hint}; valid: {fields}")
         params[key] = tuple(value) if isinstance(value, list) else value
     return cls(**params)

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from epochal.data.augment.base import ImageAugmentation, register_augmentation
-from epochal.data.augment.remap import _check_probability, _pair
+from epochal.data.augment.remap import _check_probability
+from epochal.utils import size_pair
 
 __all__ = ["RandomResizedCrop", "Resize", "RotateScale", "crop_resize"]
 
@@ -102,7 +103,7 @@ class RandomResizedCrop(ImageAugmentation):
     name = "random_resized_crop"
 
     def __post_init__(self):
-        self.size = _pair(self.size)
+        self.size = size_pair(self.size)
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"random_resized_crop: scale={self.scale} must satisfy 0 < low <= high <= 1")
         if not 0 < self.ratio[0] <= self.ratio[1]:
@@ -110,7 +111,7 @@ class RandomResizedCrop(ImageAugmentation):
         self.scale, self.ratio = tuple(self.scale), tuple(self.ratio)
 
     def set_image_size(self, size) -> bool:
-        self.size = _pair(size)
+        self.size = size_pair(size)
         return True
 
     def apply(self, images, ctx):
@@ -187,7 +188,7 @@ class Resize(ImageAugmentation):
         if isinstance(self.size, int) and self.shorter_side:
             scale = self.size / min(height, width)
             return max(1, round(height * scale)), max(1, round(width * scale))
-        return _pair(self.size)
+        return size_pair(self.size)
 
     def apply(self, images, ctx):
         size = self.output_size(*images.shape[2:])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from epochal.data.augment.base import BatchContext, ImageAugmentation, register_augmentation
+from epochal.utils import size_pair
 
 __all__ = [
     "PAD_MODES",
@@ -37,14 +38,6 @@ __all__ = [
 PAD_MODES: tuple[str, ...] = ("reflect", "replicate", "zeros")
 
 Maps = tuple[torch.Tensor, torch.Tensor]
-
-
-def _pair(size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    if len(size) != 2:
-        raise ValueError(f"size={size!r} is not valid; use an int or (height, width)")
-    return int(size[0]), int(size[1])
 
 
 def _check_probability(p: float, name: str) -> None:
@@ -213,10 +206,10 @@ class CenterCrop(RemapAugmentation):
     name = "center_crop"
 
     def __post_init__(self):
-        self.size = _pair(self.size)
+        self.size = size_pair(self.size)
 
     def set_image_size(self, size) -> bool:
-        self.size = _pair(size)
+        self.size = size_pair(size)
         return True
 
     def index_maps(self, n, height, width, ctx):

@@ -4,7 +4,8 @@ Transfer learning after ULMFiT (Howard & Ruder, *Universal Language Model Fine-t
 Classification*, 2018): train the new head with the pretrained body frozen, then unfreeze and
 train everything with discriminative learning rates. A recipe writes this as two phases,
 ``freeze: true`` then ``freeze: false`` (or a number of leading layer groups to keep frozen); this
-callback applies each phase's setting when the phase starts, also after a resume.
+callback applies each phase's setting when the phase starts, also after a resume. The recipe
+builders add it themselves (it is not selectable under ``callbacks:``); Python users attach it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ class PhaseFreezing(Callback):
         groups: per phase, the number of leading layer groups to freeze (``-1``: all but the
             head, ``0``: none), or None to leave the model as the previous phase left it.
         train_bn: keep BatchNorm layers of frozen groups trainable (usually better, as fastai found).
+
+    Attributes:
+        applied: ``(phase index, groups frozen)`` for every phase start at which a setting was applied.
 
     Example:
         >>> learner.add_callback(PhaseFreezing([-1, 0]))
