@@ -52,7 +52,7 @@ def test_event_order_for_one_epoch():
 def test_unknown_event_method_is_rejected_with_suggestion():
     class Typo(Callback):
         def after_epcoh(self):
-            pass
+            """A typo of after_epoch: attaching must fail."""
 
     with pytest.raises(AttributeError, match="after_epoch"):
         make_learner([Typo()])
@@ -81,13 +81,13 @@ def test_show_training_loop_lists_callbacks_in_order(capsys):
         order = 50
 
         def after_epoch(self):
-            pass
+            """Registered at after_epoch, shown after Early."""
 
     class Early(Callback):
         order = -5
 
         def after_epoch(self):
-            pass
+            """Registered at after_epoch, shown first."""
 
     learner = make_learner([Late(), Early()])
     text = learner.show_training_loop()
