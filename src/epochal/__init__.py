@@ -10,12 +10,15 @@ from epochal.callbacks import (
     EarlyStopping,
     ModelCheckpoint,
     MonitorCallback,
+    PhaseFreezing,
     ProgressBar,
     ReduceLROnPlateau,
     RunLogger,
     TensorBoard,
     TerminateOnNaN,
 )
+from epochal.config import Config, ConfigError, list_recipes, load_config
+from epochal.config.experiment import train as train_recipe
 from epochal.data import get_dataset, image_folder_loaders, tabular_loaders
 from epochal.data.base import ArrayLoader, DataLoaders, EpochLoader
 from epochal.events import (
@@ -92,6 +95,8 @@ __all__ = [
     "CancelTrain",
     "CancelValidate",
     "CheckpointError",
+    "Config",
+    "ConfigError",
     "DataLoaders",
     "EarlyStopping",
     "EpochLoader",
@@ -103,6 +108,7 @@ __all__ = [
     "ModelCheckpoint",
     "MonitorCallback",
     "MultiLabelF1",
+    "PhaseFreezing",
     "PhaseSchedule",
     "ProgressBar",
     "RMSpropW",
@@ -127,7 +133,9 @@ __all__ = [
     "image_folder_loaders",
     "init_output_bias",
     "list_models",
+    "list_recipes",
     "load_checkpoint",
+    "load_config",
     "model_summaries",
     "one_cycle",
     "param_groups",
@@ -141,6 +149,7 @@ __all__ = [
     "step_schedule",
     "suggest_lr",
     "tabular_loaders",
+    "train_recipe",
     "unfreeze",
     "warmup_cosine",
 ]

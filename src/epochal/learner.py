@@ -70,7 +70,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (default: CUDA when available).
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast; fp16 adds a GradScaler).
         channels_last: use the channels-last memory format for the model and 4-D inputs.
-        compile: wrap the model in ``torch.compile`` (recompiled when freezing changes).
+        compile: wrap the model in ``torch.compile`` (recompiled when freezing changes); a string
+            names the ``torch.compile`` backend (``"inductor"``, ``"cudagraphs"``, ``"eager"``...).
         grad_accum: batches whose gradients are summed before each optimizer step.
         clip_grad_norm: clip the global gradient norm to this value.
         clip_grad_value: clip every gradient element to +-this value.
@@ -88,7 +89,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     def __init__(self, model: nn.Module, data: DataLoaders | Sequence, loss=None, optimizer="adamw",
                  lr: float = 1e-3, weight_decay: float = 0.0, metrics: Iterable[Metric | str] = (),
                  callbacks: Iterable[Callback] = (), *, device: str | torch.device | None = None,
-                 precision: str = "fp32", channels_last: bool = False, compile: bool = False,
+                 precision: str = "fp32", channels_last: bool = False, compile: bool | str = False,
                  grad_accum: int = 1, clip_grad_norm: float | None = None,
                  clip_grad_value: float | None = None, log_every: int = 50,
                  run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None):
@@ -358,7 +359,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         if not self.compile:
             return self.model
         if self._compiled is None:
-            self._compiled = torch.compile(self.model)
+            backend = self.compile if isinstance(self.compile, str) else "inductor"
+            self._compiled = torch.compile(self.model, backend=backend)
         return self._compiled
 
     def recompile(self) -> None:

@@ -111,3 +111,22 @@ def test_lr_find_modes(mode):
     assert (diffs > 0).all()
     if mode == "linear":
         assert np.allclose(diffs, diffs[0])
+
+
+def test_compiled_model_is_recompiled_when_freezing_changes():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    learner = Learner(Model(), (ArrayLoader(x, y, batch_size=16), None), optimizer="sgd", lr=0.05,
+                      compile="eager", device="cpu")
+    learner.fit(1)
+    first = learner.model_call
+    assert first is not learner.model and learner.model_call is first  # one wrapper, reused
+    learner.freeze()
+    second = learner.model_call
+    assert second is not first  # a new wrapper after freezing
+    stem_before = learner.model.stem[0].weight.clone()
+    learner.fit(1)
+    assert torch.equal(learner.model.stem[0].weight, stem_before)
+    learner.unfreeze()
+    assert learner.model_call is not second
