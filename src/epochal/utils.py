@@ -22,6 +22,7 @@ __all__ = [
     "atomic_write_text",
     "check_number",
     "did_you_mean",
+    "host_to_device",
     "json_safe",
     "positive_number",
     "size_pair",
@@ -170,6 +171,23 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2)
 
 
 # ----------------------------------------------------------------------------- tensors
+def host_to_device(tensor, device):
+    """Copy a (small) CPU tensor to ``device`` without making the host wait for the device.
+
+    A copy from ordinary (pageable) host memory synchronises the CUDA stream first, even with
+    ``non_blocking=True``: the next batch's preparation would wait for the current training
+    step to finish. Staging through pinned memory makes the copy truly asynchronous.
+    """
+    import torch
+
+    device = torch.device(device)
+    if tensor.device == device or device.type == "cpu":
+        return tensor.to(device)
+    if tensor.device.type == "cpu" and device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 def to_device(obj, device, non_blocking: bool = True, memory_format=None):
     """Move tensors nested in tuples, lists and dicts to ``device`` (no copy when already there)."""
     import torch

@@ -50,6 +50,7 @@ def test_truncated_checkpoint_gives_a_clear_error(tmp_path):
         load_checkpoint(path)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_foreign_files_are_rejected(tmp_path):
     plain = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(2)}, plain)

@@ -101,3 +101,21 @@ def test_to_device_keeps_containers_and_applies_the_memory_format():
     assert moved["n"] == 3 and isinstance(moved["x"], tuple) and isinstance(moved["x"][1], list)
     assert moved["x"][0].is_contiguous(memory_format=torch.channels_last)
     assert moved["x"][1][0] is labels  # integer tensors keep their format (no copy on the same device)
+
+
+def test_host_to_device_on_cpu_is_a_no_copy():
+    from epochal.utils import host_to_device
+
+    t = torch.arange(4)
+    assert host_to_device(t, "cpu") is t
+
+
+@pytest.mark.gpu
+def test_host_to_device_stages_through_pinned_memory():
+    from epochal.utils import host_to_device
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    t = torch.arange(1000)
+    out = host_to_device(t, "cuda")
+    assert out.device.type == "cuda" and torch.equal(out.cpu(), t)

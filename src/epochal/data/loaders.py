@@ -29,7 +29,7 @@ from epochal.data.augment import BatchContext, Compose, Normalize, build_augment
 from epochal.data.base import Batch, batch_generator
 from epochal.data.packed_images import PackedImages
 from epochal.data.samplers import Sampler, make_sampler
-from epochal.utils import size_pair
+from epochal.utils import host_to_device, size_pair
 
 __all__ = ["RESIDENCIES", "ImageLoader", "TensorLoader", "choose_residency"]
 
@@ -199,7 +199,7 @@ class ImageLoader(_IndexedLoader):
         self.image_size = size
 
     def _pixels_resident(self, positions: torch.Tensor) -> torch.Tensor:
-        local = self._local[positions.to(self.device, non_blocking=True)]
+        local = self._local[host_to_device(positions, self.device)]
         return torch.index_select(self._resident, 0, local)
 
     def _gather_stream(self, positions: torch.Tensor) -> torch.Tensor:
@@ -230,7 +230,7 @@ class ImageLoader(_IndexedLoader):
             self.seed,
             self.num_classes,
         )
-        targets = self._targets[positions.to(self.device, non_blocking=True)]
+        targets = self._targets[host_to_device(positions, self.device)]
         moves, rest = self.augment.split_pixel_moves()
         if len(moves):
             pixels, targets = moves(pixels, targets, ctx)
@@ -363,7 +363,7 @@ class TensorLoader(_IndexedLoader):
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         for index, positions in self._slices(epoch, start):
-            positions = positions.to(self.device, non_blocking=True)
+            positions = host_to_device(positions, self.device)
             parts = tuple(p[positions] for p in self.inputs)
             inputs = parts if self.tuple_inputs else parts[0]
             targets = self.targets[positions]

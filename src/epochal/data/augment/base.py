@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from epochal.utils import did_you_mean
+from epochal.utils import did_you_mean, host_to_device
 
 __all__ = [
     "AUGMENTATIONS",
@@ -60,7 +60,7 @@ class BatchContext:
 
     def rand(self, *shape: int) -> torch.Tensor:
         """Uniform ``[0, 1)`` values of ``shape``, drawn on the CPU, returned on ``device``."""
-        return torch.rand(shape, generator=self.generator).to(self.device, non_blocking=True)
+        return host_to_device(torch.rand(shape, generator=self.generator), self.device)
 
     def uniform(self, n: int, low: float, high: float) -> torch.Tensor:
         """``n`` uniform values in ``[low, high)`` on ``device``."""
@@ -68,11 +68,11 @@ class BatchContext:
 
     def randint(self, n: int, low: int, high: int) -> torch.Tensor:
         """``n`` integers in ``[low, high)`` on ``device``."""
-        return torch.randint(low, high, (n,), generator=self.generator).to(self.device, non_blocking=True)
+        return host_to_device(torch.randint(low, high, (n,), generator=self.generator), self.device)
 
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normal values of ``shape`` on ``device``."""
-        return torch.randn(shape, generator=self.generator).to(self.device, non_blocking=True)
+        return host_to_device(torch.randn(shape, generator=self.generator), self.device)
 
 
 def _plain(value: Any) -> Any:

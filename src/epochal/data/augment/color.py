@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from epochal.data.augment.base import ImageAugmentation, register_augmentation
+from epochal.utils import host_to_device
 
 __all__ = ["IMAGENET_EIGVAL", "IMAGENET_EIGVEC", "ColorJitter", "Cutout", "Lighting", "lighting_offset"]
 
@@ -117,7 +118,7 @@ class ColorJitter(ImageAugmentation):
         # Hue angles stay on the CPU: the 3x3 matrices are built there and moved once.
         h = -self.hue + 2 * self.hue * torch.rand(n, generator=ctx.generator)
         active_cpu = torch.rand(n, generator=ctx.generator) < self.p
-        active = active_cpu.to(ctx.device, non_blocking=True)
+        active = host_to_device(active_cpu, ctx.device)
         one = torch.ones_like(b)
         b, c, s = (torch.where(active, v, one) for v in (b, c, s))
         h = torch.where(active_cpu, h, torch.zeros_like(h))
@@ -127,7 +128,7 @@ class ColorJitter(ImageAugmentation):
         gray = _luma(out)
         out = ((out - gray) * s[:, None, None, None] + gray).clamp_(0, 1)
         if self.hue > 0:
-            matrices = _hue_matrices(h.double()).to(dtype).to(images.device, non_blocking=True)
+            matrices = host_to_device(_hue_matrices(h.double()).to(dtype), images.device)
             out = torch.einsum("nij,njhw->nihw", matrices, out).clamp_(0, 1)
         return out
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from epochal.data.augment.base import Augmentation, BatchContext, register_augmentation
+from epochal.utils import host_to_device
 
 __all__ = ["CutMix", "MixUp", "soft_targets"]
 
@@ -55,7 +56,7 @@ class _Mix(Augmentation):
     def _draw(self, n: int, ctx: BatchContext) -> tuple[bool, float, torch.Tensor]:
         apply = bool(torch.rand(1, generator=ctx.generator) < self.p)
         lam = _beta(ctx.generator, self.alpha)
-        perm = torch.randperm(n, generator=ctx.generator).to(ctx.device, non_blocking=True)
+        perm = host_to_device(torch.randperm(n, generator=ctx.generator), ctx.device)
         return apply, lam, perm
 
 

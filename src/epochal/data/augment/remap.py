@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from epochal.data.augment.base import BatchContext, ImageAugmentation, register_augmentation
-from epochal.utils import size_pair
+from epochal.utils import host_to_device, size_pair
 
 __all__ = [
     "PAD_MODES",
@@ -58,10 +58,10 @@ def remap(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, fill: fl
     out_h, out_w = rows.shape[1], cols.shape[1]
     holes = bool((rows < 0).any() or (cols < 0).any())  # CPU maps: no device sync
     index = (rows.clamp(min=0)[:, :, None] * width + cols.clamp(min=0)[:, None, :]).flatten(1)
-    index = index.to(images.device, non_blocking=True)
+    index = host_to_device(index, images.device)
     out = images.flatten(2).gather(2, index[:, None, :].expand(n, c, -1)).view(n, c, out_h, out_w)
     if holes:
-        valid = ((rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]).to(images.device, non_blocking=True)
+        valid = host_to_device((rows >= 0)[:, :, None] & (cols >= 0)[:, None, :], images.device)
         out = torch.where(valid[:, None], out, torch.full_like(out[:1, :1, :1, :1], fill))
     return out
 
