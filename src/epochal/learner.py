@@ -267,7 +267,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     def _forward_and_loss(self) -> None:
         with self.autocast():
             self("before_forward")
-            self.pred = self.model_call(self.xb) if not isinstance(self.xb, tuple) else self.model_call(*self.xb)
+            self.pred = self._call_model(self.xb)
             self("after_forward")
             self("before_loss")
             self.loss = self.loss_fn(self.pred, self.yb)
@@ -363,6 +363,10 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             self._compiled = torch.compile(self.model, backend=backend)
         return self._compiled
 
+    def _call_model(self, inputs):
+        """The model on one batch of inputs (a tuple of tensors is spread over the arguments)."""
+        return self.model_call(*inputs) if isinstance(inputs, tuple) else self.model_call(inputs)
+
     def recompile(self) -> None:
         """Drop the compiled wrapper (after freezing or surgery); the next batch compiles anew."""
         self._compiled = None
@@ -432,7 +436,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         with torch.no_grad(), self.autocast():
             for batch in batches:
                 xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
-                out = self.model_call(*xb) if isinstance(xb, tuple) else self.model_call(xb)
+                out = self._call_model(xb)
                 outputs.append(out.float())
                 targets.append(yb)
         preds = torch.cat(outputs)

@@ -18,7 +18,6 @@ from typing import Any
 from epochal.optim import build_optimizer, freeze_to, param_groups, set_frozen_norm_eval
 from epochal.schedules import lr_finder_schedule, one_cycle, plot_lr_find, smooth_losses, suggest_lr
 from epochal.state import capture_rng, restore_rng
-from epochal.utils import to_device
 
 __all__ = ["LRFinderResult", "LearnerTuning"]
 
@@ -59,6 +58,7 @@ class LearnerTuning:
         grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in self.model.parameters()]
         saved = {name: getattr(self, name) for name in
                  ("optimizer", "schedule", "state", "history", "epoch_metrics", "running", "training")}
+        scaler_state = self.scaler.state_dict()  # the probe's fp16 steps move the loss scale
         saved_callbacks = list(self.callbacks)
         rng = capture_rng()
         try:
@@ -74,6 +74,8 @@ class LearnerTuning:
                 param.grad = grad
             for name, value in saved.items():
                 setattr(self, name, value)
+            if scaler_state:
+                self.scaler.load_state_dict(scaler_state)
             restore_rng(rng)
 
     def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, mode: str = "exp",
@@ -127,15 +129,13 @@ class LearnerTuning:
                 batch = next(batches)
             for group in optimizer.param_groups:
                 group["lr"] = rate * group.get("lr_scale", 1.0)
-            xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
-            with self.autocast():
-                pred = self.model_call(*xb) if isinstance(xb, tuple) else self.model_call(xb)
-                loss = self.loss_fn(pred, yb)
-            self.scaler.scale(loss).backward()
+            self._set_batch(len(losses), batch)
+            self._forward_and_loss()  # callbacks are detached during the probe: no events fire
+            self.scaler.scale(self.loss).backward()
             self.scaler.step(optimizer)
             self.scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            value = float(loss.detach())  # a probe, not the hot loop: one read per step is the point
+            value = float(self.loss.detach())  # a probe, not the hot loop: one read per step is the point
             losses.append(value)
             smooth = smooth_losses(losses)[-1]
             best = min(best, smooth)

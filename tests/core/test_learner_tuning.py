@@ -130,3 +130,13 @@ def test_compiled_model_is_recompiled_when_freezing_changes():
     assert torch.equal(learner.model.stem[0].weight, stem_before)
     learner.unfreeze()
     assert learner.model_call is not second
+
+
+def test_lr_find_restores_the_fp16_loss_scale():
+    learner = make()
+    learner.precision = "fp16"
+    learner.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    learner.fit(1)
+    before = learner.scaler.state_dict()
+    learner.lr_find(start=1e-3, end=1e8, num=30, stop_div=False)  # diverges: inf gradients shrink the scale
+    assert learner.scaler.state_dict() == before

@@ -103,6 +103,3 @@ class RunLogger(Callback):
                     best[key] = {"value": value, "epoch": record["epoch"]}
         return best
 
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
