@@ -185,6 +185,7 @@ def main(argv=None) -> dict:
         "plain_workers": args.baseline_workers,
         "speedup_vs_plain": {k: round(v / plain, 1) for k, v in loaders.items()},
         "gpu_inception_crop_224_img_per_s": inception,
+        "targets": {"speedup_vs_plain": 10, "gpu_inception_crop_224_img_per_s": 20_000},
     }
     print(json.dumps(result))
     return result

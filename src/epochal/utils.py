@@ -8,6 +8,7 @@ words its errors and writes its files the same way.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import numbers
@@ -21,6 +22,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_number",
+    "device_constant",
     "did_you_mean",
     "host_to_device",
     "json_safe",
@@ -186,6 +188,18 @@ def host_to_device(tensor, device):
     if tensor.device.type == "cpu" and device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+@functools.lru_cache(maxsize=256)
+def device_constant(values: tuple, dtype, device):
+    """A constant tensor of ``values`` on ``device``, made once and cached (do not modify it).
+
+    ``torch.tensor(values, device="cuda")`` copies from pageable memory and so synchronises the
+    stream; code that runs per batch asks for its constants here instead.
+    """
+    import torch
+
+    return host_to_device(torch.tensor(values, dtype=dtype), torch.device(device))
 
 
 def to_device(obj, device, non_blocking: bool = True, memory_format=None):

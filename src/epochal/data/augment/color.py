@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from epochal.data.augment.base import ImageAugmentation, register_augmentation
-from epochal.utils import host_to_device
+from epochal.utils import device_constant, host_to_device
 
 __all__ = ["IMAGENET_EIGVAL", "IMAGENET_EIGVEC", "ColorJitter", "Cutout", "Lighting", "lighting_offset"]
 
@@ -55,14 +55,14 @@ class Lighting(ImageAugmentation):
 
     def apply(self, images, ctx):
         alpha = ctx.normal(len(images), 3) * self.alphastd
-        eigval = torch.tensor(self.eigval, dtype=images.dtype, device=images.device)
-        eigvec = torch.tensor(self.eigvec, dtype=images.dtype, device=images.device)
+        eigval = device_constant(self.eigval, images.dtype, images.device)
+        eigvec = device_constant(self.eigvec, images.dtype, images.device)
         offset = lighting_offset(alpha.to(images.dtype), eigval, eigvec)
         return images + offset[:, :, None, None]
 
 
 def _luma(images: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, dtype=images.dtype, device=images.device)
+    weights = device_constant(_LUMA, images.dtype, images.device)
     return torch.einsum("nchw,c->nhw", images, weights)[:, None]
 
 

@@ -13,6 +13,7 @@ import torch
 from epochal.data.augment.compose import Compose
 from epochal.data.augment.geometric import Resize
 from epochal.data.augment.remap import CenterCrop, shift_images
+from epochal.utils import device_constant
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "eval_transform", "predict_tta", "tta_views"]
 
@@ -32,20 +33,13 @@ class Normalize:
         if len(mean) != len(std) or any(s <= 0 for s in std):
             raise ValueError(f"mean={tuple(mean)} and std={tuple(std)} need equal lengths and std > 0")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _constants(
         self, dtype: torch.dtype, device: torch.device, unit: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (device, dtype, unit)
-        if key not in self._cache:
-            std = torch.tensor(self.std, dtype=torch.float64)
-            scale = (1 / (std * unit)).to(dtype).view(1, -1, 1, 1).to(device)
-            shift = (
-                (-torch.tensor(self.mean, dtype=torch.float64) / std).to(dtype).view(1, -1, 1, 1).to(device)
-            )
-            self._cache[key] = (scale, shift)
-        return self._cache[key]
+        scale = device_constant(tuple(1 / (s * unit) for s in self.std), dtype, device)
+        shift = device_constant(tuple(-m / s for m, s in zip(self.mean, self.std)), dtype, device)
+        return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         scale, shift = self._constants(images.dtype, images.device, 1.0)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from epochal.data.augment.base import ImageAugmentation, register_augmentation
 from epochal.data.augment.remap import _check_probability
-from epochal.utils import size_pair
+from epochal.utils import host_to_device, size_pair
 
 __all__ = ["RandomResizedCrop", "Resize", "RotateScale", "crop_resize"]
 
@@ -72,13 +72,14 @@ def crop_resize(
 ) -> torch.Tensor:
     """Resample each image's box ``(x0, y0, w, h)`` (pixels) to ``size`` with one ``grid_sample``."""
     n, c, height, width = images.shape
-    boxes = boxes.to(images.device, images.dtype)
-    x0, y0, w, h = boxes.unbind(1)
-    theta = torch.zeros(n, 2, 3, device=images.device, dtype=images.dtype)
+    x0, y0, w, h = boxes.double().unbind(1)
+    # The (n, 2, 3) matrices are built where the boxes are (the CPU) and moved in one copy.
+    theta = torch.zeros(n, 2, 3, dtype=torch.float64, device=boxes.device)
     theta[:, 0, 0] = w / width
     theta[:, 0, 2] = (2 * x0 + w) / width - 1
     theta[:, 1, 1] = h / height
     theta[:, 1, 2] = (2 * y0 + h) / height - 1
+    theta = host_to_device(theta.to(images.dtype), images.device)
     grid = F.affine_grid(theta, [n, c, *size], align_corners=False)
     return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
