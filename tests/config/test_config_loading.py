@@ -182,3 +182,23 @@ def test_resolved_config_round_trips(tmp_path):
     dumped = config.to_dict()
     path = write(tmp_path / "saved.yaml", dumped)
     assert load_config(path).to_dict() == dumped
+
+
+def test_errors_from_overrides_name_the_override_not_the_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_config("default", ["trainer.epochs=1"])
+    assert str(info.value).startswith("--set trainer.epochs=1: trainer: unknown key 'epochs'")
+    with pytest.raises(ConfigError) as info:
+        load_config("default", ["optimizer.lr=abc"])
+    assert str(info.value).startswith("--set optimizer.lr=abc: optimizer.lr:")
+    with pytest.raises(ConfigError) as info:
+        load_config("default", epochs=0)
+    assert str(info.value).startswith("epochs=0: epochs:")
+    # A mistake in the file is still blamed on the file, even when an override touches the section.
+    path = write(tmp_path / "r.yaml", {"extends": "default", "trainer": {"precison": "bf16"}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, ["trainer.precision=fp32"])
+    assert str(info.value).startswith(f"{path}: trainer: unknown key 'precison'")
+    with pytest.raises(ConfigError) as info:
+        load_config("default", ["callbacks.early_stoping.patience=2"])
+    assert str(info.value).startswith("--set callbacks.early_stoping.patience=2: callbacks: unknown callback")

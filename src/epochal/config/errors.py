@@ -26,8 +26,25 @@ def _loc(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
 
 
-def format_validation_error(exc: Any, source: str | None = None) -> str:
-    """One line per pydantic error: ``<source>: <dotted.key>: <message>`` with suggestions kept."""
+def _blamed(loc: str, msg: str, overrides: Mapping[str, str]) -> str | None:
+    """The override that set the key an error is about: that key, a parent, or the unknown key named."""
+    head = msg.split(";")[0]
+    for key, label in overrides.items():
+        if loc == key or loc.startswith(key + "."):
+            return label
+        if key.startswith(loc + "."):
+            below = key[len(loc) + 1 :].split(".")[0]
+            if f"{below!r}" in head:
+                return label
+    return None
+
+
+def format_validation_error(exc: Any, source: str | None = None, overrides: Mapping[str, str] | None = None) -> str:
+    """One line per pydantic error: ``<source>: <dotted.key>: <message>`` with suggestions kept.
+
+    ``overrides`` maps dotted keys set after the file was read (``--set``) to how they were given;
+    an error about such a key names the override instead of the file.
+    """
     lines = []
     for err in exc.errors(include_url=False):
         loc = _loc(tuple(err.get("loc", ())))
@@ -39,7 +56,8 @@ def format_validation_error(exc: Any, source: str | None = None) -> str:
             msg = f"{msg}, got {err.get('input')!r}{did_you_mean(str(err.get('input')), choices)}"
         elif err.get("type") not in ("value_error", "assertion_error", "missing") and "input" in err:
             msg = f"{msg}, got {err['input']!r}"
-        prefix = f"{source}: " if source else ""
+        where = _blamed(loc, msg, overrides or {}) or source
+        prefix = f"{where}: " if where else ""
         lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
     return "\n".join(lines)
 

@@ -136,7 +136,7 @@ def load_config(recipe: str | Path | dict[str, Any] = "default", overrides: Iter
     """
     from pydantic import ValidationError
 
-    from epochal.config.overrides import set_dotted
+    from epochal.config.overrides import parse_override, set_dotted
     from epochal.config.schema import Config
 
     if isinstance(recipe, dict):
@@ -148,14 +148,17 @@ def load_config(recipe: str | Path | dict[str, Any] = "default", overrides: Iter
         source = str(recipe_path(recipe))
         raw = resolve_recipe(recipe)
         raw.setdefault("name", Path(source).stem)
+    overrides = list(overrides)
     raw = apply_overrides(raw, overrides)
+    given = {".".join(parse_override(text)[0]): f"--set {text}" for text in overrides}
     for key, value in shortcuts.items():
         if value is not None:
             set_dotted(raw, key.split("__"), value)
+            given[key.replace("__", ".")] = f"{key.replace('__', '.')}={value!r}"
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source, given)) from None
 
 
 def _merge_all(parents: list[str]) -> dict[str, Any]:
