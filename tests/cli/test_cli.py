@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,14 @@ def test_default_recipe_real_run(tmp_path):
         "curves.png",
         "schedule.png",
     ]
+
+
+def test_tables_keep_each_row_on_one_line_when_piped(trained, work):
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # pytest sets COLUMNS=80
+    args = [sys.executable, "-m", "epochal.cli.main", "runs", "--root", str(work / "runs")]
+    table = subprocess.run(args, capture_output=True, text=True, env=env, check=True, timeout=120).stdout
+    name = Path(trained["run_dir"]).name
+    row = next((line for line in table.splitlines() if name in line), table)
+    assert "default" in row and "finished" in row  # not folded over two lines at 80 columns
+    narrow = subprocess.run(args, capture_output=True, text=True, env={**env, "COLUMNS": "60"}, check=True).stdout
+    assert max(len(line) for line in narrow.splitlines()) <= 60  # an explicit COLUMNS is respected

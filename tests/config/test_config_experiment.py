@@ -196,3 +196,22 @@ def test_every_registered_callback_builds_by_name(name, tmp_path):
     (callback,) = build_callbacks({name: kwargs})
     assert type(callback) is callback_registry()[name]
     assert build_callbacks({name: None}) == [] and build_callbacks({name: False}) == []
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(rgb, tmp_path):
+    out = tmp_path / "runs"
+    (out / "earlier").mkdir(parents=True)
+    (out / "earlier" / "summary.json").write_text("{}")
+    config = load_config("default", [*TINY, "data.path=" + str(rgb), "model.nme=1"])
+    with pytest.raises(ValueError, match="no argument 'nme'"):
+        train(config, out=out, progress=False)
+    assert [p.name for p in out.iterdir()] == ["earlier"]  # nothing new, nothing removed
+
+
+def test_remove_if_empty_keeps_any_folder_with_a_file(tmp_path):
+    from epochal.runs.folder import create_run_dir, remove_if_empty
+
+    empty, used = create_run_dir(tmp_path, "a"), create_run_dir(tmp_path, "b")
+    (used / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert remove_if_empty(empty) and not empty.exists()
+    assert not remove_if_empty(used) and (used / "checkpoints" / "last.pt").exists()

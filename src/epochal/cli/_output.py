@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -54,10 +55,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def console():
-    """A rich console on stdout for tables."""
+    """A rich console on stdout for tables (wide when piped, so rows are not folded at 80 columns)."""
     from rich.console import Console
 
-    return Console(soft_wrap=True)
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(soft_wrap=True, width=160 if piped else None)
 
 
 def command(fn: Callable) -> Callable:

@@ -14,12 +14,14 @@ __all__ = ["compare", "models", "recipes", "runs"]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 
 
-def _table(title: str, columns: list[str]):
+def _table(title: str, columns: list[str], wrap: tuple[str, ...] = ()):
+    """A table whose cells stay on one line, except in the free-text columns named in ``wrap``."""
     from rich.table import Table
 
     table = Table(title=title)
     for i, name in enumerate(columns):
-        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i == 0)
+        justify = "left" if i == 0 or name in wrap else "right"
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in wrap)
     return table
 
 
@@ -59,7 +61,7 @@ def recipes(json_output: JsonOpt = False) -> None:
     if json_output:
         emit_json({"recipes": rows})
         return
-    table = _table("recipes", ["name", "extends", "description"])
+    table = _table("recipes", ["name", "extends", "description"], wrap=("description",))
     for r in rows:
         table.add_row(r["name"], r["extends"] or "", r["description"])
     console().print(table)
@@ -89,7 +91,7 @@ def runs(
             r["recipe"] or "-",
             r["status"],
             _fmt(r["epochs"]),
-            _fmt(r["wall_s"]),
+            "-" if r["wall_s"] is None else f"{r['wall_s']:.1f}",
             *[_fmt(r["metrics"].get(m)) for m in metric_names],
         )
     console().print(table)

@@ -188,6 +188,7 @@ def train(
         value of each.
     """
     from epochal.runs import create_run_dir, read_json
+    from epochal.runs.folder import remove_if_empty
     from epochal.runs.plots import write_run_plots
 
     if resume is not None:
@@ -196,7 +197,12 @@ def train(
             raise ConfigError(f"--resume {run_dir}: not a run folder with checkpoints/last.pt to continue from")
     else:
         run_dir = create_run_dir(out, config.name)
-    learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
+    try:
+        learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
+    except BaseException:
+        if resume is None:  # bad data or model settings: leave no empty run folder behind
+            remove_if_empty(run_dir)
+        raise
     write_data_info(run_dir, learner.data)
     probe = None
     if config.trainer.lr_find and resume is None:  # the probe restores every weight and generator

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import shutil
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +23,15 @@ from typing import Any
 
 from epochal.utils import write_json_atomic
 
-__all__ = ["SUBFOLDERS", "create_run_dir", "environment_info", "git_commit", "read_json", "write_json_atomic"]
+__all__ = [
+    "SUBFOLDERS",
+    "create_run_dir",
+    "environment_info",
+    "git_commit",
+    "read_json",
+    "remove_if_empty",
+    "write_json_atomic",
+]
 
 SUBFOLDERS = ("checkpoints", "tensorboard", "plots")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -44,6 +53,19 @@ def create_run_dir(root: str | Path = "runs", name: str = "run", now: datetime |
             (folder / sub).mkdir()
         return folder
     raise FileExistsError(f"could not create a new run folder for {safe!r} under {root}")
+
+
+def remove_if_empty(folder: str | Path) -> bool:
+    """Delete ``folder`` when it holds no files at any depth (a run that failed before writing anything).
+
+    Returns:
+        True when it was removed; a folder with any file in it is left untouched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+        return False
+    shutil.rmtree(folder)
+    return True
 
 
 def read_json(path: str | Path) -> Any:
