@@ -133,6 +133,14 @@ def test_eval_with_and_without_tta(trained, eval_folder):
     assert tta["n"] == 20 and tta["metrics"]["loss"] != plain["metrics"]["loss"]  # flipped views change logits
 
 
+def test_eval_without_data_reproduces_the_runs_own_validation_numbers(trained):
+    result = last_json(run_cli("eval", trained["run_dir"], "--json"))
+    summary = json.loads((Path(trained["run_dir"]) / "summary.json").read_text())
+    assert result["n"] == 400 and "validation split of cifar10-mini" in result["data"]
+    assert result["metrics"]["accuracy"] == summary["best"]["valid/accuracy"]["value"]
+    assert result["metrics"]["loss"] == pytest.approx(summary["best"]["valid/loss"]["value"], rel=1e-5)
+
+
 def test_predict_folder_and_csv(trained, eval_folder, work):
     out = work / "preds.csv"
     result = last_json(run_cli("predict", trained["run_dir"], eval_folder, "--top-k", "3", "--out", out, "--json"))

@@ -13,27 +13,35 @@ __all__ = ["evaluate", "export", "predict"]
 
 TargetArg = Annotated[Path, typer.Argument(help="A run folder, or a checkpoint file inside one.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
+]
 TtaOpt = Annotated[bool, typer.Option("--tta", help="Average the logits of each image and its mirror image.")]
 
 
 @command
 def evaluate(
     target: TargetArg,
-    data: Annotated[Path, typer.Option("--data", help="Labelled data: a folder of class folders, or a CSV.")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Labelled data: a folder of class folders, or a CSV (default: the run's own validation split).",
+        ),
+    ] = None,
     tta: TtaOpt = False,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate a trained run on every labelled sample of a data folder."""
+    """Evaluate a trained run on labelled data, or again on its own validation split."""
     from epochal.config.inference import evaluate as run_evaluate
 
     result = run_evaluate(target, data, tta=tta, device=device, batch_size=batch_size)
     if json_output:
-        emit_json({"metrics": result["metrics"], "n": result["n"]})
+        emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
         return
-    print(f"{result['n']} samples, checkpoint {result['checkpoint']}")
+    print(f"{result['n']} samples of {result['data']}, checkpoint {result['checkpoint']}")
     for name, value in result["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
 
@@ -45,7 +53,7 @@ def predict(
     tta: TtaOpt = False,
     top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Predict the classes of images with a trained run."""

@@ -132,27 +132,55 @@ def _labelled_data(
     )
 
 
+def _inference_device(device: str | None) -> str:
+    """``device``, or CUDA when available (as training does)."""
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _own_validation_data(config, device: str, batch_size: int | None):
+    """The run's own validation split, rebuilt from its recipe (same data, seed and split)."""
+    from epochal.config.builders import build_data
+
+    if not config.data.valid_pct:
+        raise ConfigError("the run held out no validation split (data.valid_pct is 0); pass --data")
+    if batch_size is not None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"batch_size": batch_size})})
+    return build_data(config, device=device)
+
+
 def evaluate(
     target: str | Path,
-    data_path: str | Path,
+    data_path: str | Path | None = None,
     tta: bool = False,
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Loss and metrics of a run's model on every labelled sample of ``data_path``.
 
+    Without ``data_path`` the run's own validation split is rebuilt from its recipe (the same
+    data path, seed and ``valid_pct``) and evaluated, so the numbers can be checked against the
+    run's summary.
+
     Returns:
-        ``{"metrics": {name: value}, "n": samples, "checkpoint": path}``.
+        ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated}``.
     """
     from epochal.config.builders import build_loss
     from epochal.config.experiment import valid_metrics
     from epochal.learner import Learner
 
     model, config, info, checkpoint = restore_model(target)
+    device = _inference_device(device)
     if tta and config.data.kind == "tabular":
         raise ConfigError("--tta is for image models; the run is tabular")
     with tempfile.TemporaryDirectory(prefix="epochal-eval-") as cache:
-        data = _labelled_data(config, info, data_path, device, batch_size, cache)
+        if data_path is None:
+            data = _own_validation_data(config, device, batch_size)
+            source = f"validation split of {config.data.path} (valid_pct={config.data.valid_pct}, seed={config.seed})"
+        else:
+            data = _labelled_data(config, info, data_path, device, batch_size, cache)
+            source = str(data_path)
         learner = Learner(
             TTAModel(model) if tta else model,
             data,
@@ -164,7 +192,7 @@ def evaluate(
         metrics = learner.validate()
         n = int(data.info.get("valid_size") or sum(len(y) for _, y in data.valid))
         del data, learner  # release the memory-mapped cache before the folder goes
-    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint)}
+    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint), "data": source}
 
 
 def _image_files(inputs: list[str | Path]) -> list[Path]:
@@ -186,7 +214,7 @@ def predict(
     inputs: list[str | Path],
     tta: bool = False,
     top_k: int = 1,
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
     """Class predictions of a run's image model for image files (or folders of them).
@@ -204,6 +232,7 @@ def predict(
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
+    device = _inference_device(device)
     model = (TTAModel(model) if tta else model).to(device).eval()
     rows = []
     files = _image_files(inputs)

@@ -98,11 +98,13 @@ def _pack_rows(job: tuple) -> tuple[int, dict[str, str]]:
 
 
 def _run_jobs(jobs: list[tuple], workers: int, progress: bool, label: str) -> dict[str, str]:
+    from rich.console import Console
     from rich.progress import Progress
 
     bad: dict[str, str] = {}
     total = sum(len(job[3]) for job in jobs)
-    with Progress(disable=not progress, transient=True) as bar:
+    console = Console(stderr=True)  # stdout stays clean for --json; no bar when stderr is no terminal
+    with Progress(console=console, disable=not (progress and console.is_terminal), transient=True) as bar:
         task = bar.add_task(label, total=total)
         if workers > 0 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
