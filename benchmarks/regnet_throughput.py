@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": args.steps,
         "repeats": args.repeats,
         "torch": torch.__version__,
+        "target_ratio": 1.0,
     }
     if args.device == "cuda" and not torch.cuda.is_available():
         skipped = "CUDA is not available; run on a GPU, or pass --device cpu to measure epochal alone"

@@ -28,7 +28,7 @@ def test_cpu_mode_measures_epochal():
     result = _run("--device", "cpu", "--batch-size", "8", "--image-size", "64", "--steps", "3")
     assert result["benchmark"] == "regnet_throughput" and result["model"] == "regnety_004"
     assert (result["device"], result["batch_size"], result["image_size"], result["steps"]) == ("cpu", 8, 64, 3)
-    assert result["dtype"] == "bfloat16" and result["channels_last"] is True
+    assert result["dtype"] == "bfloat16" and result["channels_last"] is True and result["target_ratio"] == 1.0
     assert "skipped" not in result
     eager = result["results"]["eager"]
     assert eager["epochal_img_s"] > 0
