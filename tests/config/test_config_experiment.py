@@ -202,8 +202,10 @@ def test_a_run_that_fails_before_training_leaves_no_folder(rgb, tmp_path):
     out = tmp_path / "runs"
     (out / "earlier").mkdir(parents=True)
     (out / "earlier" / "summary.json").write_text("{}")
-    config = load_config("default", [*TINY, "data.path=" + str(rgb), "model.nme=1"])
-    with pytest.raises(ValueError, match="no argument 'nme'"):
+    empty = tmp_path / "no-images"
+    (empty / "cat").mkdir(parents=True)
+    config = load_config("default", [*TINY, "data.path=" + str(empty)])
+    with pytest.raises(ValueError, match="no-images"):
         train(config, out=out, progress=False)
     assert [p.name for p in out.iterdir()] == ["earlier"]  # nothing new, nothing removed
 

@@ -202,3 +202,17 @@ def test_errors_from_overrides_name_the_override_not_the_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config("default", ["callbacks.early_stoping.patience=2"])
     assert str(info.value).startswith("--set callbacks.early_stoping.patience=2: callbacks: unknown callback")
+
+
+def test_model_arguments_are_checked_when_the_recipe_loads():
+    with pytest.raises(ConfigError) as info:
+        load_config("default", ["model.nme=3"])
+    message = str(info.value)
+    assert message.startswith("--set model.nme=3: model: model 'airbench' takes no argument 'nme'")
+    assert "belong to another model" not in message  # a typo gets no advice about other models
+    with pytest.raises(ConfigError) as info:
+        load_config("default", ["model.name=resnet18"])
+    message = str(info.value)
+    assert message.startswith("--set model.name=resnet18: model: model 'resnet18' takes no argument 'widths'")
+    assert "set model={name: resnet18}" in message
+    assert load_config("default", ["model={name: resnet18, stem: cifar}"]).model.kwargs == {"stem": "cifar"}

@@ -30,7 +30,7 @@ def _blamed(loc: str, msg: str, overrides: Mapping[str, str]) -> str | None:
     """The override that set the key an error is about: that key, a parent, or the unknown key named."""
     head = msg.split(";")[0]
     for key, label in overrides.items():
-        if loc == key or loc.startswith(key + "."):
+        if loc == key or loc.startswith(key + ".") or key == f"{loc}.name":  # a new name re-reads the section
             return label
         if key.startswith(loc + "."):
             below = key[len(loc) + 1 :].split(".")[0]

@@ -116,6 +116,25 @@ class ModelConfig(OpenSection):
 
         return _check_name("model", name, list_models())
 
+    @model_validator(mode="after")
+    def _arguments(self) -> ModelConfig:
+        from epochal.models import list_models
+        from epochal.models._registry import check_model_arguments, model_arguments
+
+        try:
+            check_model_arguments(self.name, self.kwargs)
+        except ValueError as exc:
+            valid = model_arguments(self.name) or []
+            unknown = [k for k in self.kwargs if k not in valid]
+            others = {a for m in list_models() if m != self.name for a in model_arguments(m) or ()}
+            if unknown and all(k in others for k in unknown):  # left over from the recipe's model
+                raise ValueError(
+                    f"{exc} ({unknown} belong to another model: to replace the recipe's whole model "
+                    f"section, set model={{name: {self.name}}})"
+                ) from None
+            raise
+        return self
+
 
 class OptimizerConfig(OpenSection):
     """The optimizer, its base learning rate and decoupled weight decay; other keys (``eps``,

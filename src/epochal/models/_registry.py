@@ -24,6 +24,7 @@ from epochal.utils import did_you_mean
 __all__ = [
     "ModelInfo",
     "check_arguments",
+    "check_model_arguments",
     "count_macs",
     "count_params",
     "create",
@@ -31,6 +32,7 @@ __all__ = [
     "get_model_info",
     "list_families",
     "list_models",
+    "model_arguments",
     "model_summaries",
     "register_model",
 ]
@@ -93,12 +95,19 @@ def get_model_info(name: str) -> ModelInfo:
     return _MODELS[name]
 
 
-def _check_kwargs(info: ModelInfo, kwargs: Mapping[str, Any]) -> None:
-    params = inspect.signature(info.factory).parameters
+def model_arguments(name: str) -> list[str] | None:
+    """The keyword arguments registered model ``name`` takes (None: any, it checks them itself)."""
+    params = inspect.signature(get_model_info(name).factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # the factory validates its own keyword arguments
-    valid = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    check_arguments(f"model {info.name!r}", kwargs, valid)
+        return None
+    return [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+
+
+def check_model_arguments(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first of ``kwargs`` that model ``name`` does not take."""
+    valid = model_arguments(name)
+    if valid is not None:
+        check_arguments(f"model {name!r}", kwargs, valid)
 
 
 def check_arguments(owner: str, kwargs: Iterable[str], valid: Sequence[str]) -> None:
@@ -140,7 +149,7 @@ def create(
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    _check_kwargs(info, kwargs)
+    check_model_arguments(name, kwargs)
     model = info.factory(**kwargs)
     if pad_input_channels is not None:
         _pad_input_channels(model, pad_input_channels)
