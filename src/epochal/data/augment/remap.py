@@ -57,11 +57,13 @@ def remap(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, fill: fl
     n, c, _, width = images.shape
     out_h, out_w = rows.shape[1], cols.shape[1]
     holes = bool((rows < 0).any() or (cols < 0).any())  # CPU maps: no device sync
+    # Only the (N, H') and (N, W') maps travel; the (N, H'*W') flat index is built where the
+    # images are (at 224 px it is 100 MB per batch of 256: too much to build on the host).
+    rows, cols = host_to_device(rows, images.device), host_to_device(cols, images.device)
     index = (rows.clamp(min=0)[:, :, None] * width + cols.clamp(min=0)[:, None, :]).flatten(1)
-    index = host_to_device(index, images.device)
     out = images.flatten(2).gather(2, index[:, None, :].expand(n, c, -1)).view(n, c, out_h, out_w)
     if holes:
-        valid = host_to_device((rows >= 0)[:, :, None] & (cols >= 0)[:, None, :], images.device)
+        valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
         out = torch.where(valid[:, None], out, torch.full_like(out[:1, :1, :1, :1], fill))
     return out
 
