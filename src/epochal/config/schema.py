@@ -124,15 +124,14 @@ class ModelConfig(OpenSection):
         try:
             check_model_arguments(self.name, self.kwargs)
         except ValueError as exc:
-            valid = model_arguments(self.name) or []
-            unknown = [k for k in self.kwargs if k not in valid]
+            unknown = [k for k in self.kwargs if k not in (model_arguments(self.name) or ())]
             others = {a for m in list_models() if m != self.name for a in model_arguments(m) or ()}
-            if unknown and all(k in others for k in unknown):  # left over from the recipe's model
-                raise ValueError(
-                    f"{exc} ({unknown} belong to another model: to replace the recipe's whole model "
-                    f"section, set model={{name: {self.name}}})"
-                ) from None
-            raise
+            if not set(unknown) <= others:  # a typo: the message's suggestion is the advice
+                raise
+            raise ValueError(  # left over from the recipe's model after a change of model.name
+                f"{exc} ({unknown} belong to another model: to replace the recipe's whole model "
+                f"section, set model={{name: {self.name}}})"
+            ) from None
         return self
 
 
