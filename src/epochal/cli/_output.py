@@ -12,13 +12,20 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from epochal.utils import json_safe
 
-__all__ = ["DEBUG", "command", "console", "emit_json", "one_line"]
+__all__ = ["DEBUG", "DeviceOpt", "JsonOpt", "command", "console", "emit_json", "one_line"]
+
+#: ``--json`` of every command.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+#: ``--device`` of every command that runs a model.
+DeviceOpt = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
+]
 
 #: Set by ``epochal --debug``: re-raise errors with their traceback.
 DEBUG = {"enabled": False}

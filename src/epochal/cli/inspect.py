@@ -7,11 +7,10 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli._output import command, console, emit_json
+from epochal.cli._output import JsonOpt, command, console, emit_json
 
 __all__ = ["compare", "models", "recipes", "runs"]
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 
 
 def _table(title: str, columns: list[str], wrap: tuple[str, ...] = ()):

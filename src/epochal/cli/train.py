@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli._output import command, console, emit_json
+from epochal.cli._output import DeviceOpt, JsonOpt, command, console, emit_json
 
 __all__ = ["lr_find", "plot_schedule", "recipe_config", "train"]
 
@@ -24,10 +24,6 @@ DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Data folder (or CSV for tabular recipes); sets data.path.")
 ]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Number of epochs; sets epochs.")]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 
 
 def recipe_config(

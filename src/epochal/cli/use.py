@@ -7,15 +7,11 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli._output import command, emit_json
+from epochal.cli._output import DeviceOpt, JsonOpt, command, emit_json
 
 __all__ = ["evaluate", "export", "predict"]
 
 TargetArg = Annotated[Path, typer.Argument(help="A run folder, or a checkpoint file inside one.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
-DeviceOpt = Annotated[
-    str | None, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: CUDA when available).")
-]
 TtaOpt = Annotated[bool, typer.Option("--tta", help="Average the logits of each image and its mirror image.")]
 
 

@@ -36,15 +36,19 @@ __all__ = [
 ]
 
 
-def _device(config, device: str | None) -> str:
+def resolve_device(chosen: str | None) -> str:
+    """``chosen``, or CUDA when available; a clear error when CUDA is asked for but missing."""
     import torch
 
-    chosen = device or config.trainer.device
     if chosen is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(chosen).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {chosen!r} was asked for but CUDA is not available; use --device cpu")
     return str(chosen)
+
+
+def _device(config, device: str | None) -> str:
+    return resolve_device(device or config.trainer.device)
 
 
 #: Callbacks that write into the run folder unless given a path of their own (name -> path argument).

@@ -132,13 +132,6 @@ def _labelled_data(
     )
 
 
-def _inference_device(device: str | None) -> str:
-    """``device``, or CUDA when available (as training does)."""
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _own_validation_data(config, device: str, batch_size: int | None):
     """The run's own validation split, rebuilt from its recipe (same data, seed and split)."""
     from epochal.config.builders import build_data
@@ -167,11 +160,11 @@ def evaluate(
         ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated}``.
     """
     from epochal.config.builders import build_loss
-    from epochal.config.experiment import valid_metrics
+    from epochal.config.experiment import resolve_device, valid_metrics
     from epochal.learner import Learner
 
     model, config, info, checkpoint = restore_model(target)
-    device = _inference_device(device)
+    device = resolve_device(device)
     if tta and config.data.kind == "tabular":
         raise ConfigError("--tta is for image models; the run is tabular")
     with tempfile.TemporaryDirectory(prefix="epochal-eval-") as cache:
@@ -222,6 +215,7 @@ def predict(
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per file.
     """
+    from epochal.config.experiment import resolve_device
     from epochal.data import Normalize
     from epochal.data.decode import load_rgb_array
 
@@ -232,7 +226,7 @@ def predict(
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
-    device = _inference_device(device)
+    device = resolve_device(device)
     model = (TTAModel(model) if tta else model).to(device).eval()
     rows = []
     files = _image_files(inputs)
