@@ -31,8 +31,7 @@ from epochal.events import (
     CancelTrain,
     CancelValidate,
 )
-from epochal.learner import Learner
-from epochal.learner_tuning import LRFinderResult
+from epochal.learner import Learner, LRFinderResult
 from epochal.metrics import (
     AUROC,
     Accuracy,

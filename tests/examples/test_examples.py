@@ -17,8 +17,19 @@ def test_examples_exist():
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_example_runs(script, tmp_path):
+    # run from inside tmp_path: scripts that write relative to the working folder (quickstart.py's ./runs) land there
     proc = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)], capture_output=True, check=False, text=True, timeout=300
+        [sys.executable, str(script), str(tmp_path)],
+        capture_output=True, check=False, text=True, timeout=300, cwd=tmp_path,
     )
     assert proc.returncode == 0, f"{script.name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     assert list((tmp_path / "runs").iterdir())  # it really trained into a run folder
+
+
+def test_readme_python_quick_start_is_examples_quickstart_word_for_word():
+    readme = (EXAMPLES[0].parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Quick start: Python") :]
+    snippet = section[section.index("```python\n") + len("```python\n") :]
+    snippet = snippet[: snippet.index("```")]
+    quickstart = (EXAMPLES[0].parent / "quickstart.py").read_text()
+    assert snippet == quickstart

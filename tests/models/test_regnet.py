@@ -28,12 +28,14 @@ def test_reference_covers_exactly_the_24_presets():
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_preset_params_exact_and_macs_within_1_percent(name):
+def test_preset_params_exact_and_macs_within_0_001_percent(name):
+    # docs/models.md promises 0.001 %: the reference's GMACs are printed to 6 decimals, and the
+    # largest difference (regnetx_004) is 1.1e-6 relative, well inside 1e-5.
     with torch.device("meta"):
         model = create(name)
     assert count_params(model) == REFERENCE[name]["params"]
     macs = count_macs(model, input_size=(3, 224, 224))
-    assert macs / 1e9 == pytest.approx(REFERENCE[name]["gmac_224"], rel=0.01)
+    assert macs / 1e9 == pytest.approx(REFERENCE[name]["gmac_224"], rel=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -376,7 +376,7 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
     Tensors that are missing or differ in shape (a classifier for another number of classes)
     keep the model's own initialisation; their names are returned.
     """
-    from epochal.learner_state import resolve_checkpoint
+    from epochal.learner import resolve_checkpoint
     from epochal.state import load_checkpoint
 
     source = Path(source)

@@ -30,9 +30,9 @@ from epochal.events import (
     CancelTrain,
     CancelValidate,
 )
-from epochal.learner_callbacks import LearnerCallbacks
-from epochal.learner_state import LearnerCheckpointing
-from epochal.learner_tuning import LearnerTuning
+from epochal.learner.checkpointing import LearnerCheckpointing
+from epochal.learner.dispatch import LearnerCallbacks
+from epochal.learner.tuning import LearnerTuning
 from epochal.metrics import Metric, get_metric
 from epochal.optim import build_optimizer, param_groups, switch_optimizer
 from epochal.schedules.phase import TrainingPhase
