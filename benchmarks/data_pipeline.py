@@ -135,6 +135,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--baseline-workers", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--inception-limit", type=int, default=5_000, help="images for the GPU crop test")
     parser.add_argument(
+        "--gpu-only", action="store_true", help="measure only the GPU loaders (skip the CPU ones and the baseline)"
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=None,
@@ -153,13 +156,13 @@ def main(argv=None) -> dict:
         packed = pack_image_cache(items, Path(tmp) / "cache", workers=args.workers, progress=False)
         pack_rate = len(items) / (time.perf_counter() - start)
         augment = ["flip", "translate(2)"]
-        loaders = {
-            "cpu": bench_loader(packed, "device", torch.device("cpu"), args.batch_size, args.epochs, augment),
-            "stream": bench_loader(packed, "stream", device, args.batch_size, args.epochs, augment),
-        }
+        loaders = {}
+        if not args.gpu_only:
+            loaders["cpu"] = bench_loader(packed, "device", torch.device("cpu"), args.batch_size, args.epochs, augment)
+            loaders["stream"] = bench_loader(packed, "stream", device, args.batch_size, args.epochs, augment)
         if device.type == "cuda":
             loaders["gpu"] = bench_loader(packed, "device", device, args.batch_size, args.epochs, augment)
-        plain = bench_plain(items, args.batch_size, args.baseline_workers, args.epochs)
+        plain = None if args.gpu_only else bench_plain(items, args.batch_size, args.baseline_workers, args.epochs)
         inception = "not measured (needs --device cuda)"
         if device.type == "cuda":
             inception = round(
@@ -181,9 +184,9 @@ def main(argv=None) -> dict:
         "pack_img_per_s": round(pack_rate),
         "pack_workers": args.workers,
         "loader_img_per_s": {k: round(v) for k, v in loaders.items()},
-        "plain_pillow_dataloader_img_per_s": round(plain),
+        "plain_pillow_dataloader_img_per_s": round(plain) if plain else "not measured (--gpu-only)",
         "plain_workers": args.baseline_workers,
-        "speedup_vs_plain": {k: round(v / plain, 1) for k, v in loaders.items()},
+        "speedup_vs_plain": {k: round(v / plain, 1) for k, v in loaders.items()} if plain else {},
         "gpu_inception_crop_224_img_per_s": inception,
         "targets": {"speedup_vs_plain": 10, "gpu_inception_crop_224_img_per_s": 20_000},
     }

@@ -58,3 +58,42 @@ def test_data_pipeline_names_a_missing_archive(tmp_path):
     done = subprocess.run([sys.executable, str(BENCHMARKS / "data_pipeline.py"), "--archive", str(missing)],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode != 0 and str(missing) in done.stderr
+
+
+def _fake_python(tmp_path: Path) -> Path:
+    """A stand-in interpreter for gpu_suite.sh: passes the CUDA check, prints one JSON line per script."""
+    fake = tmp_path / "fakepython"
+    fake.write_text('#!/usr/bin/env bash\nif [ "$1" = "-c" ]; then echo fake; exit 0; fi\n'
+                    'echo "log line of $1"\necho "{\\"script\\": \\"$(basename "$1")\\"}"\n')
+    fake.chmod(0o755)
+    return fake
+
+
+def test_gpu_suite_records_each_step_as_it_ends_and_respects_its_budget(tmp_path):
+    env = {**os.environ, "PYTHON": str(_fake_python(tmp_path)), "SUITE_BUDGET_S": "600"}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps[:4] == ["regnet_throughput", "data_pipeline", "loop_overhead_cnn", "loop_overhead_mlp"]
+    assert steps[-1] == "gpu_tests"
+    assert rows[0]["result"] == {"script": "regnet_throughput.py"} and rows[0]["rc"] == 0
+    assert "log line of benchmarks/regnet_throughput.py" in (tmp_path / "out" / "suite.log").read_text()
+    # a device call returns 8 files at most: the suite leaves two
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["results.jsonl", "suite.log"]
+
+    env["SUITE_BUDGET_S"] = "10"  # less than any step needs: every step is recorded as skipped
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh"), str(tmp_path / "out2")],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    rows = [json.loads(line) for line in (tmp_path / "out2" / "results.jsonl").read_text().splitlines()]
+    assert rows and all(r["result"] == "skipped: budget spent" for r in rows)
+
+
+def test_gpu_suite_stops_at_once_without_cuda(tmp_path):
+    env = {**os.environ, "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(BENCHMARKS / "gpu_suite.sh"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120, env=env, check=False)
+    if "no CUDA device" not in done.stdout + done.stderr:
+        pytest.skip("a CUDA device is present")
+    assert done.returncode == 2
