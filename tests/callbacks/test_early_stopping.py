@@ -1,4 +1,4 @@
-"""EarlyStopping: the stopping epoch, restored weights, baseline, direction and exact resume."""
+"""EarlyStopping: Keras 3's stopping epochs (a table of metric sequences), restored weights, direction, exact resume."""
 
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ KERAS_STOPS = [
     pytest.param([1.0, 2.0, 3.0, 2.5, 2.6, 2.7], {"patience": 1, "start_from_epoch": 2}, 4, 3, id="start-from-epoch"),
     # Keras' boundary case patience=0: epoch 3 is the first watched (the best), epoch 4 does not
     # improve: stop at 4. Fails today.
-    pytest.param([5.0, 6.0, 7.0, 8.0, 9.0], {"patience": 0, "start_from_epoch": 3}, 4, 3, id="start-from-epoch-patience-0"),
+    pytest.param([5.0, 6.0, 7.0, 8.0, 9.0], {"patience": 0, "start_from_epoch": 3}, 4, 3,
+                 id="start-from-epoch-patience-0"),
     # the warm-up is longer than the fit: nothing is watched, no best, no stop. Fails today.
     pytest.param([1.0, 2.0, 3.0], {"patience": 0, "start_from_epoch": 5}, None, None, id="start-after-the-fit"),
     # warm-up values that beat the baseline do not count; 0.9 and 0.8 improve below it (wait 1, 2),
@@ -125,10 +126,9 @@ KERAS_STOPS = [
     # 8.5 and 8.2 are not below 8.9 * 0.9 = 8.01: wait 1, 2 -> stop at 4. Fails today.
     pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 2, "min_delta": 0.1, "threshold_mode": "rel"},
                  4, 2, id="rel-min"),
-    # the same values with the absolute 0.1: every epoch to 4 improves by more than 0.1, 8.15 does
-    # not (wait 1 < 2): no stop. Guard (and the contrast with the row above).
-    pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 2, "min_delta": 0.1, "threshold_mode": "abs"},
-                 None, 4, id="abs-min"),
+    # the same values with the default absolute 0.1: every epoch to 4 improves by more than 0.1,
+    # 8.15 does not (wait 1 < 2): no stop. Guard (and the contrast with the row above).
+    pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 2, "min_delta": 0.1}, None, 4, id="abs-min"),
     # relative 0.1 on accuracy: 0.54 is not above 0.5 * 1.1 (wait 1); 0.56 is above 0.55 (best);
     # 0.6 and 0.61 are not above 0.56 * 1.1 = 0.616: wait 1, 2 -> stop at 4. Fails today.
     pytest.param([0.5, 0.54, 0.56, 0.6, 0.61, 0.62],
@@ -250,7 +250,8 @@ def test_resume_with_a_warm_up_stops_at_the_same_epoch(
 
     reference = make_learner(tmp_path / "a", [scripted_metric(values), stopper()])
     reference.fit(6)
-    crashed = make_learner(tmp_path / "b", [scripted_metric(values), stopper(), ModelCheckpoint(), crash_at(crash_epoch)])
+    crashed = make_learner(tmp_path / "b",
+                           [scripted_metric(values), stopper(), ModelCheckpoint(), crash_at(crash_epoch)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crashed.fit(6)
     resumed_stopper = stopper()

@@ -1,10 +1,11 @@
-"""ReduceLROnPlateau: every group's rate drops at the right epoch; cooldown, min_lr and resume."""
+"""ReduceLROnPlateau: Keras 3's reduction epochs (a table), torch's counting and threshold, min_lr, exact resume."""
 
 from __future__ import annotations
 
 import functools
 
 import pytest
+import torch
 from torch import nn
 
 from epochal.callbacks.base import Callback
@@ -26,7 +27,7 @@ class Scripted(Callback):
         self.learner.epoch_metrics[self.key] = self.values[self.learner.state.epoch]
 
     def after_step(self):  # test only: reads host floats, not device values
-        lrs = tuple(round(g["lr"], 12) for g in self.learner.optimizer.param_groups)
+        lrs = tuple(round(float(g["lr"]), 12) for g in self.learner.optimizer.param_groups)
         self.lrs.setdefault(self.learner.state.epoch, set()).add(lrs)
 
     def epoch_lrs(self):
@@ -94,10 +95,9 @@ KERAS_REDUCTIONS = [
     # 8.5, 8.2, 8.15 are not below 8.9 * 0.9 = 8.01 -> reduce at 3, 4, 5. Fails today.
     pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 1, "min_delta": 0.1, "threshold_mode": "rel"},
                  [1, 3, 4, 5], 0, 0, id="rel-min"),
-    # the same values with the absolute 0.1: only 8.15 fails to improve by more than 0.1 -> reduce at 5.
-    # Guard (and the contrast with the row above).
-    pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 1, "min_delta": 0.1, "threshold_mode": "abs"},
-                 [5], 0, 0, id="abs-min"),
+    # the same values with the default absolute 0.1: only 8.15 fails to improve by more than 0.1 ->
+    # reduce at 5. Guard (and the contrast with the row above).
+    pytest.param([10.0, 9.5, 8.9, 8.5, 8.2, 8.15], {"patience": 1, "min_delta": 0.1}, [5], 0, 0, id="abs-min"),
     # relative 0.1 on accuracy: 0.54 is not above 0.5 * 1.1 -> reduce at 1; 0.56 is above 0.55;
     # 0.6 and 0.61 are not above 0.56 * 1.1 = 0.616 -> reduce at 3, 4; 0.62 is. Fails today.
     pytest.param([0.5, 0.54, 0.56, 0.6, 0.61, 0.62],
@@ -175,11 +175,78 @@ def test_unknown_monitor_raises_with_the_available_keys(make_learner):
     assert len(learner.history) == 1
 
 
-def test_bad_arguments_name_the_argument():
-    for kwargs, word in [({"factor": 1.0}, "factor"), ({"patience": -1}, "patience"),
-                         ({"cooldown": 1.5}, "cooldown"), ({"min_lr": -1.0}, "min_lr")]:
-        with pytest.raises(ValueError, match=word):
-            ReduceLROnPlateau(**kwargs)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"factor": 1.0}, "factor must be in"), ({"patience": -1}, "patience must be an int"),
+    ({"cooldown": 1.5}, "cooldown must be an int"), ({"min_lr": -1.0}, "min_lr must be >= 0"),
+    ({"threshold_mode": "relative"}, "threshold_mode must be 'abs' or 'rel', got 'relative'"),
+])
+def test_bad_arguments_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=f"ReduceLROnPlateau: {message}"):
+        ReduceLROnPlateau(**kwargs)
+
+
+def test_defaults_are_keras_and_arguments_after_patience_are_keywords():
+    plateau = ReduceLROnPlateau()
+    assert (plateau.monitor, plateau.factor, plateau.patience, plateau.min_delta, plateau.cooldown, plateau.min_lr,
+            plateau.threshold_mode) == ("valid/loss", 0.1, 10, 1e-4, 0, 0.0, "abs")
+    with pytest.raises(TypeError):
+        ReduceLROnPlateau("valid/loss", 0.5, 2, 1)  # Keras' fourth positional is verbose, not cooldown
+
+
+def _torch_reductions(values, *, mode, patience, cooldown, threshold, threshold_mode):
+    """The epochs at which torch's own ReduceLROnPlateau lowers the rate for these values."""
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=0.5, patience=patience, threshold=threshold, threshold_mode=threshold_mode,
+        cooldown=cooldown, eps=0.0)
+    reductions = []
+    for epoch, value in enumerate(values):
+        before = optimizer.param_groups[0]["lr"]
+        optimizer.step()  # no gradients: only keeps torch's step-order check quiet
+        scheduler.step(value)
+        if optimizer.param_groups[0]["lr"] < before:
+            reductions.append(epoch)
+    return reductions
+
+
+@pytest.mark.parametrize(("patience", "cooldown", "threshold_mode", "higher_is_better"), [
+    (0, 0, "abs", False), (1, 0, "rel", False), (2, 1, "abs", False), (3, 2, "rel", False),
+    (1, 3, "abs", True), (2, 2, "rel", True),
+])
+def test_matches_torch_under_the_documented_translation(make_learner, patience, cooldown, threshold_mode,
+                                                         higher_is_better):
+    """Keras' patience=p, cooldown=c is torch's patience=max(p, 1) - 1, cooldown=max(c, 1) - 1; torch's
+    threshold (abs or rel) is min_delta. A noisy curve that flattens out, with a NaN, 30 epochs."""
+    generator = torch.Generator().manual_seed(patience * 10 + cooldown)
+    noise = (0.02 * torch.randn(30, generator=generator)).tolist()
+    values = [0.5 + 0.5 / (1.0 + 0.3 * t) + n for t, n in enumerate(noise)]
+    values[7] = NAN
+    if higher_is_better:
+        values = [1.0 - v for v in values]
+    key = "valid/accuracy" if higher_is_better else "valid/loss"
+    plateau = ReduceLROnPlateau(key, factor=0.5, patience=patience, cooldown=cooldown, min_delta=0.01,
+                                threshold_mode=threshold_mode)
+    make_learner(None, [Scripted(values, key=key), plateau]).fit(len(values))
+    expected = _torch_reductions(values, mode="max" if higher_is_better else "min", patience=max(patience, 1) - 1,
+                                 cooldown=max(cooldown, 1) - 1, threshold=0.01, threshold_mode=threshold_mode)
+    assert len(expected) >= 3  # the curve does plateau: the comparison is not vacuous
+    assert plateau.reductions == expected
+
+
+def test_a_rate_kept_as_a_tensor_is_compared_with_min_lr_as_stored(make_learner):
+    """float32(1e-3) > 1e-3: without Keras' float32 comparison, a rate at min_lr was "reduced" again at
+    every plateau epoch (a reduction recorded and lr_factor shrunk for nothing)."""
+
+    def sgd_with_tensor_rates(groups, **kwargs):
+        return torch.optim.SGD([{**g, "lr": torch.tensor(g["lr"], dtype=torch.float32)} for g in groups], **kwargs)
+
+    plateau = ReduceLROnPlateau(factor=0.1, patience=0, min_lr=1e-3)
+    learner = make_learner(None, [Scripted([1.0] * 6), plateau], optimizer=sgd_with_tensor_rates)
+    learner.fit(6)
+    assert plateau.reductions == [1, 2]  # 0.1 -> 0.01 -> 0.001, then at the floor
+    assert all(float(g["lr"]) == pytest.approx(1e-3) for g in learner.optimizer.param_groups)
+    assert plateau.group_factors == pytest.approx([0.01] * 4)
 
 
 def test_state_dict_round_trip(make_learner):
@@ -203,6 +270,24 @@ def test_resume_keeps_the_reduced_rates(crash_at, make_learner, tmp_path):
     make_learner(tmp_path / "b", [resumed_lrs, plateau, ModelCheckpoint()]).fit(8, resume=tmp_path / "b")
     assert plateau.reductions == [3, 5, 7]
     assert resumed_lrs.epoch_lrs() == reference.epoch_lrs()[5:]
+
+
+@pytest.mark.parametrize("crash_epoch", [3, 4, 5, 7])  # at a reduction, in the cooldown, counting again
+def test_resume_in_a_cooldown_reduces_at_the_same_epochs(crash_at, make_learner, tmp_path, crash_epoch):
+    values = [1.0, 1.1, 1.2, 1.3, 0.9, 1.0, 1.0, 1.0, 1.0, 1.0]  # the improvement-in-cooldown row: 3, 8
+
+    def plateau():
+        return ReduceLROnPlateau(factor=0.5, patience=3, cooldown=3)
+
+    reference = Scripted(values)
+    make_learner(tmp_path / "a", [reference, plateau()]).fit(10)
+    crashed = make_learner(tmp_path / "b", [Scripted(values), plateau(), ModelCheckpoint(), crash_at(crash_epoch)])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crashed.fit(10)
+    resumed_lrs, resumed = Scripted(values), plateau()
+    make_learner(tmp_path / "b", [resumed_lrs, resumed, ModelCheckpoint()]).fit(10, resume=tmp_path / "b")
+    assert (resumed.reductions, resumed.wait, resumed.cooldown_counter) == ([3, 8], 0, 2)
+    assert resumed_lrs.epoch_lrs() == reference.epoch_lrs()[crash_epoch + 1:]
 
 
 def test_a_new_fit_starts_from_the_schedule_rates(make_learner):

@@ -41,7 +41,7 @@ class ReduceLROnPlateau(MonitorCallback):
     epoch that does not improve; ``cooldown=c`` leaves ``c - 1`` epochs uncounted after a reduction,
     so ``cooldown=1`` changes nothing (torch's ``cooldown=c`` leaves ``c`` epochs uncounted and its
     ``patience=p`` reduces after ``p + 1`` bad epochs: Keras' ``patience=p, cooldown=c`` is torch's
-    ``patience=max(p, 1) - 1, cooldown=max(c, 1) - 1``); when every group is already at its
+    ``patience=max(p, 1) - 1, cooldown=max(c, 1) - 1`` away from ``min_lr``); when every group is at its
     ``min_lr``, nothing is reduced, ``wait`` keeps growing and no cooldown starts. A rate kept as a
     tensor (capturable or fused optimizers) is compared with ``min_lr`` rounded to the tensor's
     dtype, as Keras compares its float32 rate with ``float32(min_lr)``, so a rate that was set to
