@@ -42,14 +42,14 @@ class CrashAt(Callback):
 
 
 def _make_learner(run_dir, callbacks, *, batch_size: int = 16, model: Callable[[], nn.Module] | None = None,
-                  **kwargs) -> Learner:
+                  optimizer="sgd", **kwargs) -> Learner:
     torch.manual_seed(0)
     x = torch.randn(64, 4)
     y = (x[:, 0] > 0).long()
     train = ArrayLoader(x, y, batch_size=batch_size, shuffle=True, seed=0)  # 64 / batch_size steps per epoch
     valid = ArrayLoader(x[:32], y[:32], batch_size=batch_size)
     module = model() if model is not None else nn.Linear(4, 2)
-    return Learner(module, (train, valid), loss=nn.CrossEntropyLoss(), optimizer="sgd", lr=0.1,
+    return Learner(module, (train, valid), loss=nn.CrossEntropyLoss(), optimizer=optimizer, lr=0.1,
                    metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
 
 
@@ -61,8 +61,9 @@ def _assert_same_weights(actual, expected):
 
 @pytest.fixture
 def make_learner():
-    """``make_learner(run_dir, callbacks, batch_size=16, model=None, **learner_kwargs)``: SGD on 64
-    seeded 4-feature samples (a linear model unless ``model`` builds another), validated on 32."""
+    """``make_learner(run_dir, callbacks, batch_size=16, model=None, optimizer="sgd", **learner_kwargs)``:
+    SGD (unless ``optimizer`` names another) at lr 0.1 on 64 seeded 4-feature samples (a linear model
+    unless ``model`` builds another), validated on 32."""
     return _make_learner
 
 

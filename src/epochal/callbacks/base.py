@@ -86,22 +86,33 @@ class MonitorCallback(Callback):
             such as ``"accuracy"`` means its validation value.
         mode: ``"auto"`` reads the direction the metric declares (``higher_is_better``);
             ``"min"`` or ``"max"`` force it.
-        min_delta: the smallest change that counts as an improvement.
+        min_delta: how much better a value must be to count as an improvement: an absolute amount
+            with ``threshold_mode="abs"`` (Keras' ``min_delta``), a fraction of the best value with
+            ``"rel"`` (torch's ``threshold``).
         baseline: a value the metric must beat before anything counts as an improvement.
+        threshold_mode: ``"abs"`` (Keras; the default): ``value`` improves on ``best`` when it is
+            lower than ``best - min_delta`` (``"min"``) or higher than ``best + min_delta``
+            (``"max"``). ``"rel"`` (torch's ``ReduceLROnPlateau(threshold_mode="rel")``): lower than
+            ``best * (1 - min_delta)`` or higher than ``best * (1 + min_delta)``. As in torch, the
+            relative rule is meant for metrics that stay positive.
 
-    A key that the learner does not log raises at the first validation, naming the keys it does.
+    Comparisons are strict, and NaN is never an improvement. A key that the learner does not log
+    raises at the first validation, naming the keys it does.
     """
 
     def __init__(self, monitor: str = "valid/loss", mode: str = "auto", min_delta: float = 0.0,
-                 baseline: float | None = None):
+                 baseline: float | None = None, threshold_mode: str = "abs"):
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{type(self).__name__}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("abs", "rel"):
+            raise ValueError(f"{type(self).__name__}: threshold_mode must be 'abs' or 'rel', got {threshold_mode!r}")
         if min_delta < 0:
             raise ValueError(f"{type(self).__name__}: min_delta must be >= 0, got {min_delta}")
         self.monitor = monitor if "/" in monitor else f"valid/{monitor}"
         self.mode = mode
         self.min_delta = min_delta
         self.baseline = baseline
+        self.threshold_mode = threshold_mode
         self.best: float | None = None
         self.higher_is_better: bool | None = None
 
@@ -121,12 +132,17 @@ class MonitorCallback(Callback):
         return metrics[self.monitor]
 
     def beats(self, value: float, reference: float | None) -> bool:
-        """Whether ``value`` is better than ``reference`` by more than ``min_delta`` in the metric's
-        direction (NaN never is; a ``None`` reference always is)."""
+        """Whether ``value`` improves on ``reference`` by more than ``min_delta`` (absolute or relative,
+        see ``threshold_mode``) in the metric's direction; NaN never does, a ``None`` reference
+        always is beaten."""
         if math.isnan(value):
             return False
         if reference is None:
             return True
+        if self.threshold_mode == "rel":
+            if self.higher_is_better:
+                return value > reference * (1.0 + self.min_delta)
+            return value < reference * (1.0 - self.min_delta)
         if self.higher_is_better:
             return value > reference + self.min_delta
         return value < reference - self.min_delta

@@ -77,6 +77,8 @@ class ModelCheckpoint(MonitorCallback):
         every_n_epochs: epochs between epoch-end writes of ``last.pt``.
         every_n_steps: optimizer steps between mid-epoch writes of ``last.pt`` (None: none).
         keep_epochs: also keep ``epoch_<n>.pt`` (0-based epoch) for every epoch-end write.
+        threshold_mode: ``"abs"`` (Keras) or ``"rel"`` (torch's relative ``min_delta``): see
+            :class:`~epochal.callbacks.base.MonitorCallback`.
 
     Attributes:
         best_epoch: the epoch of the best checkpoint, or None.
@@ -93,8 +95,9 @@ class ModelCheckpoint(MonitorCallback):
     def __init__(self, dirpath: str | Path | None = None, monitor: str = "valid/loss", mode: str = "auto",
                  min_delta: float = 0.0, baseline: float | None = None, save_best: bool = True,
                  save_last: bool = True, every_n_epochs: int = 1, every_n_steps: int | None = None,
-                 keep_epochs: bool = False):
-        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, baseline=baseline)
+                 keep_epochs: bool = False, threshold_mode: str = "abs"):
+        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, baseline=baseline,
+                         threshold_mode=threshold_mode)
         if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
             raise ValueError(f"ModelCheckpoint: every_n_epochs must be an int >= 1, got {every_n_epochs!r}")
         if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):

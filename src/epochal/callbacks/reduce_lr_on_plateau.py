@@ -1,9 +1,11 @@
 """ReduceLROnPlateau: divide the learning rate when the monitored metric stops improving.
 
-The rule (reduce by ``factor`` after ``patience`` epochs without improvement, then wait
-``cooldown`` epochs) is the one of Keras and ``torch.optim.lr_scheduler.ReduceLROnPlateau``; it
-was popularised for image classification by He et al., *Deep Residual Learning for Image
-Recognition* (CVPR 2016), who divided the rate by 10 "when the error plateaus".
+The rule (reduce by ``factor`` after ``patience`` epochs without improvement, then wait out a
+``cooldown``) is the one of Keras 3's ``keras.callbacks.ReduceLROnPlateau``, whose arguments,
+defaults and reduction epochs this callback reproduces; ``threshold_mode="rel"`` adds the
+relative threshold of ``torch.optim.lr_scheduler.ReduceLROnPlateau``. Dividing the rate on a
+plateau was popularised for image classification by He et al., *Deep Residual Learning for Image
+Recognition* (CVPR 2016), who divided it by 10 "when the error plateaus".
 
 The phase schedule rewrites every group's ``lr`` before every optimizer step as
 ``base_lr(step) * group["lr_scale"] * group["lr_factor"]``, so this callback never fights the
@@ -25,31 +27,51 @@ __all__ = ["ReduceLROnPlateau"]
 class ReduceLROnPlateau(MonitorCallback):
     """Multiply every parameter group's learning rate by ``factor`` when the metric plateaus.
 
-    At the end of every epoch: an epoch that beats the best value by more than ``min_delta`` resets
-    the waiting counter; otherwise the counter grows, and when it reaches ``patience`` every group's
-    ``"lr_factor"`` is multiplied by ``factor`` (and its ``"lr"`` set at once, so the change is
-    visible before the next step). The ``cooldown`` epochs that follow a reduction are not counted
-    (as in torch; Keras' ``cooldown=1`` has no effect).
-    No group is pushed below ``min_lr``: a group already at or under it is left alone, and one
-    that would cross it is set to exactly ``min_lr``.
+    The rule is Keras', checked at the end of every epoch in this order:
 
-    The factors live in the optimizer's parameter groups and are therefore saved with the
-    optimizer state; the counters are saved through ``state_dict``. A new fit (not a resumed one)
-    starts again from ``lr_factor = 1``.
+    1. during a cooldown, the cooldown counter goes down by one and ``wait`` is set to 0;
+    2. a value that beats the best so far by more than ``min_delta`` becomes the best and sets
+       ``wait`` to 0;
+    3. otherwise, unless still in the cooldown (its counter above 0 after step 1), ``wait`` grows
+       by one, and once ``wait >= patience`` every group whose rate is above its ``min_lr`` is
+       multiplied by ``factor`` (floored at ``min_lr``); if some group was reduced, the cooldown
+       counter is set to ``cooldown`` and ``wait`` to 0.
+
+    Consequences worth knowing (all Keras'): ``patience=0`` and ``patience=1`` both reduce at every
+    epoch that does not improve; ``cooldown=c`` leaves ``c - 1`` epochs uncounted after a reduction,
+    so ``cooldown=1`` changes nothing (torch's ``cooldown=c`` leaves ``c`` epochs uncounted and its
+    ``patience=p`` reduces after ``p + 1`` bad epochs: Keras' ``patience=p, cooldown=c`` is torch's
+    ``patience=max(p, 1) - 1, cooldown=max(c, 1) - 1`` away from ``min_lr``); when every group is at its
+    ``min_lr``, nothing is reduced, ``wait`` keeps growing and no cooldown starts. A rate kept as a
+    tensor (capturable or fused optimizers) is compared with ``min_lr`` rounded to the tensor's
+    dtype, as Keras compares its float32 rate with ``float32(min_lr)``, so a rate that was set to
+    ``min_lr`` is not "reduced" again.
+
+    The reduction sets each group's ``"lr"`` at once (visible before the next step) and multiplies
+    its ``"lr_factor"``, which the phase schedule keeps applying; discriminative rates keep their
+    ratios. The factors live in the optimizer's parameter groups and are therefore saved with the
+    optimizer state; the counters are saved through ``state_dict``, so a resumed run reduces at the
+    same epochs. A new fit (not a resumed one) starts again from ``lr_factor = 1``.
+
+    Arguments after ``patience`` are keyword-only: Keras' fourth positional argument is its
+    ``verbose``, which epochal does not have.
 
     Args:
         monitor: the logged key, e.g. ``"valid/loss"``.
-        factor: the multiplier, in (0, 1).
-        patience: epochs without improvement before reducing (0 reduces after every epoch that
-            does not improve).
-        cooldown: epochs to wait after a reduction before counting again.
-        min_lr: the lowest learning rate, one value or one per parameter group.
-        min_delta: the smallest change that counts as an improvement.
+        factor: the multiplier, in (0, 1) (Keras' default 0.1).
+        patience: epochs without improvement before reducing (Keras' default 10).
+        cooldown: the cooldown after a reduction, in Keras' meaning above (default 0).
+        min_lr: the lowest learning rate, one value or one per parameter group (default 0).
+        min_delta: the smallest change that counts as an improvement (Keras' default 1e-4).
         mode: ``"auto"`` (the metric's declared direction), ``"min"`` or ``"max"``.
         baseline: a value the metric must beat before anything counts as an improvement.
+        threshold_mode: ``"abs"`` (Keras) or ``"rel"`` (torch's relative threshold, with
+            ``min_delta`` as torch's ``threshold``): see :class:`~epochal.callbacks.base.MonitorCallback`.
 
     Attributes:
-        reductions: the (0-based) epochs at the end of which some group's rate was reduced.
+        wait, cooldown_counter: the counters of the rule above.
+        reductions: the epochs at the end of which some group's rate was reduced, numbered as
+            ``learner.state.epoch`` numbers them (from 0).
 
     Example:
         >>> plateau = ReduceLROnPlateau("valid/loss", factor=0.5, patience=2, min_lr=1e-5)
@@ -58,14 +80,15 @@ class ReduceLROnPlateau(MonitorCallback):
 
     order = 20
 
-    def __init__(self, monitor: str = "valid/loss", factor: float = 0.1, patience: int = 5,
-                 cooldown: int = 0, min_lr: float | Sequence[float] = 0.0, min_delta: float = 0.0,
-                 mode: str = "auto", baseline: float | None = None):
-        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, baseline=baseline)
+    def __init__(self, monitor: str = "valid/loss", factor: float = 0.1, patience: int = 10, *,
+                 cooldown: int = 0, min_lr: float | Sequence[float] = 0.0, min_delta: float = 1e-4,
+                 mode: str = "auto", baseline: float | None = None, threshold_mode: str = "abs"):
+        super().__init__(monitor=monitor, mode=mode, min_delta=min_delta, baseline=baseline,
+                         threshold_mode=threshold_mode)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
         for arg, value in (("patience", patience), ("cooldown", cooldown)):
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"ReduceLROnPlateau: {arg} must be an int >= 0 (epochs), got {value!r}")
         min_lrs = list(min_lr) if isinstance(min_lr, Sequence) else [min_lr]
         if any(m < 0 for m in min_lrs):
@@ -116,38 +139,45 @@ class ReduceLROnPlateau(MonitorCallback):
 
     def after_epoch(self) -> None:
         value = self.current()
+        if self.in_cooldown():
+            self.cooldown_counter -= 1
+            self.wait = 0
         if self.is_improvement(value):
             self.best = value
             self.wait = 0
-        else:
+        elif not self.in_cooldown():  # read after the decrement: the last cooldown epoch counts
             self.wait += 1
-        if self.in_cooldown():  # epochs right after a reduction are not counted
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if self.wait and self.wait >= self.patience:
-            self.reduce()
-            self.cooldown_counter = self.cooldown
-            self.wait = 0
+            if self.wait >= self.patience and self._reduce_groups():
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
 
     def reduce(self) -> list[float]:
         """Multiply every group's rate by ``factor`` now (respecting ``min_lr``); return the new rates."""
+        self._reduce_groups()
+        return [float(g["lr"]) for g in self.learner.optimizer.param_groups]
+
+    def _reduce_groups(self) -> bool:
+        """Reduce every group above its floor; record the epoch and return True if one was."""
         groups = self.learner.optimizer.param_groups
         changed = False
         for group, floor in zip(groups, self._min_lrs(len(groups))):
-            lr = float(group["lr"])
-            new_lr = max(lr * self.factor, floor)
-            if lr <= 0 or new_lr >= lr:
+            stored = group["lr"]
+            if isinstance(stored, torch.Tensor):  # capturable/fused optimizers keep lr as a tensor
+                floor = float(torch.tensor(floor, dtype=stored.dtype))  # as stored, e.g. float32(1e-3)
+            lr = float(stored)
+            if lr <= floor:
                 continue  # already at or under its floor
+            new_lr = max(lr * self.factor, floor)
             group["lr_factor"] = group.get("lr_factor", 1.0) * new_lr / lr
-            if isinstance(group["lr"], torch.Tensor):  # capturable/fused optimizers keep lr as a tensor
-                group["lr"].fill_(new_lr)
+            if isinstance(stored, torch.Tensor):
+                stored.fill_(new_lr)
             else:
                 group["lr"] = new_lr
             changed = True
         self.group_factors = [float(g.get("lr_factor", 1.0)) for g in groups]
         if changed:
             self.reductions.append(self.learner.state.epoch)
-        return [float(g["lr"]) for g in groups]
+        return changed
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
