@@ -14,18 +14,6 @@ pytest.importorskip("optuna", reason="the search needs the extra: pip install 'e
 TINY = ["data.image_size=16", "data.batch_size=8", "model.widths=[4,8,8]", "epochs=2",
         "callbacks.progress_bar=null", "trainer.plots=false"]
 
-#: Learning rate and width, pruned by the median rule from the first epoch on.
-SPACE = {
-    "monitor": "valid/accuracy",
-    "sampler": {"name": "tpe", "n_startup_trials": 2},
-    "pruner": {"name": "median", "n_startup_trials": 1},
-    "params": {
-        "optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
-        "model.widths": {"type": "categorical", "choices": [[4, 8, 8], [8, 8, 8]]},
-    },
-}
-
-
 @pytest.fixture(scope="session")
 def tiny_images(tmp_path_factory) -> Path:
     """Three colour classes of twelve noisy 16x16 PNG images."""
@@ -45,8 +33,14 @@ def tiny_overrides(tiny_images) -> list[str]:
     return [f"data.path={tiny_images}", *TINY]
 
 
-def check_study(result: dict, n_trials: int, allowed=("complete", "pruned", "failed")) -> list[dict]:
-    """Assert that no trial is lost or duplicated; returns the study's trial rows by number."""
+@pytest.fixture(scope="session")
+def check_study():
+    """``check_study(result, n_trials, allowed)``: assert that no trial is lost or duplicated and return
+    the study's trial rows by number."""
+    return _check_study
+
+
+def _check_study(result: dict, n_trials: int, allowed=("complete", "pruned", "failed")) -> list[dict]:
     import json
 
     study_dir = Path(result["study_dir"])

@@ -48,9 +48,12 @@ def test_sampler_arguments_are_passed_and_checked():
         build_sampler({"name": "tpe", "n_startup_trial": 3}, SPACE)
 
 
+ARGUMENTS = {"percentile": {"percentile": 25.0}, "threshold": {"lower": 0.1}}
+
+
 @pytest.mark.parametrize("name", sorted(PRUNERS))
 def test_every_pruner_builds(name):
-    assert type(build_pruner(name)).__name__ == PRUNERS[name]
+    assert type(build_pruner({"name": name, **ARGUMENTS.get(name, {})})).__name__ == PRUNERS[name]
 
 
 def test_median_pruner_prunes_a_trial_below_the_median():
@@ -70,3 +73,5 @@ def test_pruner_errors():
         build_pruner("hyperbnad")
     with pytest.raises(ConfigError, match="n_warmup_step.*did you mean 'n_warmup_steps'"):
         build_pruner({"name": "median", "n_warmup_step": 1})
+    with pytest.raises(ConfigError, match="pruner 'threshold'"):
+        build_pruner("threshold")  # needs lower or upper

@@ -18,6 +18,8 @@ Pruners (which trials stop early, from the per-epoch values reported by
 * ``successive_halving``: asynchronous successive halving (Li et al., *A System for Massively Parallel
   Hyperparameter Tuning*, MLSys 2020).
 * ``hyperband``: Hyperband (Li et al., JMLR 2018), several successive-halving brackets.
+* ``percentile``: the median rule at another percentile (``percentile: 25.0`` keeps the top quarter).
+* ``threshold``: stop a trial whose value leaves ``[lower, upper]`` or is NaN (a diverging run).
 * ``none``: never prune.
 """
 
@@ -39,6 +41,8 @@ PRUNERS = {
     "median": "MedianPruner",
     "successive_halving": "SuccessiveHalvingPruner",
     "hyperband": "HyperbandPruner",
+    "percentile": "PercentilePruner",
+    "threshold": "ThresholdPruner",
     "none": "NopPruner",
 }
 
@@ -85,7 +89,10 @@ def build_sampler(spec: Mapping[str, Any] | str | None, space, seed: int | None 
             import cmaes  # noqa: F401
         except ImportError as exc:
             raise ImportError("the cmaes sampler needs the cmaes package: pip install 'epochal[tune]'") from exc
-    return _quietly(optuna, lambda: cls(**arguments))
+    try:
+        return _quietly(optuna, lambda: cls(**arguments))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"sampler {name!r}: {exc}") from None
 
 
 def build_pruner(spec: Mapping[str, Any] | str | None):

@@ -230,7 +230,7 @@ def fail_dead_trials(study, grace_period: float, owner: dict[str, Any] | None = 
         if fail_trial(study, trial._trial_id, reason):
             failed.append(trial.number)
     if owner is None and _has_optuna_heartbeat(study._storage):
-        failed += _optuna_stale(optuna, study, running)
+        failed += _optuna_stale(optuna, study, [t for t in running if t.number not in failed])
     return failed
 
 
