@@ -80,7 +80,9 @@ def test_two_workers_on_the_journal_lose_and_duplicate_no_trial(tmp_path, tiny_o
     assert [(r.trial, r.trial_state) for r in listed] == [(r["number"], r["state"]) for r in rows]
 
 
-def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_study_completes(tmp_path, tiny_overrides, helpers, check_study):
+def test_a_worker_killed_mid_trial_leaves_it_failed_and_the_study_completes(
+    tmp_path, tiny_overrides, helpers, check_study
+):
     fifo = tmp_path / "victim"
     os.mkfifo(fifo)
     outcome: dict = {}
@@ -189,3 +191,28 @@ def test_two_workers_on_a_postgresql_server(tmp_path, tiny_overrides, helpers, p
 
     summaries = optuna.get_all_study_summaries(postgres_url)  # the trials are in the server
     assert [(s.study_name, s.n_trials) for s in summaries] == [("pg-study", 6)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "monitor", "expected"),
+    [
+        ([], None, ("valid/accuracy", "maximize")),  # the default recipe's checkpoint monitor
+        (["callbacks.model_checkpoint=null"], None, ("valid/loss", "minimize")),
+        ([], "loss", ("valid/loss", "minimize")),
+        (["metrics=[accuracy, error_rate]"], "error_rate", ("valid/error_rate", "minimize")),
+    ],
+)
+def test_monitor_default_and_direction_from_the_metric(overrides, monitor, expected):
+    from epochal.tuning.study import resolve_monitor
+
+    assert resolve_monitor(load_config("default", overrides), monitor) == expected
+
+
+def test_unlogged_monitor_and_missing_space_are_refused(tmp_path):
+    from epochal.tuning import tune
+    from epochal.tuning.study import resolve_monitor
+
+    with pytest.raises(ConfigError, match="'valid/acuracy' is not logged.*did you mean 'valid/accuracy'"):
+        resolve_monitor(load_config("default"), "acuracy")
+    with pytest.raises(ConfigError, match="no shipped search space.*--space"):
+        tune("cifar10", None, out=tmp_path)

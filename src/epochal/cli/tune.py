@@ -24,7 +24,9 @@ def tune(
         str | None,
         typer.Option("--space", help="Search-space YAML file (default: the space shipped for the recipe)."),
     ] = None,
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials in the study in total (resumes add the rest).")] = 20,
+    trials: Annotated[
+        int, typer.Option("--trials", min=1, help="Trials in the study in total (a resumed study adds the rest).")
+    ] = 20,
     storage: Annotated[
         str | None,
         typer.Option("--storage", help="sqlite:///f.db, postgresql://user:pw@host/db, journal or journal:///path "
@@ -36,7 +38,9 @@ def tune(
     set_: SetOpt = None,
     epochs: EpochsOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder holding the study folder.")] = Path("runs"),
-    monitor: Annotated[str | None, typer.Option("--monitor", help="Logged key to optimise, e.g. valid/accuracy.")] = None,
+    monitor: Annotated[
+        str | None, typer.Option("--monitor", help="Logged key to optimise, e.g. valid/accuracy.")
+    ] = None,
     sampler: Annotated[str | None, typer.Option("--sampler", help="tpe (default), cmaes, random or grid.")] = None,
     pruner: Annotated[
         str | None, typer.Option("--pruner", help="median (default), successive_halving, hyperband or none.")

@@ -133,6 +133,7 @@ def tune(
         >>> result["best_params"], result["best_yaml"]
     """
     from epochal.config import Config, load_config
+    from epochal.runs.folder import STUDY_FILE
     from epochal.tuning.samplers import build_pruner, build_sampler
     from epochal.tuning.spec import StudySpec, create_study
     from epochal.tuning.storage import fail_dead_trials, resolve_storage
@@ -164,14 +165,21 @@ def tune(
     study_dir.mkdir(parents=True, exist_ok=True)
     handle, _ = create_study(spec)
     _check_folder(handle, spec)
-    write_study_file(spec)
+    if not (study_dir / STUDY_FILE).is_file():  # marks the folder as a study's for `epochal runs` at once
+        write_study_file(spec)
     fail_dead_trials(handle, spec.grace_period)  # left RUNNING by a command that was killed here
     if workers == 1:
         with _torch_threads(threads):
             run_worker(spec)
     else:
         supervise(spec, workers)
-    return summarise(handle, spec)
+    result = summarise(handle, spec)
+    started = result["trials"] + result["states"]["running"]
+    if started < spec.n_trials:
+        raise RuntimeError(f"study {name!r} has {started} of its {spec.n_trials} trials: every worker stopped "
+                           "early (their errors are above); the outputs so far are in "
+                           f"{study_dir}, and running the command again continues the study")
+    return result
 
 
 @contextlib.contextmanager

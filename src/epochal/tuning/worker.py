@@ -15,6 +15,7 @@ that dies before finishing any trial is not restarted, so a broken set-up does n
 
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import multiprocessing.connection
@@ -56,6 +57,7 @@ def run_worker(spec: StudySpec, index: int = 0) -> int:
         except GridExhausted:
             return ran + 1
         ran += 1
+        gc.collect()  # the trial's model, optimizer and loaders go before the next trial's are built
 
 
 def register_callbacks(callbacks: dict[str, str]) -> None:
