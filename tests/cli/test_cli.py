@@ -291,3 +291,13 @@ def test_tune_with_two_workers_prints_the_trial_count(work, tiny_folder):
     assert set(result["best_params"]) <= {"optimizer.lr", "model.widths"} and Path(result["best_yaml"]).is_file()
     listed = last_json(run_cli("runs", "--root", work / "studies", "--study", result["study"], "--json"))["runs"]
     assert [(r["trial"], r["study"]) for r in listed] == [(n, result["study"]) for n in range(4)]
+
+
+def test_tune_refuses_a_space_key_the_recipe_does_not_have(work):
+    pytest.importorskip("optuna", reason="the search needs the extra: pip install 'epochal[tune]'")
+    space = work / "typo.yaml"
+    space.write_text("params:\n  optimizer.lrr: {type: float, low: 0.01, high: 0.5}\n")
+    proc = run_cli("tune", "--space", space, "--out", work / "typo-studies", "--json", check=False)
+    assert proc.returncode == 1 and not (work / "typo-studies").exists()  # refused before any study exists
+    assert "params.optimizer.lrr" in proc.stderr and "did you mean 'lr'" in proc.stderr
+    assert "did you mean 'lr'" in last_json(proc)["error"]
