@@ -1,7 +1,8 @@
 """epochal: deep-learning training with the best practices built in.
 
 The public API, re-exported explicitly. Areas stay importable on their own:
-``epochal.models``, ``epochal.data``, ``epochal.schedules``, ``epochal.optim``, ``epochal.callbacks``.
+``epochal.models``, ``epochal.data``, ``epochal.schedules``, ``epochal.optim``, ``epochal.callbacks``,
+``epochal.tuning`` (``epochal.tune``: Optuna searches, with the extra ``epochal[tune]``).
 """
 
 from epochal.callbacks import (
@@ -73,6 +74,7 @@ from epochal.schedules import (
     warmup_cosine,
 )
 from epochal.state import CheckpointError, export_safetensors, load_checkpoint, seed_everything, seed_worker
+from epochal.tuning import OptunaPruning, tune
 
 __version__ = "0.1.0"
 
@@ -107,6 +109,7 @@ __all__ = [
     "ModelCheckpoint",
     "MonitorCallback",
     "MultiLabelF1",
+    "OptunaPruning",
     "PhaseFreezing",
     "PhaseSchedule",
     "ProgressBar",
@@ -149,6 +152,7 @@ __all__ = [
     "suggest_lr",
     "tabular_loaders",
     "train_recipe",
+    "tune",
     "unfreeze",
     "warmup_cosine",
 ]

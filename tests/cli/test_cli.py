@@ -271,3 +271,33 @@ def test_tables_keep_each_row_on_one_line_when_piped(trained, work):
     assert "default" in row and "finished" in row  # not folded over two lines at 80 columns
     narrow = subprocess.run(args, capture_output=True, text=True, env={**env, "COLUMNS": "60"}, check=True).stdout
     assert max(len(line) for line in narrow.splitlines()) <= 60  # an explicit COLUMNS is respected
+
+
+def test_tune_with_two_workers_prints_the_trial_count(work, tiny_folder):
+    """``epochal tune --trials 4 --workers 2 --json``: one JSON line, four trials in the default SQLite study."""
+    pytest.importorskip("optuna", reason="the search needs the extra: pip install 'epochal[tune]'")
+    space = work / "space.yaml"
+    space.write_text(yaml.safe_dump({"monitor": "valid/accuracy", "params": {
+        "optimizer.lr": {"type": "float", "low": 0.01, "high": 0.5, "log": True},
+        "model.widths": {"type": "categorical", "choices": [[4, 8, 8], [8, 8, 8]]}}}))
+    tiny = [f"data.path={tiny_folder}", "data.image_size=16", "data.batch_size=8", "epochs=2",
+            "callbacks.progress_bar=null", "trainer.plots=false"]
+    proc = run_cli("tune", "default", "--space", space, "--trials", "4", "--workers", "2", "--threads", "1",
+                   "--out", work / "studies", "--json", *[a for o in tiny for a in ("--set", o)], timeout=900)
+    result = last_json(proc)
+    assert result["trials"] == 4 and result["storage"].startswith("sqlite:///")
+    study_dir = Path(result["study_dir"])
+    assert sorted(p.name for p in (study_dir / "trials").iterdir()) == [f"trial_{n:04d}" for n in range(4)]
+    assert set(result["best_params"]) <= {"optimizer.lr", "model.widths"} and Path(result["best_yaml"]).is_file()
+    listed = last_json(run_cli("runs", "--root", work / "studies", "--study", result["study"], "--json"))["runs"]
+    assert [(r["trial"], r["study"]) for r in listed] == [(n, result["study"]) for n in range(4)]
+
+
+def test_tune_refuses_a_space_key_the_recipe_does_not_have(work):
+    pytest.importorskip("optuna", reason="the search needs the extra: pip install 'epochal[tune]'")
+    space = work / "typo.yaml"
+    space.write_text("params:\n  optimizer.lrr: {type: float, low: 0.01, high: 0.5}\n")
+    proc = run_cli("tune", "--space", space, "--out", work / "typo-studies", "--json", check=False)
+    assert proc.returncode == 1 and not (work / "typo-studies").exists()  # refused before any study exists
+    assert "params.optimizer.lrr" in proc.stderr and "did you mean 'lr'" in proc.stderr
+    assert "did you mean 'lr'" in last_json(proc)["error"]

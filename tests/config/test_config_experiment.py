@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from epochal.cli.main import app
-from epochal.config import load_config
+from epochal.config import ConfigError, load_config
 from epochal.config.builders import (
     _resolve_augment,
     build_callbacks,
@@ -217,3 +217,23 @@ def test_remove_if_empty_keeps_any_folder_with_a_file(tmp_path):
     (used / "checkpoints" / "last.pt").write_bytes(b"x")
     assert remove_if_empty(empty) and not empty.exists()
     assert not remove_if_empty(used) and (used / "checkpoints" / "last.pt").exists()
+
+
+def test_train_into_a_given_folder_with_extra_callbacks(rgb, tmp_path):
+    from epochal.callbacks.base import Callback
+
+    class CountEpochs(Callback):
+        def __init__(self):
+            self.epochs = 0
+
+        def after_epoch(self):
+            self.epochs += 1
+
+    config = load_config("default", [*TINY, f"data.path={rgb}", "epochs=2", "trainer.plots=false"])
+    counter = CountEpochs()
+    result = train(config, run_dir=tmp_path / "trial_0003", progress=False, callbacks=[counter])
+    assert result["run_dir"] == str(tmp_path / "trial_0003") and counter.epochs == 2
+    assert (tmp_path / "trial_0003" / "summary.json").is_file()
+    assert list(tmp_path.iterdir()) == [tmp_path / "trial_0003"]  # no dated folder beside it
+    with pytest.raises(ConfigError, match="already holds a run"):  # never trains over a finished run
+        train(config, run_dir=tmp_path / "trial_0003", progress=False)

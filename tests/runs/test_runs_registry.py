@@ -108,3 +108,34 @@ def test_compare_runs_shows_only_differing_config_keys(tmp_path):
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [1, 2], "e": {}}
+
+
+def make_study(root: Path, name: str, states: list[str]) -> Path:
+    """A study folder as ``epochal tune`` leaves it: study.json and one run folder per trial."""
+    study = root / name
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({"study": name, "trials": []}))
+    for number, state in enumerate(states):
+        folder = study / "trials" / f"trial_{number:04d}"
+        if state == "failed":  # refused before training: only its trial.json
+            folder.mkdir(parents=True)
+        else:
+            make_run(study / "trials", folder.name, 0.5 + number / 10, 1.0)
+        (folder / "trial.json").write_text(json.dumps({"study": name, "number": number, "state": state}))
+    return study
+
+
+def test_trials_of_study_folders_are_listed_with_their_study(tmp_path):
+    make_run(tmp_path, "2024-01-01_00-00-00-a", 0.4, 1.0)
+    make_study(tmp_path, "lr-search", ["complete", "pruned", "failed"])
+    make_study(tmp_path, "other", ["complete"])
+    rows = [run_row(r) for r in list_runs(tmp_path)]
+    assert [(r["name"], r["study"], r["trial"], r["trial_state"]) for r in rows] == [
+        ("2024-01-01_00-00-00-a", None, None, None),
+        ("trial_0000", "lr-search", 0, "complete"),
+        ("trial_0001", "lr-search", 1, "pruned"),
+        ("trial_0002", "lr-search", 2, "failed"),
+        ("trial_0000", "other", 0, "complete"),
+    ]
+    assert [r.trial for r in list_runs(tmp_path, study="lr-search", sort="accuracy")] == [1, 0, 2]
+    assert [r.trial for r in find_runs(tmp_path / "lr-search")] == [0, 1, 2]  # a study folder as the root

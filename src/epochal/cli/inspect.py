@@ -73,20 +73,24 @@ def runs(
     recipe: Annotated[str | None, typer.Option(help="Only runs of this recipe.")] = None,
     tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
     reverse: Annotated[bool, typer.Option(help="Reverse the order.")] = False,
+    study: Annotated[str | None, typer.Option(help="Only the trials of this study (epochal tune).")] = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Table of the runs under a root folder with their key metrics."""
+    """Table of the runs under a root folder with their key metrics (a search's trials with their study)."""
     from epochal.runs.registry import list_runs, run_row
 
-    rows = [run_row(r) for r in list_runs(root, sort=sort, recipe=recipe, tag=tag, reverse=reverse)]
+    rows = [run_row(r) for r in list_runs(root, sort=sort, recipe=recipe, tag=tag, reverse=reverse, study=study)]
     if json_output:
         emit_json({"runs": rows})
         return
     metric_names = sorted({k for r in rows for k in r["metrics"]})
-    table = _table(f"runs in {root}", ["run", "recipe", "status", "epochs", "wall s", *metric_names])
+    trials = any(r["study"] is not None for r in rows)
+    columns = ["run", *(["study", "trial"] if trials else []), "recipe", "status", "epochs", "wall s"]
+    table = _table(f"runs in {root}", [*columns, *metric_names])
     for r in rows:
         table.add_row(
             r["name"],
+            *([r["study"] or "-", _trial_cell(r)] if trials else []),
             r["recipe"] or "-",
             r["status"],
             _fmt(r["epochs"]),
@@ -94,6 +98,10 @@ def runs(
             *[_fmt(r["metrics"].get(m)) for m in metric_names],
         )
     console().print(table)
+
+
+def _trial_cell(row) -> str:
+    return "-" if row["trial"] is None else f"{row['trial']} {row['trial_state'] or ''}".strip()
 
 
 @command

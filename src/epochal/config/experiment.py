@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +184,15 @@ def train(
     resume: str | Path | None = None,
     device: str | None = None,
     progress: bool = True,
+    run_dir: str | Path | None = None,
+    callbacks: Sequence = (),
 ) -> dict[str, Any]:
     """Train ``config`` into a new run folder under ``out`` (or continue the run folder ``resume``).
+
+    Args:
+        run_dir: train into exactly this new folder instead of a dated one under ``out`` (a search
+            names its trials ``trial_0003``); it may exist but must not hold a run yet.
+        callbacks: extra callbacks added to the recipe's own (e.g. a search's pruning callback).
 
     Returns:
         ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``: metrics
@@ -199,10 +207,17 @@ def train(
         run_dir = Path(resume)
         if not (run_dir / "checkpoints" / "last.pt").is_file():
             raise ConfigError(f"--resume {run_dir}: not a run folder with checkpoints/last.pt to continue from")
+    elif run_dir is not None:
+        run_dir = Path(run_dir)
+        if (run_dir / "summary.json").exists() or (run_dir / "checkpoints" / "last.pt").exists():
+            raise ConfigError(f"run folder {run_dir} already holds a run; give a new folder")
+        run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = create_run_dir(out, config.name)
     try:
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
+        for callback in callbacks:
+            learner.add_callback(callback)
     except BaseException:
         if resume is None:  # bad data or model settings: leave no empty run folder behind
             remove_if_empty(run_dir)

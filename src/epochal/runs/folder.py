@@ -8,6 +8,10 @@
     checkpoints/       last.pt, best.pt
     tensorboard/       event files
     plots/             PNG figures
+    trial.json         only in a search's trials: the study, the trial number, its parameters and state
+
+A hyperparameter search (``epochal tune``) keeps its trials in a study folder, marked by
+``study.json``: ``<root>/<study>/trials/trial_0003/``, each a run folder as above.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Any
 from epochal.utils import write_json_atomic
 
 __all__ = [
+    "STUDY_FILE",
     "SUBFOLDERS",
+    "TRIAL_FILE",
     "create_run_dir",
     "environment_info",
     "git_commit",
@@ -34,6 +40,10 @@ __all__ = [
 ]
 
 SUBFOLDERS = ("checkpoints", "tensorboard", "plots")
+#: The file that marks a study folder of a hyperparameter search.
+STUDY_FILE = "study.json"
+#: The file that makes a run folder a trial of a study.
+TRIAL_FILE = "trial.json"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

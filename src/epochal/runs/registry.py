@@ -2,7 +2,9 @@
 
 A run folder is any folder holding a ``summary.json`` or a ``config.yaml`` (see
 :mod:`epochal.runs.folder`). Nothing is indexed: the folders are the registry, so copying,
-moving or deleting a run folder is all the bookkeeping there is.
+moving or deleting a run folder is all the bookkeeping there is. The trials of a hyperparameter
+search are run folders too, under their study folder (``<root>/<study>/trials/trial_0003``); they
+are listed with their study and trial number.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epochal.runs.folder import read_json
+from epochal.runs.folder import STUDY_FILE, TRIAL_FILE, read_json
 
 __all__ = [
     "RunRecord",
@@ -43,6 +45,9 @@ class RunRecord:
         wall_s: training wall time in seconds.
         config: the resolved config (empty when ``config.yaml`` is missing).
         summary: the whole ``summary.json``.
+        study: the study of a search's trial, else None.
+        trial: the trial's number, else None.
+        trial_state: ``complete``, ``pruned``, ``failed`` or ``running`` for a trial, else None.
     """
 
     path: Path
@@ -56,6 +61,9 @@ class RunRecord:
     wall_s: float | None = None
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    study: str | None = None
+    trial: int | None = None
+    trial_state: str | None = None
 
 
 def _valid_only(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,10 +80,11 @@ def load_run(path: str | Path) -> RunRecord:
     import yaml
 
     path = Path(path)
-    summary_path, config_path = path / "summary.json", path / "config.yaml"
-    if not path.is_dir() or not (summary_path.is_file() or config_path.is_file()):
+    summary_path, config_path, trial_path = path / "summary.json", path / "config.yaml", path / TRIAL_FILE
+    if not path.is_dir() or not (summary_path.is_file() or config_path.is_file() or trial_path.is_file()):
         raise FileNotFoundError(f"{path} is not a run folder (it has no summary.json or config.yaml)")
     summary = read_json(summary_path) if summary_path.is_file() else {}
+    trial = read_json(trial_path) if trial_path.is_file() else {}
     config: dict[str, Any] = {}
     if config_path.is_file():
         try:
@@ -95,15 +104,33 @@ def load_run(path: str | Path) -> RunRecord:
         wall_s=summary.get("wall_s"),
         config=config,
         summary=summary,
+        study=trial.get("study"),
+        trial=trial.get("number"),
+        trial_state=trial.get("state"),
     )
 
 
+def _study_trials(folder: Path) -> list[Path]:
+    trials = folder / "trials"
+    return sorted(p for p in trials.iterdir() if p.is_dir()) if trials.is_dir() else []
+
+
 def find_runs(root: str | Path) -> list[RunRecord]:
-    """Every run folder directly under ``root`` (a root that is itself a run folder counts), by name."""
+    """Every run folder directly under ``root``, by name, and the trials of every study folder there.
+
+    A root that is itself a run folder, or a study folder, counts: its run, or its trials.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"runs root {root} does not exist")
-    folders = [root] if (root / "summary.json").is_file() else sorted(p for p in root.iterdir() if p.is_dir())
+    if (root / "summary.json").is_file():
+        folders = [root]
+    elif (root / STUDY_FILE).is_file():
+        folders = _study_trials(root)
+    else:
+        folders = []
+        for child in sorted(p for p in root.iterdir() if p.is_dir()):
+            folders.extend(_study_trials(child) if (child / STUDY_FILE).is_file() else [child])
     records = []
     for folder in folders:
         try:
@@ -130,6 +157,7 @@ def list_runs(
     recipe: str | None = None,
     tag: str | None = None,
     reverse: bool = False,
+    study: str | None = None,
 ) -> list[RunRecord]:
     """Runs under ``root``, filtered and sorted.
 
@@ -140,14 +168,17 @@ def list_runs(
         recipe: keep runs whose config ``name`` is this.
         tag: keep runs whose config ``tags`` include this.
         reverse: reverse the order.
+        study: keep the trials of this study.
     """
     runs = find_runs(root)
+    if study is not None:
+        runs = [r for r in runs if r.study == study]
     if recipe is not None:
         runs = [r for r in runs if r.recipe == recipe]
     if tag is not None:
         runs = [r for r in runs if tag in r.tags]
     if sort is None:
-        runs.sort(key=lambda r: r.name)
+        runs.sort(key=lambda r: (r.study or r.name, r.name))  # a study's trials together, by number
     else:
         key = sort.removeprefix("valid/")
         higher = metric_direction(key)
@@ -174,6 +205,9 @@ def run_row(record: RunRecord) -> dict[str, Any]:
         "wall_s": record.wall_s,
         "metrics": record.metrics,
         "best": record.best,
+        "study": record.study,
+        "trial": record.trial,
+        "trial_state": record.trial_state,
     }
 
 
