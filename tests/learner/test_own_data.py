@@ -7,7 +7,6 @@ import io
 import json
 import warnings
 
-import numpy as np
 import pytest
 import torch
 from rich.console import Console

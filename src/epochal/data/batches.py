@@ -140,11 +140,11 @@ class BatchFormat:
                            f"{'is' if len(missing) == 1 else 'are'} not among them")
         if inputs is None or targets is None:
             unclear = " and ".join(w for w, k in (("inputs", inputs), ("targets", targets)) if k is None)
-            example_t = targets if targets is not None else keys[-1]
-            example_i = next((k for k in keys if k != example_t), keys[0])
+            example_i = inputs if inputs is not None else next(k for k in keys if k != targets)
+            example_t = targets if targets is not None else next((k for k in keys if k != example_i), keys[0])
             raise ValueError(
                 f"dict batches with keys {_keys_text(keys)}: cannot tell which key holds the {unclear}; "
-                f"name them: epochal.data.from_loader(loader, inputs={example_i!r}, targets={example_t!r}) "
+                f"name them, e.g. epochal.data.from_loader(loader, inputs={example_i!r}, targets={example_t!r}) "
                 "(inputs=('a', 'b') passes several keys to the model in that order)"
             )
         return inputs, targets
