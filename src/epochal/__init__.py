@@ -20,7 +20,15 @@ from epochal.callbacks import (
 )
 from epochal.config import Config, ConfigError, list_recipes, load_config
 from epochal.config.experiment import train as train_recipe
-from epochal.data import get_dataset, image_folder_loaders, tabular_loaders
+from epochal.data import (
+    ImageLoader,
+    TensorLoader,
+    from_loader,
+    from_tensors,
+    get_dataset,
+    image_folder_loaders,
+    tabular_loaders,
+)
 from epochal.data.base import ArrayLoader, DataLoaders, EpochLoader
 from epochal.events import (
     EVENTS,
@@ -102,6 +110,7 @@ __all__ = [
     "EarlyStopping",
     "EpochLoader",
     "ErrorRate",
+    "ImageLoader",
     "LRFinderResult",
     "Learner",
     "MeanAveragePrecision",
@@ -117,6 +126,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "RunLogger",
     "TensorBoard",
+    "TensorLoader",
     "TerminateOnNaN",
     "TopKAccuracy",
     "TrainingPhase",
@@ -130,6 +140,8 @@ __all__ = [
     "flat_cos",
     "freeze",
     "freeze_to",
+    "from_loader",
+    "from_tensors",
     "get_dataset",
     "get_metric",
     "image_folder_loaders",

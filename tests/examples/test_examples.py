@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.py"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+OWN_DATA = ["own_torch_dataset.py", "own_tensors.py", "own_image_folder.py", "own_csv.py", "own_dict_dataset.py"]
 
 
 def test_examples_exist():
@@ -33,3 +36,14 @@ def test_readme_python_quick_start_is_examples_quickstart_word_for_word():
     snippet = snippet[: snippet.index("```")]
     quickstart = (EXAMPLES[0].parent / "quickstart.py").read_text()
     assert snippet == quickstart
+
+
+def test_your_own_data_page_shows_each_example_word_for_word_and_is_linked():
+    page = (ROOT / "docs" / "your-own-data.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert sorted(OWN_DATA) == sorted(p.name for p in EXAMPLES if p.name.startswith("own_"))
+    for name in OWN_DATA:
+        assert (ROOT / "examples" / name).read_text() in blocks, f"docs/your-own-data.md does not show {name} as it is"
+    assert len(blocks) == len(OWN_DATA)  # no other code on the page that CI would not run
+    assert "(docs/your-own-data.md)" in (ROOT / "README.md").read_text()
+    assert "(your-own-data.md)" in (ROOT / "docs" / "data.md").read_text()

@@ -1,6 +1,9 @@
 """Child process of the kill -9 resume test: trains, optionally blocks at a step, or resumes.
 
-Usage: python resume_worker.py RUN_DIR full|crash|resume STOP_STEP OUT_WEIGHTS
+Usage: python resume_worker.py RUN_DIR full|crash|resume STOP_STEP OUT_WEIGHTS [array|torch]
+
+``array`` trains on epochal's ArrayLoader; ``torch`` on a plain ``torch.utils.data.DataLoader``
+with ``shuffle=True`` over a Dataset that adds random noise in ``__getitem__``.
 """
 
 import sys
@@ -8,6 +11,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
@@ -35,14 +39,35 @@ def noisy(x, y, generator):
     return x + 0.1 * torch.randn(x.shape, generator=generator), y
 
 
+class NoisyPoints(Dataset):
+    """A user's map-style Dataset whose ``__getitem__`` draws from torch's global generator."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, index):
+        return self.x[index] + 0.1 * torch.randn(self.x.shape[1]), self.y[index]
+
+
+def loaders(kind: str, x, y):
+    if kind == "torch":
+        return (DataLoader(NoisyPoints(x[:80], y[:80]), batch_size=16, shuffle=True),
+                DataLoader(NoisyPoints(x[80:], y[80:]), batch_size=8))
+    return (ArrayLoader(x[:80], y[:80], batch_size=16, shuffle=True, seed=7, transform=noisy),
+            ArrayLoader(x[80:], y[80:], batch_size=8))
+
+
 def main() -> None:
     run_dir, mode, stop_step, out = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    kind = sys.argv[5] if len(sys.argv) > 5 else "array"
     seed_everything(0, deterministic=True)
     data_gen = torch.Generator().manual_seed(123)
     x = torch.randn(100, 8, generator=data_gen)
     y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
-    train = ArrayLoader(x[:80], y[:80], batch_size=16, shuffle=True, seed=7, transform=noisy)
-    valid = ArrayLoader(x[80:], y[80:], batch_size=8)
+    train, valid = loaders(kind, x, y)
     model = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
     callbacks = [ModelCheckpoint(monitor="valid/accuracy", every_n_steps=3)]
     if mode == "crash":

@@ -7,23 +7,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 
 
-def _run(run_dir: Path, mode: str, out: Path, stop_step: int = 0) -> None:
-    subprocess.run([sys.executable, str(WORKER), str(run_dir), mode, str(stop_step), str(out)],
+def _run(run_dir: Path, mode: str, out: Path, kind: str, stop_step: int = 0) -> None:
+    subprocess.run([sys.executable, str(WORKER), str(run_dir), mode, str(stop_step), str(out), kind],
                    check=True, capture_output=True, text=True, timeout=300)
 
 
-def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path):
+# "torch": a plain torch DataLoader(shuffle=True) whose Dataset draws noise in __getitem__
+@pytest.mark.parametrize("kind", ["array", "torch"])
+def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, kind):
     full_out, resumed_out = tmp_path / "full.pt", tmp_path / "resumed.pt"
-    _run(tmp_path / "full", "full", full_out)
+    _run(tmp_path / "full", "full", full_out, kind)
 
     crash_dir = tmp_path / "crash"
-    child = subprocess.Popen([sys.executable, str(WORKER), str(crash_dir), "crash", "9", str(tmp_path / "never.pt")],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(WORKER), str(crash_dir), "crash", "9", str(tmp_path / "never.pt"),
+                              kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "READY"  # step 9 (mid epoch 1 of 5-batch epochs) is saved
         os.kill(child.pid, signal.SIGKILL)
@@ -34,7 +37,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path):
     checkpoint = torch.load(crash_dir / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["state"]["step"] == 9 and checkpoint["state"]["epoch"] == 1 and checkpoint["state"]["batch"] == 4
 
-    _run(crash_dir, "resume", resumed_out)
+    _run(crash_dir, "resume", resumed_out, kind)
     full, resumed = torch.load(full_out, weights_only=True), torch.load(resumed_out, weights_only=True)
     assert full.keys() == resumed.keys()
     for key in full:
@@ -44,3 +47,6 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path):
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
     full_lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(a)["valid/loss"] for a in lines] == [json.loads(b)["valid/loss"] for b in full_lines]
+    summary = json.loads((crash_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["mid_epoch_resume"]["exact"] is True
+    assert summary["mid_epoch_resume"]["restarted"] == []

@@ -22,6 +22,14 @@ __all__ = ["ProgressBar", "format_epoch_line"]
 _POSITION_KEYS = ("epoch", "step", "phase")
 
 
+def _length(loader: Any) -> int | None:
+    """Batches per pass, or None for a loader that does not know (an indeterminate bar)."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
+
+
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -149,8 +157,7 @@ class ProgressBar(Callback):
         if self._progress is None:
             return
         self._count = 0
-        valid = self.learner.data.valid
-        total = len(valid) if hasattr(valid, "__len__") else None
+        total = _length(self.learner.data.valid)
         self._progress.update(self._batch_task, description="valid", total=total, completed=0)
 
     def after_epoch(self) -> None:

@@ -13,13 +13,17 @@ from epochal.utils import atomic_write_text, json_safe, write_json_atomic
 
 __all__ = ["RunLogger"]
 
+_EXACT = "exact: epochal loaders are addressed by (seed, epoch, batch index), so a resumed run reads the same batches"
+
 
 class RunLogger(Callback):
     """Record the run in ``learner.run_dir``: added automatically when the learner has a run folder.
 
     ``metrics.jsonl`` gets one line per epoch (rewritten from the restored history on resume, so a
     crashed and resumed run has exactly one line per epoch); ``summary.json`` is rewritten after
-    every epoch with ``status: "running"`` and at the end with the final status.
+    every epoch with ``status: "running"`` and at the end with the final status. Its
+    ``mid_epoch_resume`` entry says whether a resume in the middle of an epoch is exact for the
+    training data, and lists the epochs that a resume had to restart (see :meth:`resume_statement`).
     """
 
     order = 90
@@ -39,17 +43,32 @@ class RunLogger(Callback):
             atomic_write_text(run / "metrics.jsonl", lines)
         self._start = time.perf_counter()
         self._start_samples = self.learner.state.samples
-        self._wall_before = self._previous_wall()
+        previous = self._previous_summary()
+        self._wall_before = float(previous.get("wall_s") or 0.0)
+        self._restarted_before = list((previous.get("mid_epoch_resume") or {}).get("restarted") or [])
         self.status = "running"
 
-    def _previous_wall(self) -> float:
+    def _previous_summary(self) -> dict[str, Any]:
+        """The summary of the run this fit resumes (empty for a fresh run or an unreadable file)."""
         path = self.learner.run_dir / "summary.json"
         if self.learner.state.step == 0 or not path.exists():
-            return 0.0
+            return {}
         try:
-            return float(json.loads(path.read_text()).get("wall_s") or 0.0)
+            summary = json.loads(path.read_text())
         except (ValueError, OSError):
-            return 0.0
+            return {}
+        return summary if isinstance(summary, dict) else {}
+
+    def resume_statement(self) -> dict[str, Any]:
+        """Whether the training data resume exactly mid-epoch, in words, and the epochs resumes restarted.
+
+        Loaders of one's own say so through ``resume_info()`` (:mod:`epochal.data.adapters`);
+        epochal's loaders are addressed by (seed, epoch, batch index) and always resume exactly.
+        """
+        info = getattr(self.learner.data.train, "resume_info", None)
+        statement = dict(info()) if callable(info) else {"exact": True, "note": _EXACT, "restarted": []}
+        before = self._restarted_before
+        return {**statement, "restarted": before + [r for r in statement.get("restarted", []) if r not in before]}
 
     def after_epoch(self) -> None:
         if not self.learner.history or self.learner.history[-1]["epoch"] != self.learner.state.epoch:
@@ -86,6 +105,7 @@ class RunLogger(Callback):
             "model": type(learner.model).__name__,
             "params": sum(p.numel() for p in learner.model.parameters()),
             "precision": learner.precision,
+            "mid_epoch_resume": self.resume_statement(),
             **environment_info(learner.device),
         }
         write_json_atomic(learner.run_dir / "summary.json", summary)

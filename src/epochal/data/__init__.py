@@ -3,9 +3,17 @@
 Images are decoded once into a packed uint8 cache, served from the device (or streamed) in
 batches whose order and augmentation are a pure function of (seed, epoch, batch index), and
 augmented with batched tensor operations. Tables are preprocessed by a fitted, stored transform.
-See ``docs/data.md``.
+Your own torch DataLoaders, iterables of batches and arrays are adapted by ``from_loader`` and
+``from_tensors``. See ``docs/data.md`` and ``docs/your-own-data.md``.
 """
 
+from epochal.data.adapters import (
+    as_data_loaders,
+    as_epoch_loader,
+    as_evaluation_loader,
+    from_loader,
+    from_tensors,
+)
 from epochal.data.augment import (
     AUGMENTATIONS,
     AlternatingFlip,
@@ -33,6 +41,7 @@ from epochal.data.augment import (
     tta_views,
 )
 from epochal.data.base import ArrayLoader, Batch, DataLoaders, EpochLoader, batch_generator
+from epochal.data.batches import BatchFormat
 from epochal.data.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
 from epochal.data.decode import BadImageError, ScanReport, decode_image, scan_images
 from epochal.data.download import ChecksumError, UnsafeArchiveError, download_file, safe_extract
@@ -50,6 +59,7 @@ from epochal.data.splits import (
 )
 from epochal.data.tabular import TabularPreprocessor
 from epochal.data.tabular_loaders import MalformedRowsError, read_table, tabular_loaders
+from epochal.data.wrappers import IterableLoader, TorchLoader
 
 __all__ = [
     "AUGMENTATIONS",
@@ -61,6 +71,7 @@ __all__ = [
     "BalancedSampler",
     "Batch",
     "BatchContext",
+    "BatchFormat",
     "CenterCrop",
     "ChecksumError",
     "ColorJitter",
@@ -74,6 +85,7 @@ __all__ = [
     "ImageAugmentation",
     "ImageItems",
     "ImageLoader",
+    "IterableLoader",
     "Lighting",
     "MalformedRowsError",
     "MixUp",
@@ -87,8 +99,12 @@ __all__ = [
     "SequentialSampler",
     "TabularPreprocessor",
     "TensorLoader",
+    "TorchLoader",
     "Translate",
     "UnsafeArchiveError",
+    "as_data_loaders",
+    "as_epoch_loader",
+    "as_evaluation_loader",
     "batch_generator",
     "build_augmentations",
     "channel_stats",
@@ -96,6 +112,8 @@ __all__ = [
     "download_file",
     "eval_transform",
     "exclude_class",
+    "from_loader",
+    "from_tensors",
     "get_dataset",
     "image_folder_items",
     "image_folder_loaders",

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["ArrayLoader", "Batch", "DataLoaders", "EpochLoader", "batch_generator"]
+__all__ = ["ArrayLoader", "Batch", "DataLoaders", "EpochLoader", "batch_generator", "batch_seed"]
 
 #: A batch is ``(inputs, targets)``; inputs may be a tensor or a tuple of tensors.
 Batch = tuple[Any, Any]
@@ -33,10 +33,15 @@ class EpochLoader(Protocol):
         ...
 
 
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """The seed of batch ``index`` of ``epoch``: a pure function of (seed, epoch, batch index)."""
+    return (seed * 1_000_003 + epoch * 100_003 + index) % (2**63 - 1)
+
+
 def batch_generator(seed: int, epoch: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator seeded from (seed, epoch, batch index), for per-batch random parameters."""
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + epoch * 100_003 + index) % (2**63 - 1))
+    g.manual_seed(batch_seed(seed, epoch, index))
     return g
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from epochal.callbacks.base import Callback
+from epochal.data.adapters import as_data_loaders, as_evaluation_loader
 from epochal.data.base import DataLoaders
 from epochal.events import (
     CancelBackward,
@@ -50,9 +51,9 @@ def _batch_size(targets: Any) -> int:
     return int(targets.shape[0])
 
 
-def _evaluation_batches(loader) -> Iterable:
-    """One pass over ``loader`` in its fixed epoch-0 order (any iterable of batches works too)."""
-    return loader.iter_epoch(0) if hasattr(loader, "iter_epoch") else iter(loader)
+def _evaluation_batches(data) -> Iterable:
+    """One pass over ``data`` in its fixed epoch-0 order (a loader, any iterable of batches, arrays)."""
+    return as_evaluation_loader(data).iter_epoch(0)
 
 
 class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
@@ -60,7 +61,11 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
 
     Args:
         model: the network.
-        data: a :class:`~epochal.data.DataLoaders`, or a ``(train, valid)`` pair of loaders.
+        data: a :class:`~epochal.data.DataLoaders`, a ``(train, valid)`` pair of loaders, one training
+            loader, or ``(inputs, targets)`` tensors or NumPy arrays. A loader is one of epochal's, a
+            ``torch.utils.data.DataLoader`` or any iterable of batches; batches are ``(inputs, targets)``,
+            longer tuples (the last item is the target) or dicts (see :func:`epochal.data.from_loader`
+            to name the keys and :mod:`epochal.data.adapters` for what resumes exactly).
         loss: the loss function ``loss(pred, target) -> scalar`` (default: cross-entropy).
         optimizer: optimizer name (``"sgd"``, ``"adamw"``, ...) or factory, used by phases that name none.
         lr: learning rate of phases that give none (``fit(epochs)`` trains at this constant rate).
@@ -79,9 +84,10 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         run_dir: a run folder; when set, metrics.jsonl, summary.json and the config are written there.
         config: the resolved configuration to save in the run folder (plain data).
         seed: the run's seed, recorded in the summary and used by loaders that need one.
+        valid: validation data when ``data`` holds none (a loader or ``(inputs, targets)`` arrays).
 
     Example:
-        >>> learner = Learner(model, (train_loader, valid_loader), metrics=["accuracy"])
+        >>> learner = Learner(model, (train_loader, valid_loader), metrics=["accuracy"])  # torch DataLoaders too
         >>> learner.fit(one_cycle(5, lr_max=1e-2))
         >>> learner.validate()["valid/accuracy"]
     """
@@ -92,7 +98,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                  precision: str = "fp32", channels_last: bool = False, compile: bool | str = False,
                  grad_accum: int = 1, clip_grad_norm: float | None = None,
                  clip_grad_value: float | None = None, log_every: int = 50,
-                 run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None):
+                 run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None,
+                 valid=None):
         if precision not in _PRECISIONS:
             raise unknown_name_error("precision", precision, _PRECISIONS)
         if grad_accum < 1:
@@ -100,7 +107,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.data = data if isinstance(data, DataLoaders) else DataLoaders(*data)
+        self.data = as_data_loaders(data, valid, seed=seed or 0)  # epochal's own loaders pass through
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.metrics = [get_metric(m) for m in metrics]
@@ -409,9 +416,14 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self._forward_and_loss()
 
     def validate(self, data=None) -> dict[str, float]:
-        """Evaluate on ``data`` (default: the validation loader) and return ``valid/<metric>`` values."""
+        """Evaluate on ``data`` (default: the validation loader) and return ``valid/<metric>`` values.
+
+        ``data`` may be any kind the learner takes as validation data: a loader, an iterable of
+        batches or ``(inputs, targets)`` arrays.
+        """
         if data is not None:
-            saved, self.data = self.data, DataLoaders(self.data.train, data, self.data.classes, self.data.info)
+            valid = as_evaluation_loader(data)
+            saved, self.data = self.data, DataLoaders(self.data.train, valid, self.data.classes, self.data.info)
         try:
             self.epoch_metrics = {}
             self._run_level(self._validate_body, "validate", CancelValidate)
@@ -424,7 +436,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         """Model outputs for every batch of ``data`` (concatenated on the CPU).
 
         Args:
-            data: a loader or iterable of ``(inputs, targets)`` batches (targets are ignored).
+            data: a loader, an iterable of batches or ``(inputs, targets)`` arrays (targets are ignored).
             activation: ``None``, ``"softmax"`` or ``"sigmoid"``.
             with_targets: also return the concatenated targets.
         """
