@@ -3,6 +3,20 @@
 Every metric keeps sums and counts as device tensors (``update`` never reads a value back to the
 host) and turns them into a number only in ``compute``. Evaluation over a data set is therefore
 exact: the result is the metric of the whole set, not a mean of per-batch means.
+
+``preds`` are the model's outputs (logits), as the loss sees them. The numbers are those of
+scikit-learn, ties included (bf16 and fp16 outputs tie often), and never depend on the order of
+the rows:
+
+* :class:`MeanAveragePrecision` is ``average_precision_score`` per class: tied scores form one
+  threshold, ``AP = sum_n (R_n - R_{n-1}) P_n`` over the distinct scores.
+* :class:`AUROC` is ``roc_auc_score`` (the Mann-Whitney U statistic, a tie counting one half);
+  class-index targets are scored one-vs-rest on the softmax probabilities.
+* :class:`TopKAccuracy` gives a sample whose target ties with other classes at the k-th place the
+  expected hit under a random order of the tied classes (see its docstring).
+* :class:`MultiLabelF1` is ``f1_score(average="micro")`` of the thresholded sigmoid.
+
+The ranking metrics (AUROC, mAP) raise a ValueError naming the metric when a score is NaN.
 """
 
 from __future__ import annotations
@@ -62,7 +76,7 @@ class _SumCount(Metric):
         self._count = 0
 
     def _add(self, values: torch.Tensor) -> None:
-        total = values.detach().float().sum()
+        total = values.detach().double().sum()  # float32 would stop counting exactly past 2**24
         self._sum = total if self._sum is None else self._sum + total
         self._count += values.numel()
 
@@ -96,7 +110,23 @@ class ErrorRate(Accuracy):
 
 
 class TopKAccuracy(_SumCount):
-    """The target is among the ``k`` highest scores."""
+    """The target is among the ``k`` highest scores; a tie at the k-th place counts a fraction.
+
+    With ``g`` classes scoring strictly higher than the target and ``e`` classes (the target
+    included) scoring the same, a sample counts ``clamp(k - g, 0, e) / e``: the probability that
+    the target lands in the top ``k`` when the tied classes are put in a random order. The rule
+    depends on neither the order of the rows nor that of the classes, and without ties it is
+    plain top-k accuracy. (scikit-learn's ``top_k_accuracy_score`` ranks tied labels by highest
+    index first and Keras' ``in_top_k`` counts every tied class as inside the top k; averaged over
+    every order of the classes, scikit-learn's rule gives this one. Under Keras' rule a model with
+    constant outputs scores 1.0.)
+
+    Example:
+        >>> metric = TopKAccuracy(1)
+        >>> metric.update(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([0]))
+        >>> metric.compute()  # the target ties with one other class for the single place
+        0.5
+    """
 
     higher_is_better = True
 
@@ -108,9 +138,12 @@ class TopKAccuracy(_SumCount):
         self.reset()
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        k = min(self.k, preds.shape[-1])
-        top = preds.topk(k, dim=-1).indices
-        self._add((top == _hard_labels(targets).unsqueeze(-1)).any(dim=-1))
+        preds = preds.detach()
+        target_score = preds.gather(-1, _hard_labels(targets).long().unsqueeze(-1))
+        higher = (preds > target_score).sum(dim=-1)
+        tied = (preds == target_score).sum(dim=-1)  # the target included; 0 only for a NaN score
+        places = torch.minimum((self.k - higher).clamp(min=0), tied)
+        self._add(places.double() / tied)
 
 
 class MeanLoss(_SumCount):
@@ -140,19 +173,37 @@ class _Collecting(Metric):
         self._preds.append(preds.detach().float())
         self._targets.append(targets.detach())
 
-    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.cat(self._preds), torch.cat(self._targets)
+    def _gathered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every score and target so far (None before any update); NaN scores are an error."""
+        if not self._preds:
+            return None
+        preds, targets = torch.cat(self._preds), torch.cat(self._targets)
+        n_nan = int(torch.isnan(preds).sum())
+        if n_nan:
+            raise ValueError(
+                f"{type(self).__name__} ({self.name!r}): {n_nan} of {preds.numel()} scores are NaN, and "
+                "NaN has no rank; the model's outputs are not finite (TerminateOnNaN stops such a run)"
+            )
+        return preds, targets
 
 
 def _average_precision(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    """AP of one column: mean precision at the rank of every positive (ties broken by order)."""
-    order = scores.argsort(descending=True)
-    hits = positives[order].float()
-    n_pos = hits.sum()
+    """AP of one column as scikit-learn computes it: ``sum_n (R_n - R_{n-1}) P_n``.
+
+    The thresholds are the distinct scores in decreasing order, so samples with tied scores enter
+    the predicted positives together and their order never matters.
+    """
+    n_pos = positives.sum()
     if n_pos == 0:
         return torch.tensor(float("nan"), device=scores.device)
-    precision = hits.cumsum(0) / torch.arange(1, len(hits) + 1, device=scores.device)
-    return (precision * hits).sum() / n_pos
+    sorted_scores, order = scores.sort(descending=True)
+    true_positives = positives[order].double().cumsum(0)
+    predicted = torch.arange(1, len(scores) + 1, device=scores.device, dtype=torch.float64)
+    closes = torch.ones_like(sorted_scores, dtype=torch.bool)  # the last sample of each threshold
+    closes[:-1] = sorted_scores[1:] != sorted_scores[:-1]
+    true_positives, predicted = true_positives[closes], predicted[closes]
+    recall_gain = torch.diff(true_positives, prepend=true_positives.new_zeros(1)) / n_pos
+    return (recall_gain * true_positives / predicted).sum()
 
 
 def _auroc(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -162,18 +213,25 @@ def _auroc(scores: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     if n_pos == 0 or n_neg == 0:
         return torch.tensor(float("nan"), device=scores.device)
     sorted_scores, order = scores.sort()
-    # 1-based ranks, averaged over tied scores
+    # 1-based ranks, averaged over tied scores; float64 keeps rank sums of millions of rows exact
     _, inverse, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
-    first = torch.cumsum(counts, 0) - counts + 1
-    mean_rank = first.to(scores.dtype) + (counts.to(scores.dtype) - 1) / 2
-    ranks = torch.empty_like(scores)
+    counts = counts.double()
+    mean_rank = torch.cumsum(counts, 0) - counts + 1 + (counts - 1) / 2
+    ranks = torch.empty_like(scores, dtype=torch.float64)
     ranks[order] = mean_rank[inverse]
     rank_sum = ranks[positives].sum()
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 class MeanAveragePrecision(_Collecting):
-    """Multi-label mAP: the mean over classes (with at least one positive) of average precision."""
+    """Multi-label mAP: the mean over classes (with at least one positive) of average precision.
+
+    Each class's AP is scikit-learn's ``average_precision_score`` (tied scores are one threshold);
+    a class without positives is left out of the mean.
+
+    Raises:
+        ValueError: from ``compute`` when a score is NaN.
+    """
 
     name = "mAP"
 
@@ -181,13 +239,26 @@ class MeanAveragePrecision(_Collecting):
         self.reset()
 
     def compute(self) -> float:
-        preds, targets = self._gathered()
+        gathered = self._gathered()
+        if gathered is None:
+            return float("nan")
+        preds, targets = gathered
         aps = torch.stack([_average_precision(preds[:, c], targets[:, c] > 0.5) for c in range(preds.shape[1])])
         return float(aps.nanmean())
 
 
 class AUROC(_Collecting):
-    """ROC AUC: binary (one logit, or two-class softmax) or multi-label/one-vs-rest macro average."""
+    """ROC AUC, scikit-learn's ``roc_auc_score``, of the model's outputs (logits).
+
+    * one output column: binary AUC of that logit against targets > 0.5;
+    * class-index targets with ``C >= 2`` outputs: the classes' softmax probabilities, one class
+      against the rest; two classes give the AUC of class 1, more the macro average (classes
+      without positives or without negatives left out);
+    * 2-D targets: multi-label, the macro average over columns of each column's logits.
+
+    Raises:
+        ValueError: from ``compute`` when a score is NaN (NaN has no rank).
+    """
 
     name = "auroc"
 
@@ -195,13 +266,23 @@ class AUROC(_Collecting):
         self.reset()
 
     def compute(self) -> float:
-        preds, targets = self._gathered()
+        gathered = self._gathered()
+        if gathered is None:
+            return float("nan")
+        preds, targets = gathered
         if preds.ndim == 1 or preds.shape[-1] == 1:
             return float(_auroc(preds.reshape(-1), targets.reshape(-1) > 0.5))
-        if targets.ndim == 1:  # class indices: one-vs-rest
+        multi_class = targets.ndim == 1
+        if multi_class:  # class indices: one-vs-rest on the probabilities
+            # Log-probabilities rank as the probabilities do, and float64 keeps confident outputs
+            # from tying at 1.0. Rows equal up to a shift and an order of the classes have equal
+            # probabilities; shifting by the row maximum and summing in sorted order gives them
+            # bit-identical ones, so those ties stay ties.
+            shifted = preds.double() - preds.double().amax(dim=-1, keepdim=True)
+            preds = shifted - shifted.sort(dim=-1).values.exp().sum(dim=-1, keepdim=True).log()
             targets = torch.nn.functional.one_hot(targets.long(), preds.shape[-1])
         aucs = torch.stack([_auroc(preds[:, c], targets[:, c] > 0.5) for c in range(preds.shape[1])])
-        if preds.shape[-1] == 2:
+        if multi_class and preds.shape[-1] == 2:
             return float(aucs[1])
         return float(aucs.nanmean())
 

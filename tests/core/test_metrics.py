@@ -1,5 +1,7 @@
 """Metrics: exact accumulation over batches, directions, known values."""
 
+import math
+
 import pytest
 import torch
 
@@ -41,7 +43,9 @@ def test_accuracy_with_soft_targets_uses_argmax():
 def test_top_k():
     preds = torch.tensor([[0.1, 0.5, 0.4], [0.8, 0.15, 0.05], [0.3, 0.3, 0.4]])
     targets = torch.tensor([2, 2, 0])
-    assert feed(TopKAccuracy(2), preds, targets, [1, 2]) == pytest.approx(2 / 3)
+    # row 0: 2nd place -> hit; row 1: 3rd -> miss; row 2: one class above, the target ties with
+    # another class for the one place left -> 1/2
+    assert feed(TopKAccuracy(2), preds, targets, [1, 2]) == pytest.approx(1.5 / 3)
     assert get_metric("top3_accuracy").k == 3
 
 
@@ -73,3 +77,193 @@ def test_directions_and_registry_errors():
     assert Accuracy.higher_is_better and not ErrorRate.higher_is_better
     with pytest.raises(ValueError, match="did you mean 'accuracy'"):
         get_metric("acuracy")
+
+
+# ----------------------------------------------------------------------------- against scikit-learn
+# bf16/fp16 outputs tie often; integer scores in a small range make ties the rule, not the exception.
+sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn is in the dev extra")
+
+
+def tied_scores(seed, shape, levels=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, levels, shape, generator=g).float()
+
+
+def multi_hot(seed, shape, rate=0.3):
+    g = torch.Generator().manual_seed(seed + 1000)
+    targets = (torch.rand(shape, generator=g) < rate).long()
+    targets[0], targets[1] = 1, 0  # every column has positives and negatives
+    return targets
+
+
+def repeated_rows(seed, n, classes, distinct=12):
+    """Logits drawn from a few distinct rows: many samples tie in every column."""
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randn(distinct, classes, generator=g)
+    logits = rows[torch.randint(0, distinct, (n,), generator=g)]
+    labels = torch.randint(0, classes, (n,), generator=g)
+    labels[:classes] = torch.arange(classes)  # every class occurs
+    return logits, labels
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("levels", [2, 4, 16])
+def test_map_equals_sklearn_average_precision_with_ties(seed, levels):
+    preds, targets = tied_scores(seed, (257, 6), levels), multi_hot(seed, (257, 6))
+    expected = sklearn_metrics.average_precision_score(targets.numpy(), preds.numpy(), average="macro")
+    assert feed(MeanAveragePrecision(), preds, targets, [100, 157]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_map_treats_tied_scores_as_one_threshold():
+    # scores 0.9 (+), 0.5 (+), 0.5 (-), 0.1 (-): thresholds 0.9 -> (R 1/2, P 1), 0.5 -> (R 1, P 2/3),
+    # 0.1 -> no new recall; AP = 1/2 * 1 + 1/2 * 2/3, whichever of the tied pair comes first
+    preds = torch.tensor([[0.9], [0.5], [0.5], [0.1]])
+    for targets in ([[1], [1], [0], [0]], [[1], [0], [1], [0]]):
+        assert feed(MeanAveragePrecision(), preds, torch.tensor(targets), [4]) == pytest.approx(0.5 + 1 / 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auroc_equals_sklearn_binary_and_multilabel_with_ties(seed):
+    scores, labels = tied_scores(seed, (301,)), multi_hot(seed, (301,))
+    assert feed(AUROC(), scores, labels, [150, 151]) == pytest.approx(
+        sklearn_metrics.roc_auc_score(labels.numpy(), scores.numpy()), abs=1e-12
+    )
+    preds, targets = tied_scores(seed, (301, 5)), multi_hot(seed, (301, 5))
+    assert feed(AUROC(), preds, targets, [300, 1]) == pytest.approx(
+        sklearn_metrics.roc_auc_score(targets.numpy(), preds.numpy(), average="macro"), abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("classes", [2, 3, 7])
+def test_auroc_of_class_indices_is_sklearn_one_vs_rest_on_softmax_probabilities(seed, classes):
+    logits, labels = repeated_rows(seed, 300, classes)
+    probabilities = logits.double().softmax(dim=-1).numpy()
+    if classes == 2:  # scikit-learn's binary case: the score of class 1
+        expected = sklearn_metrics.roc_auc_score(labels.numpy(), probabilities[:, 1])
+    else:
+        expected = sklearn_metrics.roc_auc_score(labels.numpy(), probabilities, multi_class="ovr", average="macro")
+    assert feed(AUROC(), logits, labels, [128, 172]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_auroc_one_vs_rest_keeps_ties_of_rows_equal_up_to_shift_and_order():
+    # Integer logits: many rows are shifts and reorderings of each other, with equal probabilities.
+    # The reference compares the probabilities in 60-digit decimals and counts pairs (a tie: 1/2).
+    from decimal import Decimal, getcontext
+    from fractions import Fraction
+
+    getcontext().prec = 60
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randint(0, 4, (200, 4), generator=g).float(), torch.randint(0, 4, (200,), generator=g)
+    rows = [[int(v) for v in row] for row in logits.tolist()]
+
+    def probability(row, c):
+        return (Decimal(row[c]).exp() / sum(Decimal(v).exp() for v in sorted(row))).quantize(Decimal("1e-40"))
+
+    aucs = []
+    for c in range(4):
+        scores = [probability(row, c) for row in rows]
+        pos = [s for s, y in zip(scores, labels.tolist()) if y == c]
+        neg = [s for s, y in zip(scores, labels.tolist()) if y != c]
+        wins = sum(1 if p > n else Fraction(1, 2) if p == n else 0 for p in pos for n in neg)
+        aucs.append(wins / (len(pos) * len(neg)))
+    assert feed(AUROC(), logits, labels, [200]) == pytest.approx(float(sum(aucs) / 4), abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_top_k_without_ties_equals_sklearn(k):
+    g = torch.Generator().manual_seed(k)
+    preds, labels = torch.randn(200, 6, generator=g), torch.randint(0, 6, (200,), generator=g)
+    expected = sklearn_metrics.top_k_accuracy_score(labels.numpy(), preds.numpy(), k=k, labels=range(6))
+    assert feed(TopKAccuracy(k), preds, labels, [64, 136]) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_top_k_with_ties_is_sklearn_averaged_over_every_order_of_the_classes(k):
+    # scikit-learn puts tied labels with the highest index first; over all 4! orders of the classes
+    # each tied class comes first equally often, which is the expected hit epochal counts
+    import itertools
+
+    preds = tied_scores(k, (240, 4), levels=3)
+    labels = torch.randint(0, 4, (240,), generator=torch.Generator().manual_seed(7))
+    orders = [torch.tensor(p) for p in itertools.permutations(range(4))]
+    averaged = sum(
+        sklearn_metrics.top_k_accuracy_score(
+            torch.argsort(order)[labels].numpy(), preds[:, order].numpy(), k=k, labels=range(4)
+        )
+        for order in orders
+    ) / len(orders)
+    assert feed(TopKAccuracy(k), preds, labels, [100, 140]) == pytest.approx(averaged, abs=1e-12)
+
+
+def test_top_k_tie_rule_by_hand():
+    preds = torch.tensor([[1.0, 1.0, 1.0, 0.0], [2.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    targets = torch.tensor([0, 1, 3])
+    # k=2: row 0 ties 3 classes for 2 places -> 2/3; row 1: one class above, 3 tie for 1 place -> 1/3;
+    # row 2: constant outputs, 4 classes tie for 2 places -> 1/2
+    assert feed(TopKAccuracy(2), preds, targets, [3]) == pytest.approx((2 / 3 + 1 / 3 + 1 / 2) / 3)
+    assert feed(TopKAccuracy(4), preds, targets, [3]) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multilabel_f1_equals_sklearn_micro_f1(seed):
+    logits, targets = tied_scores(seed, (199, 5), levels=5) - 2, multi_hot(seed, (199, 5))
+    predicted = (torch.sigmoid(logits) > 0.5).long()
+    expected = sklearn_metrics.f1_score(targets.numpy(), predicted.numpy(), average="micro")
+    assert feed(MultiLabelF1(), logits, targets, [99, 100]) == pytest.approx(expected, abs=1e-12)
+
+
+def _every_ranking_case():
+    logits, labels = repeated_rows(3, 240, 5)
+    scores, binary = tied_scores(3, (240,)), multi_hot(3, (240,))
+    multi_scores, multi_targets = tied_scores(3, (240, 4)), multi_hot(3, (240, 4))
+    return [
+        (MeanAveragePrecision, multi_scores, multi_targets),
+        (AUROC, scores, binary),
+        (AUROC, multi_scores, multi_targets),
+        (AUROC, logits, labels),
+        (lambda: TopKAccuracy(2), tied_scores(3, (240, 5), levels=3), labels),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_metrics_do_not_depend_on_row_order(case):
+    make, preds, targets = _every_ranking_case()[case]
+    reference = feed(make(), preds, targets, [240])
+    for seed in range(5):
+        order = torch.randperm(240, generator=torch.Generator().manual_seed(seed))
+        assert feed(make(), preds[order], targets[order], [17, 223]) == pytest.approx(reference, abs=1e-12)
+
+
+@pytest.mark.parametrize("metric", [AUROC, MeanAveragePrecision])
+def test_ranking_metrics_refuse_nan_scores(metric):
+    preds, targets = tied_scores(0, (50, 3)), multi_hot(0, (50, 3))
+    preds[4, 1] = preds[9, 2] = float("nan")
+    with pytest.raises(ValueError, match=rf"{metric.__name__} \('{metric.name}'\): 2 of 150 scores are NaN"):
+        feed(metric(), preds, targets, [25, 25])
+
+
+def test_binary_auroc_refuses_a_nan_score():
+    scores, labels = torch.tensor([0.1, float("nan"), 0.7, 0.4]), torch.tensor([0, 1, 1, 0])
+    with pytest.raises(ValueError, match=r"AUROC \('auroc'\): 1 of 4 scores are NaN"):
+        feed(AUROC(), scores, labels, [4])
+
+
+def test_ranking_metrics_before_any_update_are_nan():
+    assert math.isnan(AUROC().compute()) and math.isnan(MeanAveragePrecision().compute())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run with -m gpu on a GPU machine)")
+def test_update_never_synchronises_with_the_host():
+    metrics = [Accuracy(), ErrorRate(), TopKAccuracy(3), MultiLabelF1(), MeanAveragePrecision(), AUROC()]
+    preds = torch.randn(64, 5, device="cuda").bfloat16().float()
+    labels, multi = torch.randint(0, 5, (64,), device="cuda"), (torch.rand(64, 5, device="cuda") < 0.3).long()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for metric in metrics:
+            metric.update(preds, multi if isinstance(metric, MultiLabelF1 | MeanAveragePrecision) else labels)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(math.isfinite(metric.compute()) for metric in metrics)

@@ -144,6 +144,77 @@ def test_random_resized_crop_samples_the_requested_area():
     assert ratio.min() >= 0.45 and ratio.max() <= 2.2
 
 
+def torchvision_fallback(height, width, ratio=(3 / 4, 4 / 3)):
+    """``RandomResizedCrop.get_params``' fallback, as torchvision writes it, as ``(x0, y0, w, h)``."""
+    in_ratio = float(width) / float(height)
+    if in_ratio < min(ratio):
+        w = width
+        h = int(round(w / min(ratio)))
+    elif in_ratio > max(ratio):
+        h = height
+        w = int(round(h * max(ratio)))
+    else:  # whole image
+        w = width
+        h = height
+    i = (height - h) // 2
+    j = (width - w) // 2
+    return j, i, w, h
+
+
+@pytest.mark.parametrize(("height", "width", "expected"), [
+    # wide: h = 32, w = round(32 * 4/3) = round(42.67) = 43, x0 = (200 - 43) // 2 = 78
+    (32, 200, (78, 0, 43, 32)),
+    # tall: w = 32, h = round(32 / (3/4)) = 43, y0 = (200 - 43) // 2 = 78
+    (200, 32, (0, 78, 32, 43)),
+    # w = round(31 * 4/3) = round(41.33) = 41, x0 = (333 - 41) // 2 = 146
+    (31, 333, (146, 0, 41, 31)),
+    # h = round(7 / 0.75) = round(9.33) = 9, y0 = (100 - 9) // 2 = 45
+    (100, 7, (0, 45, 7, 9)),
+    # 97 / 64 = 1.52 > 4/3: w = round(64 * 4/3) = round(85.33) = 85, x0 = (97 - 85) // 2 = 6
+    (64, 97, (6, 0, 85, 64)),
+])
+def test_random_resized_crop_fallback_is_torchvisions_centred_box(height, width, expected):
+    from epochal.data.augment.geometric import _crop_boxes
+
+    # With scale 1 every candidate has the image's area, so its short side exceeds the image's short
+    # side (e.g. 32 x 200: h = sqrt(6400 / a) >= sqrt(6400 * 3/4) = 69 > 32): all ten tries fail.
+    assert torchvision_fallback(height, width) == expected
+    boxes = _crop_boxes(64, height, width, (1.0, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(1))
+    assert {tuple(int(v) for v in box) for box in boxes} == {expected}
+
+
+def test_random_resized_crop_whole_image_fallback():
+    from epochal.data.augment.geometric import _crop_boxes
+
+    # a square in the allowed range: every box, found or fallen back, is the whole image
+    boxes = _crop_boxes(200, 50, 50, (1.0, 1.0), (0.5, 2.0), torch.Generator().manual_seed(2))
+    assert {tuple(int(v) for v in box) for box in boxes} == {torchvision_fallback(50, 50, (0.5, 2.0))}
+
+
+def test_random_resized_crop_resamples_the_centred_fallback_box():
+    images = torch.rand(3, 3, 32, 200, generator=torch.Generator().manual_seed(0))
+    crop = RandomResizedCrop(size=(32, 43), scale=(1.0, 1.0))
+    # output size = box size: bilinear sampling lands on pixel centres, so the crop is exact
+    assert torch.allclose(crop.apply(images, _ctx()), images[:, :, :, 78:121], atol=1e-5)
+
+
+def test_random_resized_crop_fallback_share_and_found_boxes_stay_uniform():
+    from epochal.data.augment.geometric import _crop_boxes
+
+    boxes = _crop_boxes(4000, 32, 200, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0))
+    fallback = (boxes == torch.tensor([78.0, 0.0, 43.0, 32.0])).all(dim=1)
+    # about 37% of 32 x 200 crops find no box in ten tries (3.7 standard deviations either side)
+    assert 0.34 < fallback.float().mean() < 0.41
+    found = boxes[~fallback]
+    assert (found[:, 0] + found[:, 2] <= 200).all() and (found[:, 1] + found[:, 3] <= 32).all()
+    ratio = found[:, 2] / found[:, 3]
+    assert ratio.min() >= 0.7 and ratio.max() <= 1.4
+    # found boxes sit uniformly at random: the left edge's fraction of its free range has mean 1/2
+    assert (found[:, 0] / (200 - found[:, 2])).mean() == pytest.approx(0.5, abs=0.03)
+    shorter = found[found[:, 3] < 32]
+    assert (shorter[:, 1] / (32 - shorter[:, 3])).mean() == pytest.approx(0.5, abs=0.04)
+
+
 def test_rotate_scale_identity_and_constant_images():
     images = _images()
     assert torch.allclose(RotateScale(degrees=0.0, scale=(1.0, 1.0)).apply(images, _ctx()), images, atol=1e-5)

@@ -54,10 +54,13 @@ def test_locate_and_zero_length_phases_are_skipped():
     phases = [TrainingPhase(1, lr=0.1), TrainingPhase(0.01, lr=0.5), TrainingPhase(1, lr=0.2)]
     schedule = PhaseSchedule(phases, 10)
     assert schedule.boundaries == (0, 10, 10, 20)
+    # phase 0 runs t = 0, 1/9, ..., 1 over its 10 steps; phase 2 (0.2) does not start where phase 0
+    # (0.1) ended, so it starts afresh at t = 0
     assert schedule.locate(0) == (0, 0.0)
-    assert schedule.locate(9) == (0, 0.9)
+    assert schedule.locate(9) == (0, 1.0)
     assert schedule.locate(10) == (2, 0.0)
-    assert schedule.locate(15) == (2, 0.5)
+    assert schedule.locate(15) == (2, 5 / 9)
+    assert [schedule.continues(k) for k in range(3)] == [False, False, False]
     for bad in (-1, 20):
         with pytest.raises(ValueError, match=r"step must be in \[0, 20\)"):
             schedule.locate(bad)
@@ -72,10 +75,12 @@ def test_values_follow_each_formula_at_start_middle_and_after_end():
         "poly2": (1.0, 0.1 + 0.9 * 0.25),
     }
     for decay, (first, middle) in cases.items():
-        schedule = PhaseSchedule([TrainingPhase(1, lr=(1.0, 0.1), lr_decay=decay)], 10)
+        # 11 steps: t = j / 10, so step 5 is the middle and step 10, the last, the end value
+        schedule = PhaseSchedule([TrainingPhase(1, lr=(1.0, 0.1), lr_decay=decay)], 11)
         assert schedule.values(0)["lr"] == pytest.approx(first, rel=1e-12), decay
         assert schedule.values(5)["lr"] == pytest.approx(middle, rel=1e-12), decay
         assert schedule.values(10)["lr"] == pytest.approx(0.1, rel=1e-12), decay
+        assert schedule.values(11)["lr"] == pytest.approx(0.1, rel=1e-12), decay
         assert schedule.values(999)["lr"] == pytest.approx(0.1, rel=1e-12), decay
 
 
@@ -86,16 +91,24 @@ def test_hand_over_between_phases_and_inheritance():
         TrainingPhase(1, lr=0.3, momentum=0.9, weight_decay=0.0),
     ]
     schedule = PhaseSchedule(phases, 4)
-    assert schedule.values(3) == pytest.approx({"lr": 0.4, "momentum": 0.875, "weight_decay": 1e-2})
-    assert schedule.values(4) == pytest.approx({"lr": 0.5, "momentum": 0.85, "weight_decay": 1e-2})
-    assert schedule.values(6)["lr"] == pytest.approx(0.25)
+    # phase 0 starts afresh: t = j / 3, ending on (0.5, 0.85) at step 3
+    assert schedule.values(2) == pytest.approx({"lr": 0.1 + 0.4 * 2 / 3, "momentum": 0.95 - 0.1 * 2 / 3,
+                                                "weight_decay": 1e-2})
+    assert schedule.values(3) == pytest.approx({"lr": 0.5, "momentum": 0.85, "weight_decay": 1e-2})
+    # phase 1 continues from (0.5, 0.85): t = (j + 1) / 4, the cosine 0.25 * (1 + cos(pi * t)) to 0
+    assert schedule.values(4) == pytest.approx(
+        {"lr": 0.25 * (1 + math.cos(math.pi / 4)), "momentum": 0.85, "weight_decay": 1e-2}
+    )
+    assert schedule.values(5)["lr"] == pytest.approx(0.25)
+    assert schedule.values(7)["lr"] == pytest.approx(0.0, abs=1e-15)
     assert schedule.values(8) == {"lr": 0.3, "momentum": 0.9, "weight_decay": 0.0}
+    assert [schedule.continues(k) for k in range(3)] == [False, True, False]
 
 
 def test_values_without_momentum_or_decay_are_none_and_default_lr_is_used():
-    schedule = PhaseSchedule([TrainingPhase(1, lr_decay="linear")], 10, default_lr=0.2)
+    schedule = PhaseSchedule([TrainingPhase(1, lr_decay="linear")], 11, default_lr=0.2)
     assert schedule.values(0) == {"lr": 0.2, "momentum": None, "weight_decay": None}
-    assert schedule.values(5)["lr"] == pytest.approx(0.1)
+    assert schedule.values(5)["lr"] == pytest.approx(0.1)  # t = 5 / 10
 
 
 def test_resumed_schedule_reproduces_the_uninterrupted_sequence():
@@ -141,11 +154,12 @@ def test_apply_uses_the_phase_discriminative_lr_and_inherits_it():
         top = schedule.apply(optimizer, step)
         for group in optimizer.param_groups:
             assert group["lr"] / top == pytest.approx(ratios[group["layer_group"]], rel=1e-9)
-    assert schedule.values(35)["lr"] == pytest.approx(2e-4)
+    # the last phase continues from 4e-4 down to 0: t = (j + 1) / 10, the middle at step 34
+    assert schedule.values(34)["lr"] == pytest.approx(2e-4)
 
 
 def test_apply_sets_momentum_or_beta1():
-    schedule = PhaseSchedule([TrainingPhase(1, lr=1e-3, momentum=(0.95, 0.85))], 10)
+    schedule = PhaseSchedule([TrainingPhase(1, lr=1e-3, momentum=(0.95, 0.85))], 11)  # step 5: t = 1/2
     sgd, adam = _optimizer("sgd"), _optimizer("adam")
     schedule.apply(sgd, 5)
     schedule.apply(adam, 5)
@@ -158,7 +172,7 @@ def test_apply_fills_tensor_learning_rates_in_place():
     param = nn.Parameter(torch.zeros(3))
     optimizer = torch.optim.Adam([param], lr=torch.tensor(0.01))
     tensor = optimizer.param_groups[0]["lr"]
-    PhaseSchedule([TrainingPhase(1, lr=(0.1, 0.2))], 4).apply(optimizer, 2)
+    PhaseSchedule([TrainingPhase(1, lr=(0.1, 0.2))], 5).apply(optimizer, 2)  # t = 2 / 4
     assert optimizer.param_groups[0]["lr"] is tensor
     assert tensor.item() == pytest.approx(0.15)
 
@@ -183,9 +197,9 @@ def test_optimizer_spec_is_inherited():
 
 
 def test_schedule_accepts_plain_dicts():
-    schedule = PhaseSchedule([{"epochs": 1, "lr": [0.1, 0.2]}, {"epochs": "1", "lr": "1e-3"}], 2)
-    assert schedule.values(1)["lr"] == pytest.approx(0.15)
-    assert schedule.values(2)["lr"] == pytest.approx(1e-3)
+    schedule = PhaseSchedule([{"epochs": 1, "lr": [0.1, 0.2]}, {"epochs": "1", "lr": "1e-3"}], 3)
+    assert schedule.values(1)["lr"] == pytest.approx(0.15)  # t = 1 / 2
+    assert schedule.values(3)["lr"] == pytest.approx(1e-3)
 
 
 def test_apply_drives_a_real_training_loop_across_an_optimizer_switch():

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
+import torch
 import yaml
 
 from epochal.schedules import (
     SCHEDULES,
     PhaseSchedule,
+    TrainingPhase,
     build_phases,
     flat_cos,
     one_cycle,
@@ -50,23 +53,94 @@ def test_registered_builders_give_positive_finite_schedules(name):
 def test_one_cycle_peaks_at_pct_start_and_ends_at_lr_max_over_div_final_div():
     schedule = PhaseSchedule(one_cycle(4, 0.1, div=25, final_div=1e4, pct_start=0.25), 25)
     assert schedule.boundaries == (0, 25, 100)
-    lrs = [schedule.values(s)["lr"] for s in range(101)]
-    assert lrs.index(max(lrs)) == 25 and lrs[25] == pytest.approx(0.1)
+    lrs = [schedule.values(s)["lr"] for s in range(100)]
+    # the warm-up's 25 steps run t = 0 .. 1, so the peak is its last step (24), used once
+    assert lrs.index(max(lrs)) == 24 and lrs[24] == pytest.approx(0.1) and lrs[25] < 0.1
     assert lrs[0] == pytest.approx(0.1 / 25)
-    assert lrs[100] == pytest.approx(0.1 / (25 * 1e4))
-    assert all(a <= b for a, b in itertools.pairwise(lrs[:26]))
-    assert all(a >= b for a, b in itertools.pairwise(lrs[25:]))
-    moms = [schedule.values(s)["momentum"] for s in (0, 25, 100)]
+    assert lrs[99] == pytest.approx(0.1 / (25 * 1e4))  # the last step is at the final value
+    assert all(a <= b for a, b in itertools.pairwise(lrs[:25]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[24:]))
+    moms = [schedule.values(s)["momentum"] for s in (0, 24, 99)]
     assert moms == pytest.approx([0.95, 0.85, 0.95])
-    momenta = [schedule.values(s)["momentum"] for s in range(101)]
-    assert momenta.index(min(momenta)) == 25  # momentum mirrors the learning rate
+    momenta = [schedule.values(s)["momentum"] for s in range(100)]
+    assert momenta.index(min(momenta)) == 24  # momentum mirrors the learning rate
+
+
+# torch puts the peak at step pct_start * total_steps - 1 even when that is fractional, where epochal
+# rounds the phase boundary to a whole step: the two agree when pct_start * total_steps is whole.
+@pytest.mark.parametrize(("epochs", "steps_per_epoch", "pct_start", "lr_max"),
+                         [(10, 100, 0.25, 0.1), (4, 25, 0.3, 1.0), (6, 7, 0.5, 0.02), (2, 5, 0.2, 3e-3)])
+def test_one_cycle_equals_torch_one_cycle_lr_at_every_step(epochs, steps_per_epoch, pct_start, lr_max):
+    total = epochs * steps_per_epoch
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr_max, momentum=0.9)
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr_max, total_steps=total, pct_start=pct_start, anneal_strategy="cos",
+        cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, div_factor=25, final_div_factor=1e4,
+        three_phase=False,
+    )
+    expected = []
+    for _ in range(total):
+        expected.append((optimizer.param_groups[0]["lr"], optimizer.param_groups[0]["momentum"]))
+        optimizer.step()
+        reference.step()
+    schedule = PhaseSchedule(one_cycle(epochs, lr_max, pct_start=pct_start), steps_per_epoch)
+    assert schedule.total_steps == total
+    values = [schedule.values(s) for s in range(total)]
+    assert [v["lr"] for v in values] == pytest.approx([e[0] for e in expected], rel=1e-12, abs=1e-18)
+    assert [v["momentum"] for v in values] == pytest.approx([e[1] for e in expected], rel=1e-12)
+    assert values[-1]["lr"] == pytest.approx(lr_max / (25 * 1e4), rel=1e-12)  # 4e-7 for lr_max=0.1
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_ARGS))
+def test_every_builder_starts_on_its_first_value_and_ends_on_its_final_value(name):
+    phases = build_phases(name, **SAMPLE_ARGS[name])
+    schedule = PhaseSchedule(phases, 50)
+    first, last = schedule.values(0), schedule.values(schedule.total_steps - 1)
+    assert first["lr"] == pytest.approx(phases[0].lr_start)
+    assert last == pytest.approx(schedule.values(schedule.total_steps))  # the values after training
+    final = schedule.phases[-1]
+    expected_end = final.lr_end if final.lr_start is not None else 0.0
+    assert last["lr"] == pytest.approx(expected_end, abs=1e-15)
+    if final.momentum_range is not None:
+        assert last["momentum"] == pytest.approx(final.momentum_range[1])
+
+
+CONTINUATIONS = {
+    "one_cycle": [False, True],  # the anneal starts at the peak the warm-up ended on
+    "sgdr": [False, False, False, False],  # warm-up at lr/100, then restarts at lr
+    "warmup_cosine": [False, True],
+    "step_schedule": [False, False, False],
+    "flat_cos": [False, True],
+    "constant": [False],
+    "phases_1cycle": [False, True, True],
+    "phases_sgdr": [False, False, False, False],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_ARGS))
+def test_which_builder_phases_continue_and_which_start_afresh(name):
+    schedule = PhaseSchedule(build_phases(name, **SAMPLE_ARGS[name]), 50)
+    assert [schedule.continues(k) for k in range(schedule.num_phases)] == CONTINUATIONS[name]
+
+
+def test_continuing_needs_equal_lr_momentum_and_group_ratios():
+    discriminative = PhaseSchedule(one_cycle(2, slice(1e-4, 1e-2)), 10)
+    assert discriminative.continues(1)  # slice(lo/25, hi/25) -> slice(lo, hi): the same ratios
+    for second in (
+        TrainingPhase(1, lr=(0.5, 0.1), momentum=(0.9, 0.95)),  # momentum jumps from 0.85
+        TrainingPhase(1, lr=(slice(1e-3, 0.5), 0.1), momentum=(0.85, 0.95)),  # per-group ratios appear
+    ):
+        first = TrainingPhase(1, lr=(0.1, 0.5), momentum=(0.95, 0.85))
+        schedule = PhaseSchedule([first, second], 10)
+        assert not schedule.continues(1)
+        assert schedule.values(10)["lr"] == pytest.approx(0.5)  # a fresh phase's first step: its start
 
 
 def test_one_cycle_options():
     flat = one_cycle(2, 0.1, moms=None, optimizer="adam", weight_decay=0.01, anneal="linear")
     assert all(p.momentum is None and p.optimizer == "adam" and p.weight_decay == 0.01 for p in flat)
     schedule = PhaseSchedule(flat, 10)
-    assert schedule.values(2)["lr"] == pytest.approx(0.004 + (0.1 - 0.004) * 2 / 5)
+    assert schedule.values(2)["lr"] == pytest.approx(0.004 + (0.1 - 0.004) * 2 / 4)  # 5 warm-up steps: t = j/4
     discriminative = one_cycle(2, slice(1e-4, 1e-2))
     assert discriminative[0].lr_scales(3) == pytest.approx((1e-2, 1e-1, 1.0))
     assert discriminative[0].lr_start == pytest.approx(1e-2 / 25)
@@ -88,7 +162,9 @@ def test_sgdr_warm_restarts_with_growing_cycles():
     for restart in (1, 20, 60):
         assert schedule.values(restart)["lr"] == pytest.approx(0.1)
         assert schedule.values(restart - 1)["lr"] < 0.02 or restart == 1
-    assert schedule.values(40)["lr"] == pytest.approx(0.05)  # middle of the second cycle
+    # the second cycle (steps 20-59) starts afresh at lr: t = j / 39, reaching lr_min on step 59
+    assert schedule.values(40)["lr"] == pytest.approx(0.05 * (1 + math.cos(math.pi * 20 / 39)))
+    assert schedule.values(59)["lr"] == pytest.approx(0.0, abs=1e-15)
     no_warmup = sgdr(0.1, cycle_len=2, n_cycles=2, warmup=0, lr_min=1e-3)
     assert [p.epochs for p in no_warmup] == [2, 2] and no_warmup[0].lr_end == 1e-3
     with pytest.raises(ValueError, match="warmup must be in"):
@@ -112,21 +188,26 @@ def test_phases_1cycle_is_the_notebook_shape():
     assert [p.momentum_range for p in phases] == [(0.95, 0.85), (0.85, 0.95), (0.95, 0.95)]
     assert {p.optimizer for p in phases} == {"sgd"}
     schedule = PhaseSchedule(phases, 100)
-    assert schedule.values(135)["lr"] == pytest.approx(1e-2)
-    assert schedule.values(300)["lr"] == pytest.approx(1e-5)
+    assert schedule.boundaries == (0, 135, 270, 300)
+    assert schedule.values(134)["lr"] == pytest.approx(1e-2)  # the triangle's top: the up phase's last step
+    assert schedule.values(269)["lr"] == pytest.approx(1e-3)
+    assert schedule.values(299)["lr"] == pytest.approx(1e-5)
 
 
 def test_warmup_cosine_step_and_flat_cos_shapes():
+    # warm-up: 10 steps from 0 to 0.2 (t = j / 9); cosine: continues over 40 steps, t = (j + 1) / 40
     schedule = PhaseSchedule(warmup_cosine(5, 0.2, warmup_epochs=1), 10)
-    assert [schedule.values(s)["lr"] for s in (0, 5, 10, 30, 50)] == pytest.approx([0, 0.1, 0.2, 0.1, 0])
+    assert [schedule.values(s)["lr"] for s in (0, 9, 29, 49, 50)] == pytest.approx([0, 0.2, 0.1, 0, 0], abs=1e-15)
     steps = PhaseSchedule(step_schedule(9, 0.1, milestones=[3, 6], gamma=0.1), 10)
     assert [steps.values(s)["lr"] for s in (0, 29, 30, 59, 60, 89)] == pytest.approx(
         [0.1, 0.1, 0.01, 0.01, 1e-3, 1e-3]
     )
+    # flat for 30 steps, then the cosine continues from 0.1: t = (j + 1) / 10, ending on 1e-6 at step 39
     flat = PhaseSchedule(flat_cos(4, 0.1, pct_flat=0.75), 10)
-    assert [flat.values(s)["lr"] for s in (0, 29, 30, 35, 40)] == pytest.approx(
-        [0.1, 0.1, 0.1, 0.05 + 0.5e-6, 1e-6]
+    assert [flat.values(s)["lr"] for s in (0, 29, 34, 39, 40)] == pytest.approx(
+        [0.1, 0.1, 0.05 + 0.5e-6, 1e-6, 1e-6]
     )
+    assert flat.values(30)["lr"] < 0.1
     with pytest.raises(ValueError, match="milestones must increase"):
         step_schedule(9, 0.1, milestones=[6, 3])
 

@@ -39,7 +39,7 @@ def test_plot_schedule_returns_figure_with_lr_and_momentum_panels():
     figure = plot_schedule(one_cycle(2, 0.1), 10)
     lr_axis, mom_axis = figure.axes
     x, y = lr_axis.lines[0].get_data()
-    assert list(x) == list(range(21)) and max(y) == 0.1
+    assert list(x) == list(range(20)) and max(y) == 0.1  # the 20 steps that run
     assert min(mom_axis.lines[0].get_ydata()) == 0.85
     assert [t.get_text() for t in lr_axis.texts] == ["warmup", "anneal"]
 

@@ -2,7 +2,9 @@
 
 * :func:`one_cycle`: Smith, *Super-Convergence* (2018) and *A disciplined approach to neural network
   hyper-parameters* (2018), in fastai's cosine form: lr up from ``lr_max/div`` to ``lr_max`` while
-  momentum goes down, then lr down to ``lr_max/(div*final_div)`` while momentum comes back.
+  momentum goes down, then lr down to ``lr_max/(div*final_div)`` while momentum comes back. Under
+  :class:`~epochal.schedules.PhaseSchedule`'s rule (every phase ends on its end value) it equals
+  torch's ``OneCycleLR`` (cosine, ``three_phase=False``) at every step.
 * :func:`sgdr`: Loshchilov & Hutter, *SGDR: Stochastic Gradient Descent with Warm Restarts* (2017):
   cosine cycles whose length multiplies by ``cycle_mult``, after a short warm-up at ``lr/100``.
 * :func:`warmup_cosine`: linear warm-up (Goyal et al., 2017) then cosine decay.
@@ -12,7 +14,9 @@
   (fastai 0.7): a linear triangle followed by a short annihilation phase, and SGDR with the
   notebook's warm-up.
 
-Recipes name builders through :func:`build_phases`.
+Where a phase starts and ends (the last step of a run is at the final value; a warm restart
+starts on its ``lr``) is :class:`~epochal.schedules.PhaseSchedule`'s rule, the same for every
+builder. Recipes name builders through :func:`build_phases`.
 """
 
 from __future__ import annotations

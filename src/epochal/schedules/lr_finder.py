@@ -3,15 +3,22 @@
 The range test of Smith, *Cyclical Learning Rates for Training Neural Networks* (2017): train for a
 few hundred steps while the rate grows exponentially (or linearly), record the loss, and read a
 good rate off the curve. The loss is smoothed with a debiased exponential moving average (as in
-Adam's bias correction). Suggestions follow fastai's rules:
+Adam's bias correction). The suggestions are fastai's (``fastai/callback/schedule.py``), on the
+smoothed curve cut as fastai cuts it: the first ``num // 10`` points and the last 5 are skipped,
+then everything from the first non-finite loss on (fastai cuts at the first NaN; an infinite loss
+marks the same divergence). With ``n`` points left:
 
-* ``valley``: the middle of the longest stretch over which the loss keeps decreasing (the longest
-  strictly decreasing subsequence), robust to noisy curves;
-* ``steep``: the rate where the loss falls fastest against ``log(lr)``;
-* ``min_div10``: the rate of the minimum loss divided by ten.
+* ``valley``: ``lds[i]``, the length of the longest strictly decreasing subsequence ending at
+  ``i``; ``max_end`` the first index of its maximum, ``max_start = max_end - lds[max_end]``,
+  ``sections = (max_end - max_start) / 3`` and the rate at
+  ``max_start + int(sections) + int(sections / 2)``, about half-way down the longest valley;
+* ``steep``: the lower rate of the segment where the loss falls fastest against ``log(lr)``;
+* ``min_div10`` (fastai's ``minimum``): the rate of the (first) minimum loss divided by ten.
 
-Non-finite rates or losses (the probe usually ends in divergence) are dropped, never propagated.
-The Learner runs the probe loop; this module is pure.
+Where fastai would fail or wrap around, epochal does not: the skips shrink to nothing when fewer
+than 3 points would remain, and a valley index of -1 (a curve whose only descent is its first
+step) is taken as 0 instead of wrapping to the last rate. The Learner runs the probe loop; this
+module is pure.
 """
 
 from __future__ import annotations
@@ -64,33 +71,44 @@ def smooth_losses(losses: Sequence[float], beta: float = 0.98) -> list[float]:
 def suggest_lr(
     lrs: Sequence[float], losses: Sequence[float], skip_start: int | None = None, skip_end: int = 5
 ) -> dict[str, float]:
-    """Suggested learning rates from a (smoothed) range-test curve.
+    """Suggested learning rates from a (smoothed) range-test curve, by fastai's rules.
 
     Args:
         lrs: the rates probed, increasing.
         losses: the loss at each rate (smoothed, see :func:`smooth_losses`).
         skip_start: leading points to ignore (warming up); None means a tenth of the curve.
-        skip_end: trailing points to ignore (divergence). Skips shrink when too few points remain.
+            fastai skips a tenth of the *requested* steps, which is what ``Learner.lr_find``
+            passes, also when the probe stopped early.
+        skip_end: trailing points to ignore (divergence). Both skips become 0 when fewer than 3
+            points would remain.
 
     Returns:
-        ``{"valley": ..., "steep": ..., "min_div10": ...}``.
+        ``{"valley": ..., "steep": ..., "min_div10": ...}`` (see the module docstring).
 
     Raises:
-        ValueError: with fewer than 3 finite points, or lengths that differ.
+        ValueError: with fewer than 3 points before the first non-finite one, or lengths that differ.
+
+    Example:
+        >>> suggest_lr([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 1.0, 0.5, 3.0], skip_start=0, skip_end=0)["min_div10"]
+        0.001
     """
     if len(lrs) != len(losses):
         raise ValueError(f"lrs and losses differ in length: {len(lrs)} vs {len(losses)}")
     skip_start = len(lrs) // 10 if skip_start is None else skip_start
     if len(lrs) - skip_start - skip_end < 3:
         skip_start, skip_end = 0, 0
-    points = [
-        (float(r), float(v))
-        for r, v in zip(lrs[skip_start : len(lrs) - skip_end], losses[skip_start : len(lrs) - skip_end])
-        if math.isfinite(r) and r > 0 and math.isfinite(v)
-    ]
-    if len(points) < 3:
-        raise ValueError(f"need at least 3 finite (lr, loss) points to suggest a rate, got {len(points)}")
-    rates, values = [p[0] for p in points], [p[1] for p in points]
+    rates, values = [], []
+    for rate, value in zip(lrs[skip_start : len(lrs) - skip_end], losses[skip_start : len(lrs) - skip_end]):
+        if not (math.isfinite(rate) and math.isfinite(value)):
+            break  # divergence: nothing after it says anything about good rates
+        if rate > 0:  # a linear probe may start at 0, which has no logarithm
+            rates.append(float(rate))
+            values.append(float(value))
+    if len(values) < 3:
+        raise ValueError(
+            f"need at least 3 finite (lr, loss) points before the first non-finite one to suggest a rate, "
+            f"got {len(values)}"
+        )
     minimum = min(range(len(values)), key=values.__getitem__)
     return {
         "valley": rates[_valley_index(values)],
@@ -100,28 +118,34 @@ def suggest_lr(
 
 
 def _valley_index(values: list[float]) -> int:
-    """Middle of the longest strictly decreasing subsequence (earliest-ending among the longest)."""
-    tails: list[float] = []  # tails[k]: largest negated value ending a decreasing run of length k+1
-    tail_index: list[int] = []
-    previous = [-1] * len(values)
-    best_end, best_len = 0, 0
-    for i, value in enumerate(values):
+    """fastai's ``valley``: about half-way along the longest decreasing stretch (see the module)."""
+    decreasing = _decreasing_lengths(values)
+    max_end = decreasing.index(max(decreasing))
+    max_start = max_end - decreasing[max_end]
+    sections = (max_end - max_start) / 3
+    return max(0, max_start + int(sections) + int(sections / 2))
+
+
+def _decreasing_lengths(values: list[float]) -> list[int]:
+    """``lds[i]``: the longest strictly decreasing subsequence ending at ``i`` (fastai's O(n^2) DP).
+
+    Patience sorting gives the same lengths in O(n log n): ``tails[k]`` is the largest negated
+    value that ends a decreasing subsequence of length ``k + 1``.
+    """
+    tails: list[float] = []
+    lengths = []
+    for value in values:
         k = bisect.bisect_left(tails, -value)
         if k == len(tails):
             tails.append(-value)
-            tail_index.append(i)
         else:
-            tails[k], tail_index[k] = -value, i
-        previous[i] = tail_index[k - 1] if k > 0 else -1
-        if k + 1 > best_len:
-            best_len, best_end = k + 1, i
-    start = best_end
-    while previous[start] >= 0:
-        start = previous[start]
-    return start + (best_end - start) // 2
+            tails[k] = -value
+        lengths.append(k + 1)
+    return lengths
 
 
 def _steepest_index(rates: list[float], values: list[float]) -> int:
+    """fastai's ``steep``: the start of the segment with the most negative d(loss)/d(log lr)."""
     best, best_slope = 0, math.inf
     for i in range(len(rates) - 1):
         run = math.log(rates[i + 1]) - math.log(rates[i])

@@ -219,6 +219,7 @@ def _lr_value(value: Any, what: str) -> tuple[float, slice | tuple[float, ...] |
 
 
 def _same_ratios(a: slice | tuple[float, ...], b: slice | tuple[float, ...]) -> bool:
+    """Whether two per-group rate specifications give every group the same ratio to the top one."""
     if isinstance(a, slice) and isinstance(b, slice):
         if (a.start is None) != (b.start is None):
             return False

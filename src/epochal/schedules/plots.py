@@ -60,7 +60,7 @@ def plot_schedule(
     schedule = (
         phases if isinstance(phases, PhaseSchedule) else PhaseSchedule(phases, steps_per_epoch, default_lr)
     )
-    steps = range(schedule.total_steps + 1)
+    steps = range(schedule.total_steps)  # the steps that run; the last one is at the final values
     values = [schedule.values(s) for s in steps]
     figure, (lr_axis, mom_axis) = new_figure(2, (9.0, 5.5))
     lr_axis.plot(steps, [v["lr"] for v in values], color="tab:blue")

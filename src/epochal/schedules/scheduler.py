@@ -3,7 +3,19 @@
 A list of :class:`~epochal.schedules.TrainingPhase` becomes a piecewise schedule over optimizer
 steps. Phase ``k`` covers steps ``[boundaries[k], boundaries[k+1])`` where each boundary is the
 *cumulative* step count ``sum(epochs_i * steps_per_epoch_i)`` rounded once, so fractional epochs
-never drift however many phases there are. Inside a phase ``t = (step - start) / length``.
+never drift however many phases there are.
+
+**Every phase reaches its end value on its last step**, so the last step of a run uses the final
+value, as torch's ``OneCycleLR`` does (fastai's ``pct = i / n`` stops one step short of it). The
+j-th of a phase's ``L`` steps anneals at
+
+* ``t = j / (L - 1)`` when the phase starts afresh: the first phase, or one that does not start
+  where the previous phase ended (a warm restart, a step down): its first step is its start value;
+* ``t = (j + 1) / L`` when it continues from where the previous phase ended (lr, momentum and
+  per-group ratios all equal): that point was the previous phase's last step and is not repeated.
+
+A one-step phase takes its end value. With these rules ``one_cycle`` gives torch's ``OneCycleLR``
+(``three_phase=False``) step for step, and every cosine or linear builder ends on its final value.
 
 Because values depend on the step count only (never on batches seen, world size, gradient
 accumulation or a resumed epoch counter), resuming at step ``k`` reproduces the uninterrupted run
@@ -24,7 +36,7 @@ import torch
 
 from epochal.optim import lr_scales
 from epochal.schedules.annealers import Annealer, NoDecay
-from epochal.schedules.phase import TrainingPhase
+from epochal.schedules.phase import TrainingPhase, _same_ratios
 
 __all__ = ["PhaseSchedule"]
 
@@ -37,6 +49,12 @@ class _Curve:
 
     def at(self, t: float) -> float:
         return self.start if isinstance(self.annealer, NoDecay) else self.annealer(self.start, self.end, t)
+
+    def continues(self, previous: _Curve | None) -> bool:
+        """Whether this curve starts where ``previous`` ends (both None: nothing to continue)."""
+        if previous is None:
+            return False
+        return math.isclose(self.at(0.0), previous.at(1.0), rel_tol=1e-9, abs_tol=1e-15)
 
 
 @dataclass(frozen=True)
@@ -88,6 +106,7 @@ class PhaseSchedule:
             raise ValueError(f"the phases add up to {cumulative[-1]:.3g} optimizer steps; need at least one")
         self._epoch_starts = tuple(math.fsum(p.epochs for p in phases[:k]) for k in range(len(phases)))
         self._resolved = _resolve(self.phases, default_lr)
+        self._continues = _continuations(self._resolved, [self.phase_length(k) for k in range(len(phases))])
         self._last_nonempty = max(k for k in range(len(phases)) if self.phase_length(k) > 0)
         self._scale_cache: dict[tuple[int, int], tuple[float, ...]] = {}
 
@@ -115,7 +134,9 @@ class PhaseSchedule:
         return range(self._boundaries[index], self._boundaries[index + 1])
 
     def locate(self, step: int) -> tuple[int, float]:
-        """``(phase_index, t)`` of an optimizer step, ``t`` in ``[0, 1)``; phases of zero steps are skipped.
+        """``(phase_index, t)`` of an optimizer step: ``t`` in ``[0, 1]`` is what the annealers see.
+
+        Phases of zero steps are skipped; see the module docstring for where ``t`` starts and ends.
 
         Raises:
             ValueError: for a step outside ``[0, total_steps)``.
@@ -123,15 +144,19 @@ class PhaseSchedule:
         if not 0 <= step < self._boundaries[-1]:
             raise ValueError(f"step must be in [0, {self._boundaries[-1]}), got {step}")
         index = bisect.bisect_right(self._boundaries, step) - 1
-        start = self._boundaries[index]
-        return index, (step - start) / (self._boundaries[index + 1] - start)
+        return index, self._position(index, step)
+
+    def continues(self, index: int) -> bool:
+        """Whether phase ``index`` continues from where the previous (non-empty) phase ended."""
+        return self._continues[index]
 
     def epoch_at(self, step: int) -> float:
-        """The (fractional) epoch count reached at an optimizer step, for logs and plots."""
+        """The (fractional) epoch count reached before an optimizer step, for logs and plots."""
         if step >= self._boundaries[-1]:
             return self._epoch_starts[-1] + self.phases[-1].epochs
-        index, t = self.locate(step)
-        return self._epoch_starts[index] + t * self.phases[index].epochs
+        index = bisect.bisect_right(self._boundaries, step) - 1
+        done = (step - self._boundaries[index]) / self.phase_length(index)
+        return self._epoch_starts[index] + done * self.phases[index].epochs
 
     def values(self, step: int) -> dict[str, float | None]:
         """``{"lr", "momentum", "weight_decay"}`` at an optimizer step (top-group lr, base decay).
@@ -176,6 +201,13 @@ class PhaseSchedule:
                 group["weight_decay"] = weight_decay * group.get("wd_scale", 1.0)
         return lr
 
+    def _position(self, index: int, step: int) -> float:
+        """The annealing position ``t`` of ``step`` inside phase ``index`` (module docstring)."""
+        length, j = self.phase_length(index), step - self._boundaries[index]
+        if self._continues[index]:
+            return (j + 1) / length
+        return j / (length - 1) if length > 1 else 1.0
+
     def _at(self, step: int) -> tuple[float, float | None, float | None, int]:
         if step >= self._boundaries[-1]:
             index, t = self._last_nonempty, 1.0
@@ -183,8 +215,7 @@ class PhaseSchedule:
             raise ValueError(f"step must be >= 0, got {step}")
         else:
             index = bisect.bisect_right(self._boundaries, step) - 1
-            start = self._boundaries[index]
-            t = (step - start) / (self._boundaries[index + 1] - start)
+            t = self._position(index, step)
         r = self._resolved[index]
         momentum = r.momentum.at(t) if r.momentum is not None else None
         return r.lr.at(t), momentum, r.weight_decay, index
@@ -246,3 +277,25 @@ def _resolve(phases: Sequence[TrainingPhase], default_lr: float | None) -> list[
         lr_prev, groups_prev, wd_prev = lr.at(1.0), groups, weight_decay
         momentum_prev = momentum.at(1.0) if momentum is not None else None
     return resolved
+
+
+def _continuations(resolved: Sequence[_Resolved], lengths: Sequence[int]) -> tuple[bool, ...]:
+    """Per phase: does it start where the last phase with steps before it ended?"""
+    flags, previous = [], None
+    for phase, length in zip(resolved, lengths):
+        flags.append(previous is not None and _continuous(previous, phase))
+        if length > 0:
+            previous = phase
+    return tuple(flags)
+
+
+def _continuous(before: _Resolved, after: _Resolved) -> bool:
+    if not after.lr.continues(before.lr):
+        return False
+    if (before.momentum is None) != (after.momentum is None):
+        return False
+    if after.momentum is not None and not after.momentum.continues(before.momentum):
+        return False
+    if (before.lr_groups is None) != (after.lr_groups is None):
+        return False
+    return after.lr_groups is None or _same_ratios(before.lr_groups, after.lr_groups)

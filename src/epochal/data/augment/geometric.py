@@ -1,7 +1,8 @@
 """Batched geometric augmentations that resample: resized crops, rotation and scale, resizing.
 
-- Random-resized ("inception") crop: Szegedy et al., *Going Deeper with Convolutions*, 2015;
-  done for the whole batch at once with per-sample affine grids (``affine_grid``/``grid_sample``).
+- Random-resized ("inception") crop: Szegedy et al., *Going Deeper with Convolutions*, 2015, with
+  torchvision's box rule (centred fallback included); done for the whole batch at once with
+  per-sample affine grids (``affine_grid``/``grid_sample``).
 
 Augmentations that only move pixels (flips, translations, centre crops) live in
 :mod:`~epochal.data.augment.remap`.
@@ -33,10 +34,12 @@ def _crop_boxes(
     generator: torch.Generator,
     tries: int = 10,
 ) -> torch.Tensor:
-    """Per-sample crop boxes ``(x0, y0, w, h)`` in pixels, torchvision's rule done in a batch.
+    """Per-sample crop boxes ``(x0, y0, w, h)`` in pixels: torchvision's ``get_params``, in a batch.
 
-    Ten candidate boxes per sample; the first that fits wins, else a centre crop at the closest
-    allowed aspect ratio.
+    Ten candidate boxes per sample; the first that fits wins and is placed uniformly at random.
+    When none fits (likely for images far from the allowed aspect ratios), the fallback is
+    torchvision's: the largest box at the closest allowed aspect ratio (the whole image when its
+    own ratio is allowed), centred at ``((width - w) // 2, (height - h) // 2)``.
     """
     area = height * width
     target = area * (scale[0] + (scale[1] - scale[0]) * torch.rand(n, tries, generator=generator))
@@ -48,19 +51,24 @@ def _crop_boxes(
     first = torch.argmax(fits.int(), dim=1)
     pick = torch.arange(n)
     w, h, found = w[pick, first], h[pick, first], fits.any(dim=1)
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fallback = (width, round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        fallback = (round(height * ratio[1]), height)
-    else:
-        fallback = (width, height)
-    w = torch.where(found, w, torch.tensor(float(fallback[0])))
-    h = torch.where(found, h, torch.tensor(float(fallback[1])))
     corner = torch.rand(n, 2, generator=generator)
     x0 = torch.floor(corner[:, 0] * (width - w + 1))
     y0 = torch.floor(corner[:, 1] * (height - h + 1))
-    return torch.stack([x0, y0, w, h], dim=1)
+    fallback = torch.tensor(_fallback_box(height, width, ratio), dtype=w.dtype)
+    box = torch.stack([x0, y0, w, h], dim=1)
+    return torch.where(found.unsqueeze(1), box, fallback)
+
+
+def _fallback_box(height: int, width: int, ratio: tuple[float, float]) -> tuple[int, int, int, int]:
+    """torchvision's central crop ``(x0, y0, w, h)`` for when no random box fits."""
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        w, h = round(height * ratio[1]), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
 
 
 def crop_resize(
@@ -94,8 +102,13 @@ class RandomResizedCrop(ImageAugmentation):
         scale: range of the crop's area as a fraction of the image.
         ratio: range of the crop's aspect ratio (width / height), sampled log-uniformly.
 
-    Bilinear resampling without antialiasing: pack images near the training size so the
-    down-scaling factor stays small.
+    Boxes follow torchvision's ``RandomResizedCrop.get_params``: ten tries, the first box that
+    fits placed at random, else a centred box at the closest allowed aspect ratio. Bilinear
+    resampling without antialiasing: pack images near the training size so the down-scaling
+    factor stays small.
+
+    Example:
+        >>> crop = RandomResizedCrop(size=160, scale=(0.35, 1.0))
     """
 
     size: int | tuple[int, int] = 224
