@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import os
+import reprlib
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = [
     "host_to_device",
     "json_safe",
     "positive_number",
+    "short_repr",
+    "shorten",
     "size_pair",
     "to_device",
     "unknown_argument_error",
@@ -52,23 +55,48 @@ def did_you_mean(
         cutoff: difflib's similarity threshold in [0, 1].
     """
     name, choices = str(name), [str(c) for c in choices]
+    if len(name) > 200:  # no name is that long: a pasted value, not a typo
+        return ""
     close = difflib.get_close_matches(name, choices, n=n, cutoff=cutoff)
     if not close and name:
         close = [c for c in choices if c and (c.startswith(name) or name.startswith(c))][:n]
     return template.format(", ".join(map(repr, close))) if close else ""
 
 
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 30, 10)]}... ({len(text):,} characters)"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 8, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def short_repr(value: Any, limit: int = 120) -> str:
+    """A readable ``repr`` of a value quoted in an error: nested and long parts elided.
+
+    Built without expanding the value, so a huge (or alias-shared) structure costs nothing.
+    """
+    if isinstance(value, str) and len(value) > _REPR.maxstring:
+        return f"{value[: _REPR.maxstring - 20]!r}... ({len(value):,} characters)"
+    return shorten(_REPR.repr(value), limit)
+
+
 def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueError:
     """A ValueError naming the bad value, the valid ones and the closest match."""
     choices = sorted(str(c) for c in choices)
-    return ValueError(f"unknown {kind} {name!r}: valid values are {choices}{did_you_mean(name, choices)}")
+    return ValueError(f"unknown {kind} {short_repr(name)}: valid values are {choices}{did_you_mean(name, choices)}")
 
 
 def unknown_argument_error(owner: str, key: str, accepted: Iterable[str]) -> ValueError:
     """``<owner> takes no argument 'k' (did you mean 'x'?); it takes a, b``."""
     accepted = [str(a) for a in accepted]
     return ValueError(
-        f"{owner} takes no argument {key!r}{did_you_mean(key, accepted, ' (did you mean {}?)')}; "
+        f"{owner} takes no argument {short_repr(key)}{did_you_mean(key, accepted, ' (did you mean {}?)')}; "
         f"it takes {', '.join(accepted)}"
     )
 
