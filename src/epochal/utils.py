@@ -13,6 +13,7 @@ import json
 import math
 import numbers
 import os
+import re
 import reprlib
 import tempfile
 from collections.abc import Callable, Iterable
@@ -34,6 +35,7 @@ __all__ = [
     "to_device",
     "unknown_argument_error",
     "unknown_name_error",
+    "unsafe_pickle_message",
     "write_json_atomic",
 ]
 
@@ -198,6 +200,26 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (non-finite floats as null, other unknown types as strings), atomically."""
     return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, default=str) + "\n")
+
+
+def unsafe_pickle_message(path: str | os.PathLike, exc: BaseException) -> str | None:
+    """What to say when ``torch.load(weights_only=True)`` refused ``path`` for holding code, else None.
+
+    torch's own message suggests ``weights_only=False``, which runs the file's code; this one says
+    what epochal accepts and how to convert a file the user trusts.
+    """
+    text = str(exc)
+    if "weights only load failed" not in text.lower():
+        return None
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"refusing to load {path}: it holds Python objects{what} that would run code when unpickled; epochal "
+        "reads only its own checkpoints (tensors and plain data) and .safetensors weights. If you trust the "
+        f"file, convert it once in your own code: epochal.convert_trusted_checkpoint({str(path)!r}, "
+        "'weights.safetensors') unpickles it and saves its state_dict as safetensors (see docs/learner.md, "
+        "'Checkpoint safety')"
+    )
 
 
 # ----------------------------------------------------------------------------- tensors
