@@ -7,7 +7,9 @@ words its errors and writes its files the same way.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import functools
 import json
 import math
@@ -15,23 +17,29 @@ import numbers
 import os
 import re
 import reprlib
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "DiskFullError",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_number",
     "device_constant",
     "did_you_mean",
     "host_to_device",
+    "is_disk_full",
     "json_safe",
     "positive_number",
+    "remove_stale_temps",
     "short_repr",
     "shorten",
     "size_pair",
+    "temp_path",
     "to_device",
     "unknown_argument_error",
     "unknown_name_error",
@@ -156,23 +164,140 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+class DiskFullError(OSError):
+    """The file system of ``path`` has no space left (or the quota is used up).
+
+    Raised instead of whatever the writer reported (torch's ``enforce fail``, a worker's bus
+    error): the partial file is removed and a previous file of that name is left as it was.
+
+    Attributes:
+        path: the file that could not be written.
+    """
+
+    def __init__(self, path: str | os.PathLike, detail: str = ""):
+        self.path = Path(path)
+        try:
+            free = f" ({shutil.disk_usage(self.path.parent).free / 2**20:.1f} MiB free)"
+        except OSError:
+            free = ""
+        message = (f"no space left on {self.path.parent}{free} while writing {self.path.name}{detail}; "
+                   "free some space there or write elsewhere")
+        super().__init__(errno.ENOSPC, message, str(self.path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an error it was raised from or during) is ENOSPC or EDQUOT."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+#: The writer part of temporary names: host and process, so a later run can tell a dead writer's file.
+def _writer_tag() -> str:
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
+
+
+def temp_path(path: str | os.PathLike) -> tuple[int, Path]:
+    """Create ``.<name>.<host>-<pid>-<random>.tmp`` beside ``path``; return its descriptor and path.
+
+    The name says which process writes it, so :func:`remove_stale_temps` can remove the leftovers
+    of killed writers without ever touching the file of a live one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}-", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate it there: never judge, never remove
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of writers on this host that no longer run (killed mid-write).
+
+    Returns:
+        The removed files (a live writer's temporary file is never removed).
+    """
+    host = _writer_tag().rsplit("-", 1)[0]
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or match["host"] != host or not entry.is_file(follow_symlinks=False):
+            continue
+        if int(match["pid"]) != os.getpid() and not _process_alive(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+class _RecordingFile:
+    """A file whose ``write`` remembers the OS error it raised (torch reports it as RuntimeError)."""
+
+    def __init__(self, handle: IO[bytes]):
+        self._handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
 
     An interrupted or failed write leaves the previous file untouched, and two processes writing
     the same path never interleave their bytes. Missing parent folders are created.
+
+    Raises:
+        DiskFullError: the file system is full (the temporary file is removed).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_path(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            recording = _RecordingFile(handle)
+            try:
+                write(recording)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except Exception as error:
+                if is_disk_full(recording.error) or is_disk_full(error):
+                    kept = "; the previous file is unchanged" if path.exists() else ""
+                    raise DiskFullError(path, kept) from error
+                raise
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
