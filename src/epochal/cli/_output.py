@@ -43,9 +43,11 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from epochal.runs.lock import RunLockedError
     from epochal.state import CheckpointError
+    from epochal.utils import DiskFullError
 
-    return (*_USER_ERRORS, CheckpointError)
+    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError)
 
 
 def emit_json(obj: dict[str, Any]) -> None:
