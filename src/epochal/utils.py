@@ -31,6 +31,7 @@ __all__ = [
     "check_number",
     "device_constant",
     "did_you_mean",
+    "format_bytes",
     "host_to_device",
     "is_disk_full",
     "json_safe",
@@ -164,6 +165,17 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``'512 B'``, ``'112.5 KiB'``, ``'3.2 GiB'``."""
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} TiB"
+
+
 class DiskFullError(OSError):
     """The file system of ``path`` has no space left (or the quota is used up).
 
@@ -177,7 +189,7 @@ class DiskFullError(OSError):
     def __init__(self, path: str | os.PathLike, detail: str = ""):
         self.path = Path(path)
         try:
-            free = f" ({shutil.disk_usage(self.path.parent).free / 2**20:.1f} MiB free)"
+            free = f" ({format_bytes(shutil.disk_usage(self.path.parent).free)} free)"
         except OSError:
             free = ""
         message = (f"no space left on {self.path.parent}{free} while writing {self.path.name}{detail}; "

@@ -46,6 +46,7 @@ from epochal.data.pool import process_pool
 from epochal.utils import (
     DiskFullError,
     atomic_write_bytes,
+    format_bytes,
     is_disk_full,
     remove_stale_temps,
     size_pair,
@@ -168,7 +169,7 @@ def _allocate(path: Path, nbytes: int) -> Path:
             os.posix_fallocate(fd, 0, max(nbytes, 1))
         except OSError as error:
             if is_disk_full(error):
-                raise DiskFullError(path, f" (a shard of {nbytes / 2**20:.1f} MiB)") from None
+                raise DiskFullError(path, f" (a shard of {format_bytes(nbytes)})") from None
             if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                 raise
             _write_zeros(fd, nbytes, path)  # file systems without fallocate: real zeros reserve the blocks
@@ -189,7 +190,7 @@ def _write_zeros(fd: int, nbytes: int, path: Path) -> None:
             written += os.write(fd, block[: min(len(block), nbytes - written)])
     except OSError as error:
         if is_disk_full(error):
-            raise DiskFullError(path, f" (a shard of {nbytes / 2**20:.1f} MiB)") from None
+            raise DiskFullError(path, f" (a shard of {format_bytes(nbytes)})") from None
         raise
 
 
