@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,18 +63,25 @@ _HELD: dict[str, _Held] = {}
 _GUARD = threading.Lock()
 
 
-def _try_lock(fd: int) -> bool:
-    try:
-        if os.name == "nt":
-            import msvcrt
+def _try_lock(fd: int, run_dir: Path) -> bool:
+    """Whether the lock was taken; a file system without locks warns and counts as taken."""
+    if os.name == "nt":
+        import msvcrt
 
+        try:
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
+        except OSError:
+            return False
+        return True
+    import fcntl
 
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # held by another process
         return False
+    except OSError as error:  # e.g. ENOLCK on a network file system without lock support
+        warnings.warn(f"cannot lock run folder {run_dir} ({error.strerror}); nothing stops a second process "
+                      "from training it at the same time", RuntimeWarning, stacklevel=4)
     return True
 
 
@@ -101,7 +109,7 @@ def _read_holder(fd: int) -> dict:
 def _acquire(run_dir: Path) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    if not _try_lock(fd):
+    if not _try_lock(fd, run_dir):
         holder = _read_holder(fd)
         os.close(fd)
         raise RunLockedError(run_dir, holder)
