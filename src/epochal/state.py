@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from epochal.utils import atomic_write_bytes, unsafe_pickle_message
+from epochal.utils import atomic_write_bytes, unsafe_pickle_message, weights_only_detail
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -185,9 +185,8 @@ def _read_error(path: Path, exc: Exception) -> CheckpointError:
             f"checkpoint {path} is empty (0 bytes): it was never completely written (a full disk or a killed "
             "writer); use another checkpoint of the run (best.pt, epoch_<n>.pt) or start the run again"
         )
-    first = next((line for line in str(exc).splitlines() if line.strip()), "no message")
     return CheckpointError(
-        f"checkpoint {path} could not be read ({type(exc).__name__}: {first[:200]}); "
+        f"checkpoint {path} could not be read ({type(exc).__name__}: {weights_only_detail(exc)[:200]}); "
         "it is truncated, corrupt, or holds objects other than tensors and plain data"
     )
 

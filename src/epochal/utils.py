@@ -40,11 +40,12 @@ __all__ = [
     "short_repr",
     "shorten",
     "size_pair",
-    "temp_path",
+    "temp_file_beside",
     "to_device",
     "unknown_argument_error",
     "unknown_name_error",
     "unsafe_pickle_message",
+    "weights_only_detail",
     "write_json_atomic",
 ]
 
@@ -211,8 +212,8 @@ def is_disk_full(error: BaseException | None) -> bool:
     return False
 
 
-#: The writer part of temporary names: host and process, so a later run can tell a dead writer's file.
 def _writer_tag() -> str:
+    """``<host>-<pid>``: the writer part of temporary names, so a later run can tell a dead writer's file."""
     host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
     return f"{host}-{os.getpid()}"
 
@@ -220,7 +221,7 @@ def _writer_tag() -> str:
 _TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
 
 
-def temp_path(path: str | os.PathLike) -> tuple[int, Path]:
+def temp_file_beside(path: str | os.PathLike) -> tuple[int, Path]:
     """Create ``.<name>.<host>-<pid>-<random>.tmp`` beside ``path``; return its descriptor and path.
 
     The name says which process writes it, so :func:`remove_stale_temps` can remove the leftovers
@@ -294,7 +295,7 @@ def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], Any
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_path(path)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             recording = _RecordingFile(handle)
@@ -346,17 +347,25 @@ def unsafe_pickle_message(path: str | os.PathLike, exc: BaseException) -> str | 
     what epochal accepts and how to convert a file the user trusts.
     """
     text = str(exc)
-    if "weights only load failed" not in text.lower():
-        return None
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    what = f" ({found.group(1)})" if found else ""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)|but got (<class [^>]+>)", text)
+    if "weights only load failed" not in text.lower() or found is None:
+        return None  # not refused for code: damaged bytes (see weights_only_detail)
+    what = f" ({found.group(1) or found.group(2)})"
     return (
-        f"refusing to load {path}: it holds Python objects{what} that would run code when unpickled; epochal "
+        f"refusing to load {path}: it holds Python objects{what}, and unpickling them can run any code; epochal "
         "reads only its own checkpoints (tensors and plain data) and .safetensors weights. If you trust the "
         f"file, convert it once in your own code: epochal.convert_trusted_checkpoint({str(path)!r}, "
         "'weights.safetensors') unpickles it and saves its state_dict as safetensors (see docs/learner.md, "
         "'Checkpoint safety')"
     )
+
+
+def weights_only_detail(exc: BaseException) -> str:
+    """The reason in a ``torch.load(weights_only=True)`` error, without torch's advice around it."""
+    text = str(exc)
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------- tensors

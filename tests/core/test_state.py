@@ -206,3 +206,10 @@ def test_convert_trusted_checkpoint_makes_loadable_safetensors(tmp_path):
     assert torch.equal(learner.model[0].weight, model[0].weight)
     with pytest.raises(KeyError, match="no entry 'weights'.*model_state_dict"):
         convert_trusted_checkpoint(tmp_path / "script.pt", tmp_path / "x.safetensors", key="weights")
+
+
+def test_damaged_bytes_are_named_without_torchs_advice(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"could not be read \(UnpicklingError: Unsupported operand") as info:
+        load_checkpoint(tmp_path / "best.pt")
+    assert "weights_only" not in str(info.value) and "trusted source" not in str(info.value)

@@ -17,7 +17,7 @@ import torch
 
 from epochal.callbacks.base import MonitorCallback
 from epochal.state import atomic_write_bytes
-from epochal.utils import remove_stale_temps, temp_path
+from epochal.utils import remove_stale_temps, temp_file_beside
 
 __all__ = ["ModelCheckpoint", "weights_are_finite"]
 
@@ -28,7 +28,7 @@ def _link_or_copy(source: Path, target: Path) -> None:
     A hard link costs nothing and is safe here because checkpoints are only ever replaced by a
     rename (a new file), never rewritten in place.
     """
-    fd, tmp = temp_path(target)  # a name of this writer: a kill leaves nothing a later run cannot clean
+    fd, tmp = temp_file_beside(target)  # a name of this writer: a kill leaves nothing a later run cannot clean
     os.close(fd)
     try:
         tmp.unlink()

@@ -5,8 +5,8 @@ already on disk; archives that build long symlink chains defeat that check (CVE-
 its relatives, present in the Python versions epochal supports). Here the archive is checked as
 a whole before anything is written: every member's path and every link target is resolved
 component by component against the links of the archive itself (a model of the tree, so no
-path length limit and no disk state is involved), and anything that leaves the destination,
-names a device, a FIFO or a link to an earlier link is refused. Then members are written one by
+path length limit and no disk state is involved); a member or link that leaves the destination,
+a device, a FIFO, and a link that replaces an earlier member are refused. Then members are written one by
 one through directory file descriptors opened with ``O_NOFOLLOW``, directories and files first
 and symlinks last, so no write can pass through a link even if the model were wrong. A refused
 archive leaves nothing behind; a failed extraction removes what it had written.
@@ -129,7 +129,7 @@ def _plan(tar: tarfile.TarFile) -> tuple[list[tuple[tarfile.TarInfo, tuple[str, 
 class _Writer:
     """Writes planned members through folder descriptors walked without following any link."""
 
-    _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    _FOLDER = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)  # used on POSIX only
 
     def __init__(self, tar: tarfile.TarFile, root_fd: int):
         self.tar, self.root_fd = tar, root_fd

@@ -50,7 +50,7 @@ from epochal.utils import (
     is_disk_full,
     remove_stale_temps,
     size_pair,
-    temp_path,
+    temp_file_beside,
     write_json_atomic,
 )
 
@@ -161,7 +161,7 @@ def _allocate(path: Path, nbytes: int) -> Path:
     Writing through a memory map past the free space kills the writer with SIGBUS (a worker's
     death shows up as BrokenProcessPool); reserving first turns a full disk into an error here.
     """
-    fd, tmp = temp_path(path)
+    fd, tmp = temp_file_beside(path)
     try:
         try:
             if not hasattr(os, "posix_fallocate"):
