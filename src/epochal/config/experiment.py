@@ -212,15 +212,15 @@ def _check_resumable(run_dir: Path) -> None:
     if (run_dir / "checkpoints" / "last.pt").is_file():
         return
     others = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
-    why = (
-        f"it has {', '.join(others)} but no last.pt, which resume continues from"
-        if others
-        else "the run stopped before its first checkpoint was written"
-    )
+    if others:
+        problem = (f"no checkpoints/last.pt to continue from (it has {', '.join(others)}; resume needs last.pt, "
+                   "which model_checkpoint writes unless save_last is false)")
+    else:
+        problem = ("no checkpoint yet (the run stopped before its first checkpoint was written), so there is "
+                   "nothing to continue")
     command = f"epochal train {shlex.quote(str(run_dir / 'config.yaml'))} --out {shlex.quote(str(run_dir.parent))}"
     raise ConfigError(
-        f"--resume {run_dir}: no checkpoint yet ({why}), so there is nothing to continue; start the run "
-        f"again from its config, in a new run folder: {command}"
+        f"--resume {run_dir}: {problem}; start the run again from its config, in a new run folder: {command}"
     )
 
 
