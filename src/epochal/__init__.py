@@ -81,7 +81,14 @@ from epochal.schedules import (
     suggest_lr,
     warmup_cosine,
 )
-from epochal.state import CheckpointError, export_safetensors, load_checkpoint, seed_everything, seed_worker
+from epochal.state import (
+    CheckpointError,
+    convert_trusted_checkpoint,
+    export_safetensors,
+    load_checkpoint,
+    seed_everything,
+    seed_worker,
+)
 from epochal.tuning import OptunaPruning, tune
 
 __version__ = "0.1.0"
@@ -134,6 +141,7 @@ __all__ = [
     "build_optimizer",
     "build_phases",
     "constant",
+    "convert_trusted_checkpoint",
     "create_model",
     "create_run_dir",
     "export_safetensors",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from epochal.utils import atomic_write_bytes
+from epochal.utils import atomic_write_bytes, unsafe_pickle_message, weights_only_detail
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -25,6 +25,7 @@ __all__ = [
     "TrainState",
     "atomic_write_bytes",
     "capture_rng",
+    "convert_trusted_checkpoint",
     "export_safetensors",
     "load_checkpoint",
     "restore_rng",
@@ -163,10 +164,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # the unpickler raises many types for damaged or hostile bytes
-        raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it is truncated, corrupt, or holds objects other than tensors and plain data"
-        ) from exc
+        raise _read_error(path, exc) from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path} is not an epochal checkpoint (expected a dict with format={CHECKPOINT_FORMAT!r}); "
@@ -175,6 +173,71 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if payload.get("version", 0) > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} has checkpoint version {payload['version']}, newer than this epochal reads")
     return payload
+
+
+def _read_error(path: Path, exc: Exception) -> CheckpointError:
+    """The reason a checkpoint could not be loaded, in words (torch's messages may be empty)."""
+    unsafe = unsafe_pickle_message(path, exc)
+    if unsafe is not None:
+        return CheckpointError(unsafe)
+    if path.stat().st_size == 0:
+        return CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): it was never completely written (a full disk or a killed "
+            "writer); use another checkpoint of the run (best.pt, epoch_<n>.pt) or start the run again"
+        )
+    return CheckpointError(
+        f"checkpoint {path} could not be read ({type(exc).__name__}: {weights_only_detail(exc)[:200]}); "
+        "it is truncated, corrupt, or holds objects other than tensors and plain data"
+    )
+
+
+def convert_trusted_checkpoint(path: str | Path, out: str | Path, key: str | None = None) -> Path:
+    """Unpickle a checkpoint you trust and save its weights as a ``.safetensors`` file.
+
+    epochal itself never unpickles code: :func:`load_checkpoint` refuses files that hold Python
+    objects other than tensors and plain data. A file from elsewhere (a full pickled model, a
+    training script's checkpoint with custom classes) can be converted once with this function,
+    which calls ``torch.load(weights_only=False)``: **that runs whatever code the file holds, so
+    use it only on files from a source you trust.** The result loads everywhere epochal takes
+    weights (``learner.load_weights``, ``model.weights`` in a recipe, ``load_pretrained``).
+
+    Args:
+        path: the trusted pickle (``.pt``, ``.pth``, ``.ckpt``).
+        out: the ``.safetensors`` file to write (atomically).
+        key: the entry holding the weights; default: the object itself when it is a module or a
+            dict of tensors, else the first of ``state_dict``, ``model_state_dict``, ``model``,
+            ``model_state``, ``module``.
+
+    Returns:
+        ``out``.
+
+    Example:
+        >>> convert_trusted_checkpoint("downloaded.pth", "weights.safetensors")  # doctest: +SKIP
+    """
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if key is not None:
+        if not isinstance(obj, dict) or key not in obj:
+            keys = sorted(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+            raise KeyError(f"{path} has no entry {key!r}; it holds {keys}")
+        obj = obj[key]
+    else:
+        obj = _weights_entry(obj)
+    state = obj.state_dict() if isinstance(obj, torch.nn.Module) else obj
+    tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
+    if not tensors:
+        raise ValueError(f"{path} holds no tensors to convert (found {type(state).__name__}); pass key=")
+    return export_safetensors(tensors, out, metadata={"converted_from": Path(path).name})
+
+
+def _weights_entry(obj: Any) -> Any:
+    if isinstance(obj, torch.nn.Module) or not isinstance(obj, dict):
+        return obj
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj
+    for name in ("state_dict", "model_state_dict", "model", "model_state", "module"):
+        if isinstance(obj.get(name), dict | torch.nn.Module):
+            return obj[name]
+    return obj
 
 
 def export_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path,

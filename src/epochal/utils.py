@@ -7,30 +7,45 @@ words its errors and writes its files the same way.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import functools
 import json
 import math
 import numbers
 import os
+import re
+import reprlib
+import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "DiskFullError",
     "atomic_write_bytes",
     "atomic_write_text",
     "check_number",
     "device_constant",
     "did_you_mean",
+    "format_bytes",
     "host_to_device",
+    "is_disk_full",
     "json_safe",
     "positive_number",
+    "remove_stale_temps",
+    "short_repr",
+    "shorten",
     "size_pair",
+    "temp_file_beside",
     "to_device",
     "unknown_argument_error",
     "unknown_name_error",
+    "unsafe_pickle_message",
+    "weights_only_detail",
     "write_json_atomic",
 ]
 
@@ -52,23 +67,48 @@ def did_you_mean(
         cutoff: difflib's similarity threshold in [0, 1].
     """
     name, choices = str(name), [str(c) for c in choices]
+    if len(name) > 200:  # no name is that long: a pasted value, not a typo
+        return ""
     close = difflib.get_close_matches(name, choices, n=n, cutoff=cutoff)
     if not close and name:
         close = [c for c in choices if c and (c.startswith(name) or name.startswith(c))][:n]
     return template.format(", ".join(map(repr, close))) if close else ""
 
 
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit - 30, 10)]}... ({len(text):,} characters)"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple, _REPR.maxset = 3, 8, 8, 8, 8
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 80, 80, 40
+
+
+def short_repr(value: Any, limit: int = 120) -> str:
+    """A readable ``repr`` of a value quoted in an error: nested and long parts elided.
+
+    Built without expanding the value, so a huge (or alias-shared) structure costs nothing.
+    """
+    if isinstance(value, str) and len(value) > _REPR.maxstring:
+        return f"{value[: _REPR.maxstring - 20]!r}... ({len(value):,} characters)"
+    return shorten(_REPR.repr(value), limit)
+
+
 def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueError:
     """A ValueError naming the bad value, the valid ones and the closest match."""
     choices = sorted(str(c) for c in choices)
-    return ValueError(f"unknown {kind} {name!r}: valid values are {choices}{did_you_mean(name, choices)}")
+    return ValueError(f"unknown {kind} {short_repr(name)}: valid values are {choices}{did_you_mean(name, choices)}")
 
 
 def unknown_argument_error(owner: str, key: str, accepted: Iterable[str]) -> ValueError:
     """``<owner> takes no argument 'k' (did you mean 'x'?); it takes a, b``."""
     accepted = [str(a) for a in accepted]
     return ValueError(
-        f"{owner} takes no argument {key!r}{did_you_mean(key, accepted, ' (did you mean {}?)')}; "
+        f"{owner} takes no argument {short_repr(key)}{did_you_mean(key, accepted, ' (did you mean {}?)')}; "
         f"it takes {', '.join(accepted)}"
     )
 
@@ -126,23 +166,151 @@ def json_safe(obj: Any) -> Any:
     return obj
 
 
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``'512 B'``, ``'112.5 KiB'``, ``'3.2 GiB'``."""
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n /= 1024
+        if abs(n) < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} TiB"
+
+
+class DiskFullError(OSError):
+    """The file system of ``path`` has no space left (or the quota is used up).
+
+    Raised instead of whatever the writer reported (torch's ``enforce fail``, a worker's bus
+    error): the partial file is removed and a previous file of that name is left as it was.
+
+    Attributes:
+        path: the file that could not be written.
+    """
+
+    def __init__(self, path: str | os.PathLike, detail: str = ""):
+        self.path = Path(path)
+        try:
+            free = f" ({format_bytes(shutil.disk_usage(self.path.parent).free)} free)"
+        except OSError:
+            free = ""
+        message = (f"no space left on {self.path.parent}{free} while writing {self.path.name}{detail}; "
+                   "free some space there or write elsewhere")
+        super().__init__(errno.ENOSPC, message, str(self.path))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an error it was raised from or during) is ENOSPC or EDQUOT."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _writer_tag() -> str:
+    """``<host>-<pid>``: the writer part of temporary names, so a later run can tell a dead writer's file."""
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+_TEMP_NAME = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[A-Za-z0-9_]+\.tmp$")
+
+
+def temp_file_beside(path: str | os.PathLike) -> tuple[int, Path]:
+    """Create ``.<name>.<host>-<pid>-<random>.tmp`` beside ``path``; return its descriptor and path.
+
+    The name says which process writes it, so :func:`remove_stale_temps` can remove the leftovers
+    of killed writers without ever touching the file of a live one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}-", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate it there: never judge, never remove
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of writers on this host that no longer run (killed mid-write).
+
+    Returns:
+        The removed files (a live writer's temporary file is never removed).
+    """
+    host = _writer_tag().rsplit("-", 1)[0]
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or match["host"] != host or not entry.is_file(follow_symlinks=False):
+            continue
+        if int(match["pid"]) != os.getpid() and not _process_alive(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
+class _RecordingFile:
+    """A file whose ``write`` remembers the OS error it raised (torch reports it as RuntimeError)."""
+
+    def __init__(self, handle: IO[bytes]):
+        self._handle, self.error = handle, None
+
+    def write(self, data) -> int:
+        try:
+            return self._handle.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
 def atomic_write_bytes(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
 
     An interrupted or failed write leaves the previous file untouched, and two processes writing
     the same path never interleave their bytes. Missing parent folders are created.
+
+    Raises:
+        DiskFullError: the file system is full (the temporary file is removed).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temp_file_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            recording = _RecordingFile(handle)
+            try:
+                write(recording)
+                handle.flush()
+                os.fsync(handle.fileno())
+            except Exception as error:
+                if is_disk_full(recording.error) or is_disk_full(error):
+                    kept = "; the previous file is unchanged" if path.exists() else ""
+                    raise DiskFullError(path, kept) from error
+                raise
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
     return path
@@ -170,6 +338,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (non-finite floats as null, other unknown types as strings), atomically."""
     return atomic_write_text(path, json.dumps(json_safe(obj), indent=indent, default=str) + "\n")
+
+
+def unsafe_pickle_message(path: str | os.PathLike, exc: BaseException) -> str | None:
+    """What to say when ``torch.load(weights_only=True)`` refused ``path`` for holding code, else None.
+
+    torch's own message suggests ``weights_only=False``, which runs the file's code; this one says
+    what epochal accepts and how to convert a file the user trusts.
+    """
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)|but got (<class [^>]+>)", text)
+    if "weights only load failed" not in text.lower() or found is None:
+        return None  # not refused for code: damaged bytes (see weights_only_detail)
+    what = f" ({found.group(1) or found.group(2)})"
+    return (
+        f"refusing to load {path}: it holds Python objects{what}, and unpickling them can run any code; epochal "
+        "reads only its own checkpoints (tensors and plain data) and .safetensors weights. If you trust the "
+        f"file, convert it once in your own code: epochal.convert_trusted_checkpoint({str(path)!r}, "
+        "'weights.safetensors') unpickles it and saves its state_dict as safetensors (see docs/learner.md, "
+        "'Checkpoint safety')"
+    )
+
+
+def weights_only_detail(exc: BaseException) -> str:
+    """The reason in a ``torch.load(weights_only=True)`` error, without torch's advice around it."""
+    text = str(exc)
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 # ----------------------------------------------------------------------------- tensors

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -301,3 +302,50 @@ def test_tune_refuses_a_space_key_the_recipe_does_not_have(work):
     assert proc.returncode == 1 and not (work / "typo-studies").exists()  # refused before any study exists
     assert "params.optimizer.lrr" in proc.stderr and "did you mean 'lr'" in proc.stderr
     assert "did you mean 'lr'" in last_json(proc)["error"]
+
+
+HOLD_LOCK = "import sys\nfrom epochal.runs import run_lock\nwith run_lock(sys.argv[1]):\n" \
+            "    print('LOCKED', flush=True)\n    sys.stdin.read()\n"
+
+
+def _copy_run(trained, work, name: str) -> Path:
+    copy = work / "copies" / name
+    shutil.copytree(trained["run_dir"], copy)
+    return copy
+
+
+def test_resume_while_another_process_trains_the_run_fails_at_once(trained, work):
+    run = _copy_run(trained, work, "locked")
+    before = (run / "metrics.jsonl").read_text()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "LOCKED"
+        proc = run_cli("train", "--resume", run, "--json", check=False)
+    finally:
+        holder.kill()
+        holder.wait(timeout=60)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert f"is being trained by process {holder.pid} on " in proc.stderr and "RunLockedError" not in proc.stderr
+    assert "process" in last_json(proc)["error"]
+    assert (run / "metrics.jsonl").read_text() == before
+
+
+def test_resume_from_an_empty_checkpoint_says_it_is_empty(trained, work):
+    run = _copy_run(trained, work, "empty")
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    proc = run_cli("train", "--resume", run, check=False)
+    assert proc.returncode == 1 and "IndexError" not in proc.stderr
+    assert f"checkpoint {run / 'checkpoints' / 'last.pt'} is empty (0 bytes)" in proc.stderr
+
+
+def test_resume_before_the_first_checkpoint_gives_the_command_that_starts_it_again(trained, work):
+    run = _copy_run(trained, work, "killed-early")
+    for checkpoint in (run / "checkpoints").iterdir():
+        checkpoint.unlink()
+    proc = run_cli("train", "--resume", run, check=False)
+    assert proc.returncode == 1 and "no checkpoint yet" in proc.stderr and "not a run folder" not in proc.stderr
+    args = shlex.split(proc.stderr.split("in a new run folder: ", 1)[1])
+    assert args == ["epochal", "train", str(run / "config.yaml"), "--out", str(run.parent)]
+    again = last_json(run_cli(*args[1:], "--json"))
+    assert Path(again["run_dir"]).parent == run.parent and again["epochs"] == trained["epochs"]

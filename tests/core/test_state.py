@@ -160,3 +160,56 @@ def test_seed_worker_distinct_per_worker_and_rank():
     assert len({d[0] for d in draws.values()}) == 4 and len({d[1] for d in draws.values()}) == 4
     assert seed_worker(1, base_seed=42, rank=1) == draws[(1, 1)][0]
     assert random.random() == draws[(1, 1)][1]
+
+
+def test_an_empty_checkpoint_says_so(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\).*best.pt"):
+        load_checkpoint(tmp_path / "last.pt")
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+@pytest.mark.parametrize("payload", [lambda: {"model": _Hostile()}, lambda: nn.Linear(2, 2)], ids=["code", "module"])
+def test_refusals_say_what_is_accepted_and_how_to_convert_not_weights_only_false(tmp_path, payload):
+    path = tmp_path / "foreign.pt"
+    torch.save(payload(), path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "weights_only=False" not in message and "Re-running" not in message
+    assert "tensors and plain data" in message and ".safetensors" in message
+    assert f"epochal.convert_trusted_checkpoint({str(path)!r}, 'weights.safetensors')" in message
+
+
+def test_convert_trusted_checkpoint_makes_loadable_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    from epochal.state import convert_trusted_checkpoint
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    torch.save(model, tmp_path / "module.pt")  # a whole pickled module: refused by load_checkpoint
+    torch.save({"epoch": 3, "model_state_dict": model.state_dict(), "note": _Hostile.__name__},
+               tmp_path / "script.pt")
+    for source in ("module.pt", "script.pt"):
+        out = convert_trusted_checkpoint(tmp_path / source, tmp_path / f"{source}.safetensors")
+        weights = load_file(str(out))
+        assert weights.keys() == model.state_dict().keys()
+        assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    learner = Learner(nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)),
+                      (ArrayLoader(torch.zeros(4, 3), torch.zeros(4)), None), device="cpu")
+    learner.load_weights(tmp_path / "module.pt.safetensors")
+    assert torch.equal(learner.model[0].weight, model[0].weight)
+    with pytest.raises(KeyError, match="no entry 'weights'.*model_state_dict"):
+        convert_trusted_checkpoint(tmp_path / "script.pt", tmp_path / "x.safetensors", key="weights")
+
+
+def test_damaged_bytes_are_named_without_torchs_advice(tmp_path):
+    (tmp_path / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"could not be read \(UnpicklingError: Unsupported operand") as info:
+        load_checkpoint(tmp_path / "best.pt")
+    assert "weights_only" not in str(info.value) and "trusted source" not in str(info.value)

@@ -21,6 +21,7 @@ from epochal.models import (
     equivalent_model,
     load_pretrained,
 )
+from epochal.models.convert import read_state_dict
 from epochal.models.resnet import BasicBlock, Bottleneck
 
 PARAMS = RegNetParams(depth=5, w0=16, wa=10.0, wm=2.0, group_width=8, se_ratio=0.25, stem_width=16)
@@ -310,3 +311,12 @@ def test_equivalent_model_names():
 def test_unsupported_family_is_a_clear_error():
     with pytest.raises(ValueError, match="no converter for family 'vgg'"):
         load_pretrained(create("vgg16_bn_cifar"), {}, source="torchvision")
+
+
+def test_read_state_dict_refuses_pickled_code_with_the_conversion_hint(tmp_path):
+    from torch import nn
+
+    torch.save(nn.Linear(2, 2), tmp_path / "module.pth")
+    with pytest.raises(ValueError, match="can run any code.*convert_trusted_checkpoint") as info:
+        read_state_dict(tmp_path / "module.pth")
+    assert "weights_only=False" not in str(info.value)

@@ -2,7 +2,8 @@
 
 Every file is a full, resumable checkpoint written atomically by ``Learner.save_checkpoint``: the
 bytes go to a temporary file that is renamed over the target, so a crash during a save never
-damages the previous checkpoint.
+damages the previous checkpoint; the temporary files of killed writers are removed when a fit
+starts, and a full disk raises :class:`~epochal.utils.DiskFullError` with the previous file kept.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from epochal.callbacks.base import MonitorCallback
 from epochal.state import atomic_write_bytes
+from epochal.utils import remove_stale_temps, temp_file_beside
 
 __all__ = ["ModelCheckpoint", "weights_are_finite"]
 
@@ -26,9 +28,10 @@ def _link_or_copy(source: Path, target: Path) -> None:
     A hard link costs nothing and is safe here because checkpoints are only ever replaced by a
     rename (a new file), never rewritten in place.
     """
-    tmp = target.with_name(f".{target.name}.link.tmp")
+    fd, tmp = temp_file_beside(target)  # a name of this writer: a kill leaves nothing a later run cannot clean
+    os.close(fd)
     try:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink()
         os.link(source, tmp)
         os.replace(tmp, target)
     except OSError:
@@ -134,6 +137,7 @@ class ModelCheckpoint(MonitorCallback):
         if self.learner.state.step == 0:
             self._reset()
         self.folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.folder)  # half-written checkpoints of killed runs
 
     def _finite_or_warn(self, what: str) -> bool:
         if weights_are_finite(self.learner.model):

@@ -9,7 +9,7 @@ from typing import Any
 
 from epochal.callbacks.base import Callback
 from epochal.runs.folder import SUBFOLDERS, environment_info
-from epochal.utils import atomic_write_text, json_safe, write_json_atomic
+from epochal.utils import atomic_write_text, json_safe, remove_stale_temps, write_json_atomic
 
 __all__ = ["RunLogger"]
 
@@ -32,6 +32,8 @@ class RunLogger(Callback):
         run = self.learner.run_dir
         for sub in SUBFOLDERS:
             (run / sub).mkdir(parents=True, exist_ok=True)
+        for folder in (run, run / "checkpoints"):
+            remove_stale_temps(folder)  # left by writers killed mid-write; a live writer's file stays
         if self.learner.config:
             import yaml
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from epochal.utils import json_safe
+from epochal.utils import json_safe, shorten
 
 __all__ = ["DEBUG", "DeviceOpt", "JsonOpt", "command", "console", "emit_json", "one_line"]
 
@@ -43,9 +43,11 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from epochal.runs.lock import RunLockedError
     from epochal.state import CheckpointError
+    from epochal.utils import DiskFullError
 
-    return (*_USER_ERRORS, CheckpointError)
+    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError)
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -54,11 +56,16 @@ def emit_json(obj: dict[str, Any]) -> None:
     print(json.dumps(json_safe(obj), default=str), flush=True)
 
 
+#: The longest error line printed: enough for a report of several keys, never a screenful of data.
+MAX_ERROR_CHARS = 2000
+
+
 def one_line(exc: BaseException) -> str:
-    """The exception's message on one line (multi-line validation reports joined with '; ')."""
+    """The exception's message on one line (multi-line validation reports joined with '; '), cut to
+    :data:`MAX_ERROR_CHARS`."""
     text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     text = "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
-    return text
+    return shorten(text, MAX_ERROR_CHARS)
 
 
 def console():

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from epochal.utils import did_you_mean
+from epochal.utils import did_you_mean, short_repr, shorten
 
 __all__ = ["ConfigError", "check_kwargs", "format_validation_error", "unknown_key_message"]
 
@@ -19,7 +19,7 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str = "") -> str:
     """``unknown key 'lrr' of optimizer 'sgd'; valid keys: [...]; did you mean 'lr'?``"""
     valid = sorted({str(v) for v in valid})
     place = f" {where}" if where else ""
-    return f"unknown key {key!r}{place}; valid keys: {valid}{did_you_mean(key, valid)}"
+    return f"unknown key {short_repr(key)}{place}; valid keys: {valid}{did_you_mean(key, valid)}"
 
 
 def _loc(loc: tuple) -> str:
@@ -53,9 +53,12 @@ def format_validation_error(exc: Any, source: str | None = None, overrides: Mapp
         ctx = err.get("ctx") or {}
         if err.get("type") == "literal_error" and "expected" in ctx:
             choices = [c.strip().strip("'") for c in str(ctx["expected"]).replace(" or ", ",").split(",")]
-            msg = f"{msg}, got {err.get('input')!r}{did_you_mean(str(err.get('input')), choices)}"
+            given = err.get("input")
+            hint = did_you_mean(str(given), choices) if isinstance(given, str) and len(given) < 100 else ""
+            msg = f"{msg}, got {short_repr(given)}{hint}"
         elif err.get("type") not in ("value_error", "assertion_error", "missing") and "input" in err:
-            msg = f"{msg}, got {err['input']!r}"
+            msg = f"{msg}, got {short_repr(err['input'])}"
+        msg = shorten(msg, 2000)  # a validator's own message may quote a long value
         where = _blamed(loc, msg, overrides or {}) or source
         prefix = f"{where}: " if where else ""
         lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")

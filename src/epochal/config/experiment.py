@@ -199,14 +199,12 @@ def train(
         are the final validation values by name (``accuracy``, ``loss``), ``best`` the best
         value of each.
     """
-    from epochal.runs import create_run_dir, read_json
-    from epochal.runs.folder import remove_if_empty
-    from epochal.runs.plots import write_run_plots
+    from epochal.runs import create_run_dir, run_lock
 
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "checkpoints" / "last.pt").is_file():
-            raise ConfigError(f"--resume {run_dir}: not a run folder with checkpoints/last.pt to continue from")
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml, no checkpoints/last.pt)")
     elif run_dir is not None:
         run_dir = Path(run_dir)
         if (run_dir / "summary.json").exists() or (run_dir / "checkpoints" / "last.pt").exists():
@@ -214,19 +212,52 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         run_dir = create_run_dir(out, config.name)
+    with run_lock(run_dir):  # a second `epochal train --resume` of this folder fails at once
+        if resume is not None:  # checked under the lock: a live run may not have its first checkpoint yet
+            _check_resumable(run_dir)
+        return _train_in(run_dir, config, resume is not None, device, progress, callbacks)
+
+
+def _check_resumable(run_dir: Path) -> None:
+    """Raise, saying what to do, unless ``run_dir`` has a checkpoint to continue from."""
+    import shlex
+
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        return
+    others = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
+    if others:
+        problem = (f"no checkpoints/last.pt to continue from (it has {', '.join(others)}; resume needs last.pt, "
+                   "which model_checkpoint writes unless save_last is false)")
+    else:
+        problem = ("no checkpoint yet (the run stopped before its first checkpoint was written), so there is "
+                   "nothing to continue")
+    command = f"epochal train {shlex.quote(str(run_dir / 'config.yaml'))} --out {shlex.quote(str(run_dir.parent))}"
+    raise ConfigError(
+        f"--resume {run_dir}: {problem}; start the run again from its config, in a new run folder: {command}"
+    )
+
+
+def _train_in(
+    run_dir: Path, config, resuming: bool, device: str | None, progress: bool, callbacks: Sequence = ()
+) -> dict[str, Any]:
+    """The body of :func:`train`, run while holding the run folder's lock."""
+    from epochal.runs import read_json
+    from epochal.runs.folder import remove_if_empty
+    from epochal.runs.plots import write_run_plots
+
     try:
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
         for callback in callbacks:
             learner.add_callback(callback)
     except BaseException:
-        if resume is None:  # bad data or model settings: leave no empty run folder behind
+        if not resuming:  # bad data or model settings: leave no empty run folder behind
             remove_if_empty(run_dir)
         raise
     write_data_info(run_dir, learner.data)
     probe = None
-    if config.trainer.lr_find and resume is None:  # the probe restores every weight and generator
+    if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
         probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")
-    learner.fit(phases, resume=run_dir if resume is not None else None)
+    learner.fit(phases, resume=run_dir if resuming else None)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)

@@ -17,7 +17,8 @@ import yaml
 
 from epochal.config.errors import ConfigError, format_validation_error
 from epochal.config.overrides import apply_overrides, deep_merge
-from epochal.utils import did_you_mean
+from epochal.config.safe_yaml import MAX_RECIPE_BYTES, YamlLimitError, load_yaml
+from epochal.utils import did_you_mean, short_repr, shorten
 
 __all__ = [
     "RECIPES_DIR",
@@ -76,14 +77,19 @@ def recipe_path(name_or_path: str | Path, relative_to: Path | None = None) -> Pa
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """``yaml.safe_load`` a mapping, with errors that name the file."""
+    """``yaml.safe_load`` a mapping within the size budget of :mod:`~epochal.config.safe_yaml`, with
+    errors that name the file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise YamlLimitError(f"the file is larger than {MAX_RECIPE_BYTES >> 20} MiB")
+        data = load_yaml(path.read_text())
+    except YamlLimitError as exc:
+        raise ConfigError(f"{path}: refusing to load this recipe: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or next(iter(str(exc).splitlines()), type(exc).__name__)
         raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
@@ -107,7 +113,9 @@ def resolve_recipe(name_or_path: str | Path, _seen: tuple[Path, ...] = (), _base
     if isinstance(parents, str):
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
-        raise ConfigError(f"{path}: 'extends' must be a recipe name or path, or a list of them; got {parents!r}")
+        raise ConfigError(
+            f"{path}: 'extends' must be a recipe name or path, or a list of them; got {short_repr(parents)}"
+        )
     merged: dict[str, Any] = {}
     for parent in parents:
         try:
@@ -150,11 +158,11 @@ def load_config(recipe: str | Path | dict[str, Any] = "default", overrides: Iter
         raw.setdefault("name", Path(source).stem)
     overrides = list(overrides)
     raw = apply_overrides(raw, overrides)
-    given = {".".join(parse_override(text)[0]): f"--set {text}" for text in overrides}
+    given = {".".join(parse_override(text)[0]): f"--set {shorten(text, 100)}" for text in overrides}
     for key, value in shortcuts.items():
         if value is not None:
             set_dotted(raw, key.split("__"), value)
-            given[key.replace("__", ".")] = f"{key.replace('__', '.')}={value!r}"
+            given[key.replace("__", ".")] = f"{key.replace('__', '.')}={short_repr(value)}"
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 
 from epochal.config.errors import ConfigError
+from epochal.config.safe_yaml import YamlLimitError, load_yaml
+from epochal.utils import short_repr
 
 __all__ = ["apply_overrides", "deep_merge", "parse_override", "set_dotted"]
 
@@ -27,14 +29,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set expects KEY=VALUE with a dotted key such as optimizer.lr=0.1, got {text!r}")
+        raise ConfigError(
+            f"--set expects KEY=VALUE with a dotted key such as optimizer.lr=0.1, got {short_repr(text)}"
+        )
     parts = key.split(".")
     if any(not p for p in parts):
-        raise ConfigError(f"--set key {key!r} has an empty part; write keys like optimizer.lr")
+        raise ConfigError(f"--set key {short_repr(key)} has an empty part; write keys like optimizer.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw) if raw.strip() else None
+    except YamlLimitError as exc:
+        raise ConfigError(f"--set {short_repr(key)}: refusing this value: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+        problem = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise ConfigError(f"--set {short_repr(key)}: value {short_repr(raw)} is not valid YAML ({problem})") from None
     return parts, value
 
 
@@ -53,7 +60,9 @@ def set_dotted(config: dict[str, Any], parts: list[str], value: Any) -> None:
         node[last] = value
     else:
         where = ".".join(parts[:-1])
-        raise ConfigError(f"--set {'.'.join(parts)}: {where} is a value ({node!r}), not a section with keys")
+        raise ConfigError(
+            f"--set {'.'.join(parts)}: {where} is a value ({short_repr(node)}), not a section with keys"
+        )
 
 
 def _step(node: Any, part: str, path: list[str], create: bool) -> Any:
@@ -61,7 +70,7 @@ def _step(node: Any, part: str, path: list[str], create: bool) -> Any:
         return node[_index(node, part, path)]
     if not isinstance(node, dict):
         where = ".".join(path[:-1])
-        raise ConfigError(f"--set: {where} is a value ({node!r}), not a section with keys")
+        raise ConfigError(f"--set: {where} is a value ({short_repr(node)}), not a section with keys")
     if node.get(part) is None and create:
         node[part] = {}
     return node[part]
@@ -71,7 +80,8 @@ def _index(node: list, part: str, path: list[str]) -> int:
     try:
         index = int(part)
     except ValueError:
-        raise ConfigError(f"--set {'.'.join(path)}: {part!r} indexes a list; use 0..{len(node) - 1}") from None
+        where = ".".join(path)
+        raise ConfigError(f"--set {where}: {short_repr(part)} indexes a list; use 0..{len(node) - 1}") from None
     if not -len(node) <= index < len(node):
         raise ConfigError(f"--set {'.'.join(path)}: index {index} is out of range 0..{len(node) - 1}")
     return index

@@ -49,6 +49,7 @@ from epochal.data.folders import ImageItems, image_folder_items, label_csv_items
 from epochal.data.images import channel_stats, image_folder_loaders, list_images
 from epochal.data.loaders import ImageLoader, TensorLoader
 from epochal.data.packed import PackedImages, pack_image_cache
+from epochal.data.packed_checks import CacheCheck, CorruptCacheError, ShardCheck, verify_image_cache
 from epochal.data.samplers import BalancedSampler, RandomSampler, SequentialSampler
 from epochal.data.splits import (
     exclude_class,
@@ -72,10 +73,12 @@ __all__ = [
     "Batch",
     "BatchContext",
     "BatchFormat",
+    "CacheCheck",
     "CenterCrop",
     "ChecksumError",
     "ColorJitter",
     "Compose",
+    "CorruptCacheError",
     "CutMix",
     "Cutout",
     "DataLoaders",
@@ -97,6 +100,7 @@ __all__ = [
     "RotateScale",
     "ScanReport",
     "SequentialSampler",
+    "ShardCheck",
     "TabularPreprocessor",
     "TensorLoader",
     "TorchLoader",
@@ -135,4 +139,5 @@ __all__ = [
     "stratified_split",
     "tabular_loaders",
     "tta_views",
+    "verify_image_cache",
 ]

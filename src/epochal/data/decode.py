@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
+
+from epochal.data.pool import process_pool
 
 __all__ = [
     "FIT_MODES",
@@ -215,7 +216,7 @@ def scan_images(paths: Sequence[str | os.PathLike], workers: int = 0, chunk: int
     chunks = [names[i : i + chunk] for i in range(0, len(names), chunk)]
     report = ScanReport()
     if workers > 0 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context()) as pool:
+        with process_pool(workers) as pool:
             results = list(pool.map(_scan_chunk, chunks))
     else:
         results = [_scan_chunk(c) for c in chunks]
@@ -225,10 +226,3 @@ def scan_images(paths: Sequence[str | os.PathLike], workers: int = 0, chunk: int
     report.good = [p for p in names if p in report.sizes]
     return report
 
-
-def _mp_context():
-    """Fork where available: workers only use Pillow and numpy, and start in milliseconds."""
-    import multiprocessing
-
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")

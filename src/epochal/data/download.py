@@ -2,20 +2,21 @@
 
 A download goes to ``<file>.part``; an interrupted one is resumed with an HTTP ``Range`` request
 (restarted when the server ignores it), and only a file whose checksum matches is renamed to its
-final name. Extraction checks every member first (no absolute paths, no ``..``, no links or
-devices pointing outside) and then extracts with tarfile's ``data`` filter as a second guard.
+final name. Archives are extracted by :func:`~epochal.data.archives.safe_extract`, which no
+member can escape.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from epochal.data.archives import UnsafeArchiveError, safe_extract
 
 __all__ = ["ChecksumError", "UnsafeArchiveError", "download_file", "file_checksum", "safe_extract"]
 
@@ -24,20 +25,6 @@ CHECKSUM_ALGORITHMS: tuple[str, ...] = ("md5", "sha1", "sha256")
 
 class ChecksumError(ValueError):
     """A downloaded file's checksum differs from the expected one."""
-
-
-class UnsafeArchiveError(ValueError):
-    """An archive has members that would be written outside the destination.
-
-    Attributes:
-        members: the offending member names.
-    """
-
-    def __init__(self, archive: str, members: list[str]):
-        self.members = members
-        super().__init__(
-            f"refusing to extract {archive!r}: members escape the destination folder: {members[:20]}"
-        )
 
 
 def _split_checksum(checksum: str) -> tuple[str, str]:
@@ -135,38 +122,4 @@ def download_file(
             f"{url}: checksum {actual} does not match the expected {checksum}; the file was deleted"
         )
     os.replace(part, dest)
-    return dest
-
-
-def _unsafe_members(tar: tarfile.TarFile, dest: Path) -> list[str]:
-    bad = []
-    root = dest.resolve()
-    for member in tar.getmembers():
-        name = PurePosixPath(member.name)
-        target = (root / member.name).resolve()
-        escapes = name.is_absolute() or ".." in name.parts or not target.is_relative_to(root)
-        if member.issym() or member.islnk():
-            link = PurePosixPath(member.linkname)
-            base = target.parent if member.issym() else root
-            escapes = (
-                escapes or link.is_absolute() or not (base / member.linkname).resolve().is_relative_to(root)
-            )
-        if escapes or member.isdev():
-            bad.append(member.name)
-    return bad
-
-
-def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Extract a tar archive (any compression) into ``dest`` after checking every member.
-
-    Raises:
-        UnsafeArchiveError: some member would land outside ``dest`` (nothing is extracted).
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        bad = _unsafe_members(tar, dest)
-        if bad:
-            raise UnsafeArchiveError(str(archive), bad)
-        tar.extractall(dest, filter="data")
     return dest

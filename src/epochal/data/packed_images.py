@@ -2,7 +2,8 @@
 
 :class:`PackedImages` memory-maps the shards (copy-on-write, so nothing is loaded eagerly and the
 files are never changed), skips the rows of files that failed to decode, and gathers rows into
-uint8 batches or one tensor resident on a device.
+uint8 batches or one tensor resident on a device. Every shard's size is checked on open
+(:mod:`~epochal.data.packed_checks` verifies the contents against the recorded checksums).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from epochal.data.packed_checks import corrupt_shard_error, shard_size_problem
 
 __all__ = ["PACK_FORMAT_VERSION", "PackedImages"]
 
@@ -64,6 +67,9 @@ class PackedImages:
         for index in self.shard_ids:
             entry = all_shards[index]
             rows = entry["stop"] - entry["start"]
+            problem = shard_size_problem(self.folder / entry["file"], rows, self.shape[1:])
+            if problem is not None:  # a short file would be read past its end
+                raise corrupt_shard_error(self.folder / entry["file"], problem)
             # Copy-on-write maps are writable views (torch needs that) that never touch the file.
             array = np.memmap(
                 self.folder / entry["file"], dtype=np.uint8, mode="c", shape=(rows, *self.shape[1:])

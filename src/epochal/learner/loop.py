@@ -36,6 +36,7 @@ from epochal.learner.dispatch import LearnerCallbacks
 from epochal.learner.tuning import LearnerTuning
 from epochal.metrics import Metric, get_metric
 from epochal.optim import build_optimizer, param_groups, switch_optimizer
+from epochal.runs.lock import run_lock
 from epochal.schedules.phase import TrainingPhase
 from epochal.schedules.scheduler import PhaseSchedule
 from epochal.utils import to_device, unknown_name_error
@@ -160,7 +161,14 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         Args:
             phases: a list of training phases, one phase, or a number of epochs.
             resume: a checkpoint file or run folder to continue from, exactly where it stopped.
+
+        Raises:
+            RunLockedError: another process is training the learner's run folder.
         """
+        with run_lock(self.run_dir):  # one process at a time trains a run folder
+            return self._fit(phases, resume)
+
+    def _fit(self, phases, resume) -> list[dict]:
         self.phases = self._as_phases(phases)
         steps = [self.steps_per_epoch(p) for p in self.phases]
         self.schedule = PhaseSchedule(self.phases, steps, default_lr=self.lr)

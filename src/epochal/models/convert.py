@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from epochal.models.regnet import FLOPS_LABELS
+from epochal.utils import unsafe_pickle_message, weights_only_detail
 
 __all__ = [
     "SOURCES",
@@ -238,7 +240,11 @@ def read_state_dict(checkpoint: Any) -> dict[str, torch.Tensor]:
 
             checkpoint = load_file(str(path))
         else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except pickle.UnpicklingError as exc:
+                message = unsafe_pickle_message(path, exc)
+                raise ValueError(message or f"{path} could not be read: {weights_only_detail(exc)}") from None
     if not isinstance(checkpoint, dict):
         raise TypeError(f"expected a state dict or a path, got {type(checkpoint).__name__}")
     for wrapper in ("model_state", "state_dict", "model"):

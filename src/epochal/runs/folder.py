@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from epochal.runs.lock import LOCK_NAME
 from epochal.utils import write_json_atomic
 
 __all__ = [
@@ -68,11 +69,14 @@ def create_run_dir(root: str | Path = "runs", name: str = "run", now: datetime |
 def remove_if_empty(folder: str | Path) -> bool:
     """Delete ``folder`` when it holds no files at any depth (a run that failed before writing anything).
 
+    The run folder's lock file does not count.
+
     Returns:
-        True when it was removed; a folder with any file in it is left untouched.
+        True when it was removed; a folder with any other file in it is left untouched.
     """
     folder = Path(folder)
-    if not folder.is_dir() or any(p.is_file() or p.is_symlink() for p in folder.rglob("*")):
+    lock = folder / LOCK_NAME
+    if not folder.is_dir() or any((p.is_file() or p.is_symlink()) and p != lock for p in folder.rglob("*")):
         return False
     shutil.rmtree(folder)
     return True

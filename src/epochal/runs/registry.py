@@ -79,6 +79,8 @@ def load_run(path: str | Path) -> RunRecord:
     """
     import yaml
 
+    from epochal.config.safe_yaml import YamlLimitError, load_yaml  # a copied run folder may be hostile
+
     path = Path(path)
     summary_path, config_path, trial_path = path / "summary.json", path / "config.yaml", path / TRIAL_FILE
     if not path.is_dir() or not (summary_path.is_file() or config_path.is_file() or trial_path.is_file()):
@@ -88,9 +90,11 @@ def load_run(path: str | Path) -> RunRecord:
     config: dict[str, Any] = {}
     if config_path.is_file():
         try:
-            config = yaml.safe_load(config_path.read_text()) or {}
+            config = load_yaml(config_path.read_text()) or {}
+        except YamlLimitError as exc:
+            raise ValueError(f"{config_path}: refusing to load it: {exc}") from None
         except yaml.YAMLError as exc:
-            raise ValueError(f"{config_path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise ValueError(f"{config_path} is not valid YAML: {next(iter(str(exc).splitlines()), '')}") from None
     best = {k: v.get("value") if isinstance(v, Mapping) else v for k, v in _valid_only(summary.get("best", {})).items()}
     return RunRecord(
         path=path,
