@@ -252,6 +252,19 @@ def test_multi_label_pos_weight_balanced_is_negatives_over_positives(tiny_multi_
         build_learner(load_config("default", [*TINY, f"data.path={tiny_multi_label}"]), device="cpu", progress=False)
 
 
+def test_loss_buffers_follow_the_learner_to_its_device():
+    from torch import nn
+
+    from epochal.data.base import ArrayLoader
+    from epochal.learner import Learner
+
+    x, y = torch.randn(8, 3), torch.arange(8) % 2
+    loss = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0]))
+    # the meta device stands for any accelerator: a weight left on the CPU would not be moved there
+    learner = Learner(nn.Linear(3, 2), (ArrayLoader(x, y, 4), ArrayLoader(x, y, 4)), loss=loss, device="meta")
+    assert learner.loss_fn.weight.device.type == "meta"
+
+
 @pytest.mark.gpu
 def test_class_weights_follow_the_learner_to_cuda(uneven):
     if not torch.cuda.is_available():

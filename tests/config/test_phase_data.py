@@ -195,3 +195,9 @@ def test_the_documented_progressive_resizing_recipe_loads(tmp_path):
     config = load_config(path)
     assert [p.get("data") for p in config.phases] == ["small", "medium", None]
     assert config.data_variants["small"].overlay() == {"image_size": 16, "batch_size": 1024}
+
+
+def test_a_phase_that_changes_nothing_trains_on_the_main_loader(tiny_images):
+    same = "phases=[{epochs: 1, data: {}}, {epochs: 1, data: {batch_size: 4}}]"  # TINY's batch size
+    _, phases = build_learner(load_config("default", [*TINY, f"data.path={tiny_images}", same]), device="cpu")
+    assert phases[0].data is None and phases[1].data is None

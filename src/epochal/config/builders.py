@@ -51,6 +51,7 @@ __all__ = [
     "check_callbacks",
     "check_data_options",
     "check_model_for_data",
+    "check_optimizer_values",
     "check_phase_list",
     "check_schedule",
     "check_schedule_values",
@@ -269,6 +270,20 @@ def _freeze_groups(value: Any) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------- optimizer, loss
+def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ValueError when optimizer ``name`` rejects ``kwargs`` (built on one dummy parameter).
+
+    The constructor checks values together (Nesterov momentum needs zero dampening), so the
+    recipe's optimizer section is checked when it loads.
+    """
+    from epochal.optim import build_optimizer
+
+    try:
+        build_optimizer(name, [torch.zeros(1, requires_grad=True)], **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"optimizer {name!r} rejects {dict(kwargs)}: {exc}") from None
+
+
 def build_optimizer_spec(config) -> Any:
     """The Learner's ``optimizer`` argument: the registry name, or a factory carrying extra arguments."""
     opt = config.optimizer

@@ -9,7 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["build_model", "check_model_for_data", "class_priors", "create_model", "load_matching_weights"]
+__all__ = [
+    "build_model",
+    "build_on_meta",
+    "check_model_for_data",
+    "class_priors",
+    "create_model",
+    "load_matching_weights",
+]
 
 
 def check_model_for_data(
@@ -44,15 +51,25 @@ def check_model_for_data(
         _check_on_meta(name, kwargs, init_bias)
 
 
-def _check_on_meta(name: str, kwargs: dict[str, Any], init_bias: str) -> None:
+def build_on_meta(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Model ``name`` built with ``kwargs`` on the meta device (no memory, no initialisation).
+
+    Raises:
+        ValueError: naming the model and the arguments its constructor rejects.
+    """
     from epochal.models import create
-    from epochal.models.init import output_layer
 
     try:
         with torch.device("meta"):
-            model = create(name, **kwargs)
+            return create(name, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
+        raise ValueError(f"model {name!r} cannot be built with {dict(kwargs)}: {exc}") from None
+
+
+def _check_on_meta(name: str, kwargs: dict[str, Any], init_bias: str) -> None:
+    from epochal.models.init import output_layer
+
+    model = build_on_meta(name, kwargs)
     if init_bias == "priors" and output_layer(model).bias is None:
         raise ValueError(
             f"model.init_bias 'priors' sets the output bias, but model {name!r} has an output layer "

@@ -18,15 +18,72 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
-from epochal.config.errors import format_validation_error
-from epochal.config.schema import DataConfig, PhaseDataConfig
+from epochal.config.errors import format_validation_error, unknown_key_message
+from epochal.config.sections import Section
 from epochal.utils import did_you_mean
 
-__all__ = ["merged_data", "phase_loaders", "phase_overlay"]
+if TYPE_CHECKING:
+    from epochal.config.schema import DataConfig
+
+__all__ = ["PHASE_DATA_REFUSED", "PhaseDataConfig", "merged_data", "phase_loaders", "phase_overlay"]
+
+#: Keys of ``data`` a phase may not change, and why.
+PHASE_DATA_REFUSED: dict[str, str] = {
+    "kind": "it would change the data source",
+    "path": "it would change the data source",
+    "target": "it would change what is predicted",
+    "valid_pct": "it would change the validation split",
+    "options": "the loader options (packing, normalisation, preprocessing) are shared by every phase",
+}
+
+
+class PhaseDataConfig(Section):
+    """How one training phase batches and augments the recipe's data (``phases[i].data``, ``data_variants``).
+
+    Each key given replaces that key of the recipe's ``data`` section for the phase; keys left out
+    keep its value. The phase trains on the same images or rows, split and preprocessing (nothing
+    is packed or fitted again), so the keys that would change those are refused.
+
+    Example (progressive resizing: small images in large batches first)::
+
+        data_variants:
+          small: {image_size: 16, batch_size: 256}
+        phases:
+          - {epochs: 4, lr: 0.4, data: small}
+          - {epochs: 2, lr: 0.04}
+    """
+
+    batch_size: int | None = Field(None, ge=1)
+    image_size: int | None = Field(None, ge=1)
+    augment: list[Any] | None = None
+    balance: Literal["oversample", "undersample", "weighted"] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key in PHASE_DATA_REFUSED:
+                    raise ValueError(
+                        f"{key!r} cannot change in a phase: {PHASE_DATA_REFUSED[key]}; "
+                        f"a phase may set {sorted(cls.model_fields)}"
+                    )
+                if key not in cls.model_fields:
+                    raise ValueError(unknown_key_message(str(key), cls.model_fields))
+        return data
+
+    @model_serializer(mode="wrap")
+    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a key left out means "as in data", which a saved default would silently replace
+        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
+
+    def overlay(self) -> dict[str, Any]:
+        """The ``data`` keys this phase sets (an explicit null included)."""
+        return self.model_dump()
 
 
 def _nested_error(exc: ValidationError, where: str) -> ValueError:
@@ -70,6 +127,8 @@ def phase_overlay(value: Any, variants: Mapping[str, PhaseDataConfig], where: st
 
 def merged_data(data: DataConfig, overlay: Mapping[str, Any] | None, where: str) -> DataConfig:
     """The recipe's ``data`` section with a phase's keys laid over it, validated like ``data``."""
+    from epochal.config.schema import DataConfig
+
     if not overlay:
         return data
     try:
@@ -79,12 +138,13 @@ def merged_data(data: DataConfig, overlay: Mapping[str, Any] | None, where: str)
 
 
 def _phase_data_settings(config) -> list[DataConfig | None]:
-    return [
-        merged_data(config.data, phase_overlay(entry.get("data"), config.data_variants, f"phases.{i}.data"), "")
-        if entry.get("data") is not None
-        else None
-        for i, entry in enumerate(config.phases)
-    ]
+    """Each phase's data settings; None where they are the recipe's own (the main loader serves it)."""
+    settings = []
+    for i, entry in enumerate(config.phases):
+        where = f"phases.{i}.data"
+        merged = merged_data(config.data, phase_overlay(entry.get("data"), config.data_variants, where), where)
+        settings.append(None if merged == config.data else merged)
+    return settings
 
 
 def phase_loaders(config, data) -> list:

@@ -20,18 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationInfo,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from epochal.config.errors import check_kwargs, unknown_key_message
+from epochal.config.errors import check_kwargs
+from epochal.config.phase_data import PhaseDataConfig
+from epochal.config.sections import OpenSection, Section
 from epochal.utils import unknown_name_error
 
 __all__ = [
@@ -46,32 +39,6 @@ __all__ = [
     "Section",
     "TrainerConfig",
 ]
-
-
-class Section(BaseModel):
-    """A closed section: unknown keys are errors with a suggestion."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
-            for key in data:
-                if key not in cls.model_fields:
-                    raise ValueError(unknown_key_message(str(key), cls.model_fields))
-        return data
-
-
-class OpenSection(Section):
-    """A section whose keys beyond the declared ones are keyword arguments of a registry entry."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        """The extra keys: keyword arguments for the registry entry."""
-        return dict(self.model_extra or {})
 
 
 def _check_name(kind: str, name: str, choices: list[str]) -> str:
@@ -113,61 +80,6 @@ class DataConfig(Section):
         return self
 
 
-#: Keys of ``data`` a phase may not change, and why.
-PHASE_DATA_REFUSED: dict[str, str] = {
-    "kind": "it would change the data source",
-    "path": "it would change the data source",
-    "target": "it would change what is predicted",
-    "valid_pct": "it would change the validation split",
-    "options": "the loader options (packing, normalisation, preprocessing) are shared by every phase",
-}
-
-
-class PhaseDataConfig(Section):
-    """How one training phase batches and augments the recipe's data (``phases[i].data``, ``data_variants``).
-
-    Each key given replaces that key of the recipe's ``data`` section for the phase; keys left out
-    keep its value. The phase trains on the same images or rows, split and preprocessing (nothing
-    is packed or fitted again), so the keys that would change those are refused.
-
-    Example (progressive resizing: small images in large batches first)::
-
-        data_variants:
-          small: {image_size: 16, batch_size: 256}
-        phases:
-          - {epochs: 4, lr: 0.4, data: small}
-          - {epochs: 2, lr: 0.04}
-    """
-
-    batch_size: int | None = Field(None, ge=1)
-    image_size: int | None = Field(None, ge=1)
-    augment: list[Any] | None = None
-    balance: Literal["oversample", "undersample", "weighted"] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for key in data:
-                if key in PHASE_DATA_REFUSED:
-                    raise ValueError(
-                        f"{key!r} cannot change in a phase: {PHASE_DATA_REFUSED[key]}; "
-                        f"a phase may set {sorted(cls.model_fields)}"
-                    )
-                if key not in cls.model_fields:
-                    raise ValueError(unknown_key_message(str(key), cls.model_fields))
-        return data
-
-    @model_serializer(mode="wrap")
-    def _given_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # a key left out means "as in data", which a saved default would silently replace
-        return {k: v for k, v in handler(self).items() if k in self.model_fields_set}
-
-    def overlay(self) -> dict[str, Any]:
-        """The ``data`` keys this phase sets (an explicit null included)."""
-        return self.model_dump()
-
-
 #: Model arguments the builders set from the data, and what they come from.
 _MODEL_ARGS_FROM_DATA = {
     "num_classes": "the data's classes (1 output for a regression target)",
@@ -201,6 +113,7 @@ class ModelConfig(OpenSection):
 
     @model_validator(mode="after")
     def _arguments(self) -> ModelConfig:
+        from epochal.config.model_builders import build_on_meta
         from epochal.models import list_models
         from epochal.models._registry import check_model_arguments, model_arguments
 
@@ -211,7 +124,7 @@ class ModelConfig(OpenSection):
         try:
             check_model_arguments(self.name, self.kwargs)
             if accepted is None and self.kwargs:  # the factory checks its **kwargs only when called
-                _build_on_meta(self.name, self.kwargs)
+                build_on_meta(self.name, self.kwargs)
         except ValueError as exc:
             if accepted is None:  # the factory's message names the arguments it does not take
                 unknown = [k for k in self.kwargs if repr(k) in str(exc)]
@@ -225,19 +138,6 @@ class ModelConfig(OpenSection):
                 f"section, set model={{name: {self.name}}})"
             ) from None
         return self
-
-
-def _build_on_meta(name: str, kwargs: dict[str, Any]) -> None:
-    """Build model ``name`` on the meta device (no memory, no initialisation) to check ``kwargs``."""
-    import torch
-
-    from epochal.models import create
-
-    try:
-        with torch.device("meta"):
-            create(name, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model {name!r} cannot be built with {kwargs}: {exc}") from None
 
 
 class OptimizerConfig(OpenSection):
@@ -266,20 +166,10 @@ class OptimizerConfig(OpenSection):
                 skip=("params",),
                 declared=type(self).model_fields,
             )
-            _construct_optimizer(self.name, {**self.kwargs, **self.model_dump(exclude={"name"}, exclude_none=True)})
+            from epochal.config.builders import check_optimizer_values
+
+            check_optimizer_values(self.name, {**self.kwargs, **self.model_dump(exclude={"name"}, exclude_none=True)})
         return self
-
-
-def _construct_optimizer(name: str, kwargs: dict[str, Any]) -> None:
-    """Build optimizer ``name`` on one dummy parameter: its constructor checks the values together."""
-    import torch
-
-    from epochal.optim import build_optimizer
-
-    try:
-        build_optimizer(name, [torch.zeros(1, requires_grad=True)], **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"optimizer {name!r} rejects {kwargs}: {exc}") from None
 
 
 class LossConfig(OpenSection):
