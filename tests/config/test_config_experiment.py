@@ -3,43 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from typer.testing import CliRunner
 
 from epochal.cli.main import app
 from epochal.config import ConfigError, load_config
-from epochal.config.builders import (
-    _resolve_augment,
-    build_callbacks,
-    callback_registry,
-    load_matching_weights,
-    mixup_alpha_for,
-)
+from epochal.config.builders import build_callbacks, callback_registry, load_matching_weights, mixup_alpha_for
+from epochal.config.data_builders import _resolve_augment
 from epochal.config.experiment import build_learner, train
 
 runner = CliRunner()
 TINY = ["data.image_size=16", "data.batch_size=8", "model.widths=[8,16,16]", "callbacks.progress_bar=null"]
 
 
-def colour_folder(root: Path, colours: dict[str, tuple[int, int, int]], n: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for name, colour in colours.items():
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            pixels = np.clip(np.array(colour) + rng.normal(0, 30, (16, 16, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
-def rgb(tmp_path_factory) -> Path:
-    return colour_folder(
+def rgb(tmp_path_factory, make_colour_folder) -> Path:
+    return make_colour_folder(
         tmp_path_factory.mktemp("rgb"), {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
     )
 
@@ -80,8 +65,8 @@ def test_resume_continues_exactly(run2):
     assert bad.exit_code == 1 and "drop --set" in bad.output
 
 
-def test_finetune_freezes_then_unfreezes_and_loads_matching_weights(run2, tmp_path):
-    folder = colour_folder(tmp_path / "two", {"cyan": (30, 200, 200), "yellow": (200, 200, 30)}, n=8)
+def test_finetune_freezes_then_unfreezes_and_loads_matching_weights(run2, tmp_path, make_colour_folder):
+    folder = make_colour_folder(tmp_path / "two", {"cyan": (30, 200, 200), "yellow": (200, 200, 30)}, n=8)
     config = load_config(
         "finetune",
         [
@@ -237,3 +222,151 @@ def test_train_into_a_given_folder_with_extra_callbacks(rgb, tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "trial_0003"]  # no dated folder beside it
     with pytest.raises(ConfigError, match="already holds a run"):  # never trains over a finished run
         train(config, run_dir=tmp_path / "trial_0003", progress=False)
+
+
+@pytest.fixture
+def uneven(tmp_path, make_colour_folder) -> Path:
+    """Two colours: 15 red and 5 green images."""
+    make_colour_folder(tmp_path / "uneven", {"red": (200, 30, 30)}, n=15)
+    return make_colour_folder(tmp_path / "uneven", {"green": (30, 200, 30)}, n=5)
+
+
+def test_balanced_class_weights_come_from_the_training_split(uneven):
+    folder = uneven
+    config = load_config("default", [*TINY, f"data.path={folder}", "loss.weight=balanced", "epochs=1"])
+    learner, phases = build_learner(config, device="cpu", progress=False)
+    counts = learner.data.info["class_counts"]  # training images per class, in class order
+    n, k = sum(counts.values()), len(counts)
+    expected = [n / (k * c) for c in counts.values()]
+    assert list(counts) == ["green", "red"] and learner.loss_fn.weight.tolist() == pytest.approx(expected)
+    assert learner.loss_fn.weight.device == learner.device
+    learner.fit(phases)
+    assert math.isfinite(learner.history[-1]["valid/loss"])
+
+
+def test_class_weight_lists_are_checked_against_the_classes_and_saved_runs_reuse_them(uneven, tmp_path):
+    folder = uneven
+    config = load_config("default", [*TINY, f"data.path={folder}", "loss.weight=[1, 2, 3]"])
+    with pytest.raises(ValueError, match=r"loss.weight has 3 values but the data has 2 classes \['green', 'red'\]"):
+        build_learner(config, device="cpu", progress=False)
+    config = load_config("default", [*TINY, f"data.path={folder}", "loss.weight=[3.0, 1.0]", "epochs=1"])
+    result = train(config, out=tmp_path / "runs", progress=False)
+    evaluated = invoke("eval", result["run_dir"], "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.splitlines()[-1])["metrics"]["loss"] == pytest.approx(
+        result["metrics"]["loss"], rel=1e-5
+    )
+
+
+def test_multi_label_pos_weight_balanced_is_negatives_over_positives(tiny_multi_label):
+    config = load_config(
+        "default",
+        [*TINY, f"data.path={tiny_multi_label}", "loss={name: bce_with_logits, pos_weight: balanced}", "metrics=[mAP]"],
+    )
+    learner, phases = build_learner(config, device="cpu", progress=False)
+    positives = learner.data.train.targets.sum(0).cpu()
+    n = len(learner.data.train.targets)
+    assert learner.loss_fn.pos_weight.tolist() == pytest.approx(((n - positives) / positives).tolist())
+    learner.fit(phases)
+    with pytest.raises(ValueError, match=r"loss compares predictions with one class per sample.*multi-label"):
+        build_learner(load_config("default", [*TINY, f"data.path={tiny_multi_label}"]), device="cpu", progress=False)
+
+
+def test_loss_buffers_follow_the_learner_to_its_device():
+    from torch import nn
+
+    from epochal.data.base import ArrayLoader
+    from epochal.learner import Learner
+
+    x, y = torch.randn(8, 3), torch.arange(8) % 2
+    loss = nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0]))
+    # the meta device stands for any accelerator: a weight left on the CPU would not be moved there
+    learner = Learner(nn.Linear(3, 2), (ArrayLoader(x, y, 4), ArrayLoader(x, y, 4)), loss=loss, device="meta")
+    assert learner.loss_fn.weight.device.type == "meta"
+
+
+@pytest.mark.gpu
+def test_class_weights_follow_the_learner_to_cuda(uneven):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    folder = uneven
+    config = load_config("default", [*TINY, f"data.path={folder}", "loss.weight=balanced", "epochs=1"])
+    learner, phases = build_learner(config, device="cuda", progress=False)
+    assert learner.loss_fn.weight.device.type == "cuda"
+    learner.fit(phases)
+    assert math.isfinite(learner.history[-1]["valid/loss"])
+
+
+TABLE = ["data.batch_size=32", "callbacks.progress_bar=null", "model.hidden=[16]", "epochs=3"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_onehot_table_trains_evaluates_predicts_and_exports(tiny_table, tmp_path):
+    overrides = [*TABLE, f"data.path={tiny_table}", "data.target=y", "data.options.encoding=onehot"]
+    result = train(load_config("tabular-adult", overrides), out=tmp_path / "runs", progress=False)
+    run = result["run_dir"]
+    assert result["metrics"]["accuracy"] > 0.6
+    assert json.loads((Path(run) / "data.json").read_text())["encoding"] == "onehot"
+    evaluated = invoke("eval", run, "--data", tiny_table, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.splitlines()[-1])["n"] == 120
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("colour,size,weight\nred,1.0,0.1\nblue,-1.0,0.3\n")
+    predicted = invoke("predict", run, unlabelled, "--top-k", "2", "--json")
+    assert predicted.exit_code == 0, predicted.output
+    rows = json.loads(predicted.stdout.splitlines()[-1])["predictions"]
+    assert [r["row"] for r in rows] == [0, 1] and all({c for c, _ in r["top"]} == {"no", "yes"} for r in rows)
+    exported = invoke("export", run, "--format", "torchscript", "--out", tmp_path / "m.pt", "--json")
+    assert exported.exit_code == 0, exported.output
+    from epochal.config.inference import restore_model
+
+    model = restore_model(run)[0]
+    x = model.example_input(4)
+    assert torch.allclose(torch.jit.load(str(tmp_path / "m.pt"))(x), model(x), atol=1e-5)
+
+
+def test_regression_table_trains_with_a_one_output_head(tiny_regression_table, tmp_path):
+    config = load_config(
+        "tabular-adult",
+        [
+            *TABLE,
+            f"data.path={tiny_regression_table}",
+            "data.target=y",
+            "data.balance=null",
+            "model={name: tabular_mlp, hidden: [16]}",
+            "loss={name: mse}",
+            "metrics=[]",
+            "callbacks.model_checkpoint={monitor: valid/loss}",
+        ],
+    )
+    result = train(config, out=tmp_path / "runs", progress=False)
+    first = json.loads((Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()[0])
+    assert result["metrics"]["loss"] < first["valid/loss"]  # learns y = 2 size + weight
+    evaluated = invoke("eval", result["run_dir"], "--data", tiny_regression_table, "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    balanced = load_config("tabular-adult", [*TABLE, f"data.path={tiny_regression_table}", "data.target=y",
+                                             "loss={name: mse}", "metrics=[]", "model.init_bias=default"])
+    with pytest.raises(ValueError, match=r"balance='oversample' needs class labels.*regression target"):
+        build_learner(balanced, device="cpu", progress=False)
+
+
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_onehot_adult_trains_and_its_run_evaluates_predicts_and_exports(adult_csv, tmp_path):
+    trained = invoke(
+        "train", "tabular-adult", "--data", adult_csv, "--epochs", "1", "--set", "data.options.encoding=onehot",
+        "--set", "callbacks.progress_bar=null", "--out", tmp_path, "--json",
+    )
+    assert trained.exit_code == 0, trained.output
+    result = json.loads(trained.stdout.splitlines()[-1])
+    assert result["metrics"]["auroc"] > 0.85  # one epoch of an MLP on one-hot census columns
+    evaluated = invoke("eval", result["run_dir"], "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.splitlines()[-1])["metrics"]["auroc"] == pytest.approx(
+        result["metrics"]["auroc"], rel=1e-5
+    )
+    predicted = invoke("predict", result["run_dir"], adult_csv, "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout.splitlines()[-1])["n"] > 30000
+    exported = invoke("export", result["run_dir"], "--format", "torchscript", "--json")
+    assert exported.exit_code == 0, exported.output

@@ -84,7 +84,7 @@ def test_overrides_are_yaml_scalars():
             "epochs=2",
             "tags=[a, b]",
             "data.image_size=16",
-            "model.name=regnety_016",
+            "model={name: regnety_016}",
             "callbacks.progress_bar=null",
         ],
     )
@@ -216,3 +216,39 @@ def test_model_arguments_are_checked_when_the_recipe_loads():
     assert message.startswith("--set model.name=resnet18: model: model 'resnet18' takes no argument 'widths'")
     assert "set model={name: resnet18}" in message
     assert load_config("default", ["model={name: resnet18, stem: cifar}"]).model.kwargs == {"stem": "cifar"}
+
+
+def test_keys_that_would_crash_after_loading_are_refused_when_loading():
+    with pytest.raises(ConfigError, match=r"--set model.name=regnety_016.*'widths'.*set model=\{name: regnety_016\}"):
+        load_config("default", ["model.name=regnety_016"])  # widths belong to the recipe's airbench
+    with pytest.raises(ConfigError, match=r"model 'regnetx_002' cannot be built.*wa must be >= 0"):
+        load_config("default", ["model={name: regnetx_002, wa: -3}"])
+    with pytest.raises(ConfigError, match=r"model 'inception_resnet_cifar' cannot be built.*must exceed"):
+        load_config("default", ["model={name: inception_resnet_cifar, widths: [8, 8, 8]}"])
+    with pytest.raises(ConfigError, match=r"'num_classes' is set from the data's classes"):
+        load_config("default", ["model.num_classes=5"])
+    with pytest.raises(ConfigError, match=r"init_bias 'priors'.*'airbench' has an output layer without one"):
+        load_config("default", ["model.init_bias=priors"])
+    with pytest.raises(ConfigError, match=r"model 'conv_autoencoder' \(autoencoder family\).*Python API"):
+        load_config("default", ["model={name: conv_autoencoder}"])
+    with pytest.raises(ConfigError, match=r"model 'airbench' .*data.kind 'tabular'.*use tabular_mlp"):
+        load_config("tabular-adult", ["model={name: airbench}"])
+    with pytest.raises(ConfigError, match=r"loss: 'reduction' must be one of \['mean', 'sum'\]"):
+        load_config("default", ["loss.reduction=none"])
+    with pytest.raises(ConfigError, match=r"optimizer 'nesterov' rejects.*zero dampening"):
+        load_config("default", ["optimizer={name: nesterov, dampening: 0.1}"])
+    with pytest.raises(ConfigError, match=r"schedule 'warmup_cosine' with epochs=1: warmup_epochs must be in"):
+        load_config("default", ["epochs=1", "phases={schedule: warmup_cosine}"])
+    with pytest.raises(ConfigError, match=r"callback 'model_checkpoint': .*save_best and save_last are both False"):
+        load_config("default", ["callbacks.model_checkpoint={save_best: false, save_last: false}"])
+    with pytest.raises(ConfigError, match=r"'rank' in data.options is set for each process by distributed training"):
+        load_config("default", ["data.options.rank=1"])
+    with pytest.raises(ConfigError, match=r"data.augment is for image folders; kind 'tabular' has no images"):
+        load_config("tabular-adult", ["data.augment=[flip]"])
+
+
+def test_compile_takes_a_backend_name():
+    assert load_config("default", ["trainer.compile=eager"]).trainer.compile == "eager"
+    assert load_config("default", ["trainer.compile=true"]).trainer.compile is True
+    with pytest.raises(ConfigError, match=r"unknown torch.compile backend 'eagr'.*did you mean 'eager'"):
+        load_config("default", ["trainer.compile=eagr"])

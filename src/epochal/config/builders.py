@@ -1,7 +1,9 @@
 """Builders from a validated :class:`~epochal.config.schema.Config` to the objects of a run.
 
 Each section has one thin builder that calls the area that owns the object (``epochal.data``,
-``epochal.models``, ``epochal.schedules``, ``epochal.callbacks``); names are looked up in
+``epochal.models``, ``epochal.schedules``, ``epochal.callbacks``, ``epochal.losses``); the data
+and model builders live in :mod:`~epochal.config.data_builders` and
+:mod:`~epochal.config.model_builders` and are re-exported here. Names are looked up in
 registries, so a new loss, callback or schedule is one registry entry, and a new capability
 (averaging, distillation, distributed training) is a schema section plus a builder here.
 """
@@ -14,13 +16,27 @@ import inspect
 import pkgutil
 import re
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from epochal.config.data_builders import (
+    build_data,
+    check_data_options,
+    label_counts,
+    mixup_alpha_for,
+    resolve_data_path,
+)
 from epochal.config.errors import check_kwargs
+from epochal.config.model_builders import (
+    build_model,
+    check_model_for_data,
+    class_priors,
+    create_model,
+    load_matching_weights,
+)
+from epochal.losses import LOSSES, register_loss
 from epochal.utils import unknown_name_error
 
 __all__ = [
@@ -34,8 +50,11 @@ __all__ = [
     "callback_registry",
     "check_callbacks",
     "check_data_options",
+    "check_model_for_data",
+    "check_optimizer_values",
     "check_phase_list",
     "check_schedule",
+    "check_schedule_values",
     "class_priors",
     "create_model",
     "load_matching_weights",
@@ -44,21 +63,6 @@ __all__ = [
     "register_loss",
     "resolve_data_path",
 ]
-
-#: Loss name -> constructor; the recipe's other ``loss`` keys are its keyword arguments.
-LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "cross_entropy": nn.CrossEntropyLoss,
-    "bce_with_logits": nn.BCEWithLogitsLoss,
-    "mse": nn.MSELoss,
-    "l1": nn.L1Loss,
-    "smooth_l1": nn.SmoothL1Loss,
-}
-
-
-def register_loss(name: str, factory: Callable[..., nn.Module]) -> None:
-    """Make ``loss: {name: NAME, ...}`` build ``factory(**kwargs)``."""
-    LOSSES[name] = factory
-
 
 # ----------------------------------------------------------------------------------------- callbacks
 #: Registry names of callbacks whose class name does not snake-case to the name users know.
@@ -108,14 +112,30 @@ def callback_registry() -> dict[str, type]:
     return {**_package_callbacks(), **_REGISTERED_CALLBACKS}
 
 
+#: Callback arguments a recipe cannot give (Python objects), and what sets them instead.
+_NOT_FROM_RECIPES = {"progress_bar": {"console": "the CLI draws the bars on stderr"}}
+
+
 def check_callbacks(entries: Mapping[str, Any]) -> None:
-    """Raise ValueError for an unknown callback name or an argument its class does not take."""
+    """Raise ValueError for an unknown callback name, or arguments its class does not take or refuses.
+
+    Each enabled callback is constructed (callbacks do no work until a fit starts), so a bad value
+    is reported when the recipe loads rather than after the data is built.
+    """
     registry = callback_registry()
     for name, kwargs in entries.items():
         if name not in registry:
             raise unknown_name_error("callback", name, registry)
-        if kwargs:
-            check_kwargs(registry[name].__init__, kwargs, f"of callback {name!r}")
+        if not kwargs:
+            continue
+        check_kwargs(registry[name].__init__, kwargs, f"of callback {name!r}")
+        for key, reason in _NOT_FROM_RECIPES.get(name, {}).items():
+            if key in kwargs:
+                raise ValueError(f"{key!r} of callback {name!r} is a Python object, not a recipe value ({reason})")
+        try:
+            registry[name](**kwargs)
+        except (TypeError, ValueError, ImportError) as exc:
+            raise ValueError(f"callback {name!r}: {exc}") from None
 
 
 def build_callbacks(entries: Mapping[str, Any]) -> list:
@@ -147,8 +167,35 @@ def check_schedule(name: str, kwargs: Mapping[str, Any]) -> None:
     check_kwargs(_schedule_builder(name), kwargs, f"of schedule {name!r}", declared=("schedule",))
 
 
-def check_phase_list(phases: list[Mapping[str, Any]]) -> None:
-    """Validate an explicit list of phase mappings (``freeze`` is read here, the rest by the phase)."""
+def check_schedule_values(spec, epochs: int, lr: float) -> None:
+    """Raise ValueError when the schedule builder rejects its arguments for this run's ``epochs`` and ``lr``.
+
+    Builders are pure functions of their arguments, so calling one here costs nothing and reports a
+    bad value (``warmup_epochs`` past the run's end) when the recipe loads.
+    """
+    try:
+        _call_schedule(spec, epochs, lr)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"schedule {spec.schedule!r} with epochs={epochs}: {exc}") from None
+
+
+#: Keys of a phase mapping that the recipe layer reads (the rest are ``TrainingPhase`` keys).
+_RECIPE_PHASE_KEYS = ("freeze", "data")
+
+
+def _phase_keys(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in _RECIPE_PHASE_KEYS}
+
+
+def check_phase_list(phases: list[Mapping[str, Any]], data=None, variants: Mapping[str, Any] | None = None) -> None:
+    """Validate an explicit list of phase mappings (``freeze`` and ``data`` are read here, the rest by the phase).
+
+    Args:
+        phases: the recipe's phase mappings.
+        data: the recipe's validated ``data`` section (phase ``data`` is checked laid over it).
+        variants: the recipe's ``data_variants``.
+    """
+    from epochal.config.phase_data import merged_data, phase_overlay
     from epochal.schedules import TrainingPhase
 
     if not phases:
@@ -158,7 +205,10 @@ def check_phase_list(phases: list[Mapping[str, Any]]) -> None:
             # ValueError, not TypeError: pydantic turns it into a validation error naming the key
             raise ValueError(f"phases.{i} must be a mapping of phase keys, got {entry!r}")  # noqa: TRY004
         _check_freeze(entry.get("freeze"), f"phases.{i}.freeze")
-        TrainingPhase.from_dict({k: v for k, v in entry.items() if k != "freeze"}, where=f"phases.{i}")
+        TrainingPhase.from_dict(_phase_keys(entry), where=f"phases.{i}")
+        overlay = phase_overlay(entry.get("data"), variants or {}, f"phases.{i}.data")
+        if data is not None:
+            merged_data(data, overlay, f"phases.{i}.data")
 
 
 def _check_freeze(value: Any, where: str) -> None:
@@ -168,31 +218,45 @@ def _check_freeze(value: Any, where: str) -> None:
         )
 
 
-def build_phases(config) -> tuple[list, list]:
+def build_phases(config, data=None) -> tuple[list, list]:
     """The training phases, and per phase how many leading layer groups are frozen (None: leave as is).
 
     ``{schedule: NAME, ...}`` calls the schedule builder with the run's ``epochs`` and
     ``optimizer.lr`` filled in under whatever name the builder uses for them.
+
+    Args:
+        config: the recipe.
+        data: the run's :class:`~epochal.data.DataLoaders`; phases with ``data`` settings get a
+            training loader built from it. None leaves every phase's ``data`` unset (the schedule
+            alone, e.g. to plot it for a given number of steps per epoch).
     """
     from epochal.schedules import TrainingPhase
 
     spec = config.phases
     if isinstance(spec, list):
+        from epochal.config.phase_data import phase_loaders
+
+        loaders = phase_loaders(config, data) if data is not None else [None] * len(spec)
         phases = [
-            TrainingPhase.from_dict({k: v for k, v in e.items() if k != "freeze"}, where=f"phases.{i}")
-            for i, e in enumerate(spec)
+            TrainingPhase.from_dict({**_phase_keys(e), "data": loader}, where=f"phases.{i}")
+            for i, (e, loader) in enumerate(zip(spec, loaders))
         ]
         freeze = [_freeze_groups(e.get("freeze")) for e in spec]
         return phases, freeze
+    phases = _call_schedule(spec, config.epochs, config.optimizer.lr)
+    return phases, [None] * len(phases)
+
+
+def _call_schedule(spec, epochs: int, lr: float) -> list:
+    """The phases of ``{schedule: NAME, ...}``, the run's ``epochs`` and ``lr`` filled in where not given."""
     builder = _schedule_builder(spec.schedule)
     kwargs = spec.kwargs
     accepted = inspect.signature(builder).parameters
-    for group, value in ((_EPOCH_ARGS, config.epochs), (_LR_ARGS, config.optimizer.lr)):
+    for group, value in ((_EPOCH_ARGS, epochs), (_LR_ARGS, lr)):
         name = next((a for a in group if a in accepted), None)
         if name is not None and not any(a in kwargs for a in group):
             kwargs[name] = value
-    phases = builder(**kwargs)
-    return phases, [None] * len(phases)
+    return builder(**kwargs)
 
 
 def _freeze_groups(value: Any) -> int | None:
@@ -206,6 +270,20 @@ def _freeze_groups(value: Any) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------- optimizer, loss
+def check_optimizer_values(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ValueError when optimizer ``name`` rejects ``kwargs`` (built on one dummy parameter).
+
+    The constructor checks values together (Nesterov momentum needs zero dampening), so the
+    recipe's optimizer section is checked when it loads.
+    """
+    from epochal.optim import build_optimizer
+
+    try:
+        build_optimizer(name, [torch.zeros(1, requires_grad=True)], **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"optimizer {name!r} rejects {dict(kwargs)}: {exc}") from None
+
+
 def build_optimizer_spec(config) -> Any:
     """The Learner's ``optimizer`` argument: the registry name, or a factory carrying extra arguments."""
     opt = config.optimizer
@@ -219,181 +297,32 @@ def build_optimizer_spec(config) -> Any:
     return functools.partial(build_optimizer, opt.name, **extra)
 
 
-def build_loss(config) -> nn.Module:
-    """The loss module of ``config.loss``."""
-    return LOSSES[config.loss.name](**config.loss.kwargs)
+def build_loss(config, info: Mapping[str, Any] | None = None, targets: torch.Tensor | None = None) -> nn.Module:
+    """The loss module of ``config.loss``, its class weights sized and computed for the data.
 
-
-# ----------------------------------------------------------------------------------------- data
-_DATA_SUPPLIED = {
-    "image_folder": ("root", "valid_pct", "seed", "image_size", "batch_size", "augment", "device", "balance"),
-    "tabular": ("data", "target", "valid_pct", "seed", "batch_size", "device", "balance"),
-}
-
-
-def _data_builder(kind: str) -> Callable:
-    from epochal import data
-
-    return data.image_folder_loaders if kind == "image_folder" else data.tabular_loaders
-
-
-def check_data_options(data) -> None:
-    """Raise ValueError for a ``data.options`` key the loader builder does not take."""
-    check_kwargs(
-        _data_builder(data.kind),
-        data.options,
-        f"in data.options (for kind {data.kind!r})",
-        skip=_DATA_SUPPLIED[data.kind],
-    )
-    if data.augment:
-        from epochal.data.augment import build_augmentations
-
-        build_augmentations(_resolve_augment(data.augment, None))
-
-
-def resolve_data_path(path: str | None) -> str:
-    """A bundled data set name (``cifar10-mini``) or an existing file or folder."""
-    from epochal.data import DATASETS, get_dataset
-
-    if path is None:
-        raise ValueError("no data: set data.path in the recipe or pass --data DIR")
-    if Path(path).exists():
-        return str(path)
-    if path in DATASETS:
-        return str(get_dataset(path))
-    raise FileNotFoundError(f"data path {path!r} does not exist (and is not a registered data set: {sorted(DATASETS)})")
-
-
-def mixup_alpha_for(macs: int) -> float:
-    """MixUp strength (Zhang et al., *mixup: Beyond Empirical Risk Minimization*, 2018) for a model
-    of ``macs`` multiply-accumulates per image at its default input size.
-
-    Small models underfit and gain little from mixing; large ones overfit and gain more, so
-    alpha grows with size: 0.1 below 1 GMAC, 0.2 below 4, 0.3 below 12, 0.4 above.
+    Args:
+        config: the recipe.
+        info: the data facts (``DataLoaders.info``, or a run's ``data.json``): classes and the
+            training label counts that ``balanced`` weights come from.
+        targets: training targets, to count labels when ``info`` has no ``class_counts``.
     """
-    gmacs = macs / 1e9
-    return 0.1 if gmacs < 1 else 0.2 if gmacs < 4 else 0.3 if gmacs < 12 else 0.4
-
-
-def _model_macs(name: str) -> int:
-    """Multiply-accumulates per sample of the registered model ``name`` at its default input size."""
-    from epochal.models import model_summaries
-
-    return next(row["macs"] for row in model_summaries(name) if row["name"] == name)
-
-
-def _resolve_augment(spec: list[Any], model_name: str | None) -> list[Any]:
-    """Replace ``alpha: auto`` of a mixing entry by :func:`mixup_alpha_for` the model's size.
-
-    Without a model (validating the recipe alone) ``auto`` becomes 1.0, only to check the rest of
-    the entry.
-    """
-    resolved = []
-    for entry in spec:
-        if isinstance(entry, Mapping) and entry.get("alpha") == "auto":
-            alpha = mixup_alpha_for(_model_macs(model_name)) if model_name is not None else 1.0
-            entry = {**entry, "alpha": alpha}
-        resolved.append(entry)
-    return resolved
-
-
-def build_data(config, device: torch.device | str | None = None):
-    """The :class:`~epochal.data.DataLoaders` of ``config.data`` (validation split seeded by ``seed``)."""
-    data = config.data
-    kwargs: dict[str, Any] = {
-        "valid_pct": data.valid_pct,
-        "seed": config.seed,
-        "batch_size": data.batch_size,
-        "device": device,
-    }
-    if data.balance is not None:
-        kwargs["balance"] = data.balance
-    path = resolve_data_path(data.path)
-    if data.kind == "image_folder":
-        kwargs.update(
-            root=path,
-            image_size=data.image_size,
-            augment=_resolve_augment(data.augment, config.model.name) if data.augment else None,
-        )
-    else:
-        kwargs.update(data=path, target=data.target)
-    return _data_builder(data.kind)(**kwargs, **data.options)
-
-
-# ----------------------------------------------------------------------------------------- model
-def create_model(config, info: Mapping[str, Any]) -> nn.Module:
-    """The model of ``config.model`` sized from the data facts ``info`` (classes, channels, cardinalities)."""
-    from epochal.models import create
-
-    kwargs = config.model.kwargs
-    if config.data.kind == "tabular":
-        kwargs.setdefault("cardinalities", list(info["cardinalities"]))
-        kwargs.setdefault("n_continuous", int(info["n_continuous"]))
-        return create(config.model.name, num_classes=int(info["num_classes"]), **kwargs)
-    shape = info.get("input_shape")
-    return create(
-        config.model.name,
-        num_classes=int(info["num_classes"]),
-        in_chans=int(shape[0]) if shape else None,
-        **kwargs,
+    info = info or {}
+    counts, n_samples = label_counts(info, targets)
+    classes = info.get("classes")
+    return LOSSES[config.loss.name].build(
+        config.loss.kwargs,
+        classes=list(classes) if classes else None,
+        num_classes=info.get("num_classes"),
+        counts=counts,
+        n_samples=n_samples,
+        targets=_label_kind(info) if info else None,
     )
 
 
-def build_model(config, data) -> nn.Module:
-    """:func:`create_model`, then ``model.weights`` loaded and ``model.init_bias`` applied."""
-    from epochal.models import init_output_bias
-
-    model = create_model(config, data.info)
-    if config.model.weights:
-        load_matching_weights(model, config.model.weights)
-    if config.model.init_bias == "priors":
-        init_output_bias(model, class_priors(data), multilabel=bool(data.info.get("multi_label", False)))
-    return model
+def _label_kind(info: Mapping[str, Any]) -> str:
+    """The data's kind of labels, as :data:`epochal.losses.TARGETS` names them."""
+    if info.get("multi_label"):
+        return "multi_hot"
+    return "values" if info.get("task") == "regression" else "class_indices"
 
 
-def class_priors(data) -> torch.Tensor:
-    """Class frequencies of the training split (from ``info["class_counts"]`` or the loader's targets)."""
-    from epochal.models import class_priors_from_targets
-
-    counts = data.info.get("class_counts")
-    if counts:
-        values = torch.tensor(list(counts.values()) if isinstance(counts, Mapping) else list(counts), dtype=torch.float)
-        if data.info.get("multi_label"):  # counts of images carrying each label
-            return values / float(data.info.get("train_size") or values.max())
-        return values / values.sum()
-    targets = getattr(data.train, "targets", None)
-    if targets is None:
-        raise ValueError(
-            "model.init_bias 'priors' needs class counts: the data gives neither info['class_counts'] "
-            "nor training targets"
-        )
-    return class_priors_from_targets(targets.cpu(), int(data.info["num_classes"]))
-
-
-def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, list[str]]:
-    """Load the weights of a run folder, checkpoint or safetensors file whose names and shapes match.
-
-    Tensors that are missing or differ in shape (a classifier for another number of classes)
-    keep the model's own initialisation; their names are returned.
-    """
-    from epochal.learner import resolve_checkpoint
-    from epochal.state import load_checkpoint
-
-    source = Path(source)
-    if source.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(source))
-    else:
-        path = (
-            resolve_checkpoint(source, "best")
-            if source.is_dir() and (source / "checkpoints/best.pt").is_file()
-            else resolve_checkpoint(source)
-        )
-        state = load_checkpoint(path)["model"]
-    own = model.state_dict()
-    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not matched:
-        raise ValueError(f"model.weights {source}: no tensor matches model {type(model).__name__} by name and shape")
-    model.load_state_dict(matched, strict=False)
-    return {"skipped": sorted(set(own) - set(matched)), "unused": sorted(set(state) - set(matched))}

@@ -28,6 +28,7 @@ from epochal.utils import json_safe
 
 __all__ = [
     "build_learner",
+    "data_facts",
     "lr_find",
     "read_data_info",
     "schedule_plot",
@@ -100,7 +101,7 @@ def build_learner(
     device = _device(config, device)
     data = data if data is not None else build_data(config, device)
     model = build_model(config, data)
-    phases, freeze = build_phases(config)
+    phases, freeze = build_phases(config, data)
     callbacks = _callbacks(config, progress, run_dir is not None)
     if any(n is not None for n in freeze):
         if not config.model.weights:
@@ -114,7 +115,7 @@ def build_learner(
     learner = Learner(
         model,
         data,
-        loss=build_loss(config),
+        loss=build_loss(config, data_facts(data), targets=getattr(data.train, "targets", None)),
         optimizer=build_optimizer_spec(config),
         lr=config.optimizer.lr,
         weight_decay=config.optimizer.weight_decay,
@@ -135,6 +136,11 @@ def build_learner(
     return learner, phases
 
 
+def data_facts(data) -> dict[str, Any]:
+    """``data.info`` with the class names: what builders size the model and the loss from."""
+    return {"classes": list(data.classes) if data.classes is not None else None, **data.info}
+
+
 def write_data_info(run_dir: str | Path, data) -> Path:
     """Save what inference needs to know about the training data in ``<run>/data.json``."""
     from epochal.runs import write_json_atomic
@@ -152,6 +158,8 @@ def write_data_info(run_dir: str | Path, data) -> Path:
         "categorical",
         "continuous",
         "class_counts",
+        "train_size",
+        "encoding",
     ):
         if key in info:
             value = info[key]
@@ -292,18 +300,47 @@ def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) 
 def schedule_plot(
     config, path: str | Path, steps_per_epoch: int | None = None, device: str | None = None
 ) -> dict[str, Any]:
-    """Plot the recipe's learning-rate and momentum schedule; steps per epoch from the data unless given."""
+    """Plot the recipe's learning-rate and momentum schedule; steps per epoch from the data unless given.
+
+    Phases with their own ``data`` settings count their own loader's steps. A given
+    ``steps_per_epoch`` is the main data's; it is refused when a phase changes the number of
+    batches (its ``batch_size`` or ``balance``), which only the data can tell.
+
+    Returns:
+        ``{"plot", "steps_per_epoch", "total_steps", "phases", "phase_steps"}``: steps per epoch
+        of the main data (one per phase when phases change the data), and optimizer steps per phase.
+    """
     from epochal.schedules import PhaseSchedule, plot_schedule
 
-    phases, _ = build_phases(config)
     if steps_per_epoch is None:
         data = build_data(config, _device(config, device))
-        steps_per_epoch = math.ceil(len(data.train) / config.trainer.grad_accum)
-    schedule = PhaseSchedule(phases, steps_per_epoch, default_lr=config.optimizer.lr)
+        phases, _ = build_phases(config, data)
+        per_phase = [math.ceil(len(p.data or data.train) / config.trainer.grad_accum) for p in phases]
+    else:
+        _check_given_steps(config)
+        phases, _ = build_phases(config)
+        per_phase = [steps_per_epoch] * len(phases)
+    schedule = PhaseSchedule(phases, per_phase, default_lr=config.optimizer.lr)
     written = plot_schedule(schedule, path=path)
     return {
         "plot": str(written),
-        "steps_per_epoch": steps_per_epoch,
+        "steps_per_epoch": per_phase[0] if len(set(per_phase)) == 1 else per_phase,
         "total_steps": schedule.total_steps,
         "phases": len(phases),
+        "phase_steps": [schedule.phase_length(k) for k in range(len(phases))],
     }
+
+
+def _check_given_steps(config) -> None:
+    from epochal.config.phase_data import phase_overlay
+
+    if not isinstance(config.phases, list):
+        return
+    for i, entry in enumerate(config.phases):
+        overlay = phase_overlay(entry.get("data"), config.data_variants, f"phases.{i}.data") or {}
+        changed = sorted({"batch_size", "balance"} & set(overlay))
+        if changed:
+            raise ConfigError(
+                f"phases.{i}.data sets {changed}, so its steps per epoch differ from --steps-per-epoch; "
+                "leave --steps-per-epoch out to count them from the data"
+            )

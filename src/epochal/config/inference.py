@@ -177,7 +177,7 @@ def evaluate(
         learner = Learner(
             TTAModel(model) if tta else model,
             data,
-            loss=build_loss(config),
+            loss=build_loss(config, info),
             metrics=config.metrics,
             device=device,
             precision=config.trainer.precision,
@@ -210,24 +210,46 @@ def predict(
     device: str | None = None,
     batch_size: int = 64,
 ) -> list[dict[str, Any]]:
-    """Class predictions of a run's image model for image files (or folders of them).
+    """Class predictions of a run's model: for image files (or folders of them), or for every row
+    of CSV files for a tabular run (the target column may be absent).
 
     Returns:
-        One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per file.
+        One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
+        per table row (with ``"row"``, its 0-based position among the file's rows).
     """
     from epochal.config.experiment import resolve_device
+
+    model, config, info, _ = restore_model(target)
+    device = resolve_device(device)
+    if config.data.kind == "tabular":
+        if tta:
+            raise ConfigError("--tta is for image models; the run is tabular")
+        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size)
+    model = (TTAModel(model) if tta else model).to(device).eval()
+    return _predict_images(model, config, info, inputs, top_k, device, batch_size)
+
+
+def _classes(info: dict[str, Any]) -> list[str]:
+    return info.get("classes") or [str(i) for i in range(int(info["num_classes"]))]
+
+
+def _top(probs: torch.Tensor, classes: list[str], top_k: int) -> list[dict[str, Any]]:
+    """``{"class", "probability", "top"}`` for each row of class probabilities."""
+    values, indices = probs.topk(min(top_k, probs.shape[1]), dim=-1)
+    return [
+        {"class": classes[i[0]], "probability": v[0], "top": [[classes[c], p] for c, p in zip(i, v)]}
+        for v, i in zip(values.tolist(), indices.tolist())
+    ]
+
+
+def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
     from epochal.data import Normalize
     from epochal.data.decode import load_rgb_array
 
-    model, config, info, _ = restore_model(target)
-    if config.data.kind != "image_folder":
-        raise ConfigError("predict takes image files; for a tabular run use `epochal eval` with a labelled CSV")
-    classes = info.get("classes") or [str(i) for i in range(int(info["num_classes"]))]
+    classes = _classes(info)
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
-    device = resolve_device(device)
-    model = (TTAModel(model) if tta else model).to(device).eval()
     rows = []
     files = _image_files(inputs)
     for start in range(0, len(files), batch_size):
@@ -238,16 +260,30 @@ def predict(
             images = normalize(images)
         with torch.no_grad():
             probs = model(images).float().softmax(dim=-1).cpu()
-        values, indices = probs.topk(min(top_k, probs.shape[1]), dim=-1)
-        for path, v, i in zip(chunk, values.tolist(), indices.tolist()):
-            rows.append(
-                {
-                    "path": str(path),
-                    "class": classes[i[0]],
-                    "probability": v[0],
-                    "top": [[classes[c], p] for c, p in zip(i, v)],
-                }
-            )
+        rows += [{"path": str(path), **row} for path, row in zip(chunk, _top(probs, classes, top_k))]
+    return rows
+
+
+def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
+    """Predictions for every row of each CSV, preprocessed as the run's training rows were."""
+    from epochal import data
+
+    if info.get("task") == "regression":
+        raise ConfigError("predict lists classes, but the run is a regression; use `epochal eval` with a labelled CSV")
+    prep = data.TabularPreprocessor().load_state_dict(info["preprocessor"])
+    classes = _classes(info)
+    rows = []
+    for path in map(Path, inputs):
+        if not path.is_file():
+            raise FileNotFoundError(f"input {path} is not a CSV file")
+        frame, _ = data.read_table(path)
+        loader = data.TensorLoader(
+            prep.transform(frame), torch.zeros(len(frame)), batch_size=batch_size, shuffle=False, device=device
+        )
+        with torch.no_grad():
+            logits = [model(*x) if isinstance(x, tuple) else model(x) for x, _ in loader.iter_epoch(0)]
+        probs = torch.cat(logits).float().softmax(dim=-1).cpu()
+        rows += [{"path": str(path), "row": i, **row} for i, row in enumerate(_top(probs, classes, top_k))]
     return rows
 
 

@@ -8,6 +8,10 @@ Two kinds of sections:
   ``schedule``) that picks an entry of a registry, and pass their other keys to it as keyword
   arguments; those keys are checked against the entry's signature when the recipe is loaded.
 
+A key that validates must also train: settings that cannot work together (an image model on a
+table, ``loss.reduction: none``, a phase that would change the data's split) are refused here,
+when the recipe loads, with the reason.
+
 New capabilities plug in by adding a section here and an entry in :mod:`epochal.config.builders`
 (a callback registered by name needs no schema change at all).
 """
@@ -16,9 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from epochal.config.errors import check_kwargs, unknown_key_message
+from epochal.config.errors import check_kwargs
+from epochal.config.phase_data import PhaseDataConfig
+from epochal.config.sections import OpenSection, Section
 from epochal.utils import unknown_name_error
 
 __all__ = [
@@ -28,36 +34,11 @@ __all__ = [
     "ModelConfig",
     "OpenSection",
     "OptimizerConfig",
+    "PhaseDataConfig",
     "ScheduleConfig",
     "Section",
     "TrainerConfig",
 ]
-
-
-class Section(BaseModel):
-    """A closed section: unknown keys are errors with a suggestion."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.model_config.get("extra") == "forbid":
-            for key in data:
-                if key not in cls.model_fields:
-                    raise ValueError(unknown_key_message(str(key), cls.model_fields))
-        return data
-
-
-class OpenSection(Section):
-    """A section whose keys beyond the declared ones are keyword arguments of a registry entry."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        """The extra keys: keyword arguments for the registry entry."""
-        return dict(self.model_extra or {})
 
 
 def _check_name(kind: str, name: str, choices: list[str]) -> str:
@@ -89,10 +70,24 @@ class DataConfig(Section):
             raise ValueError("data.kind 'tabular' needs data.target, the name of the label column")
         if self.kind == "image_folder" and self.target is not None:
             raise ValueError("data.target is only for kind 'tabular' (image folders take labels from sub-folders)")
+        if self.kind == "tabular":
+            for key in ("image_size", "augment"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"data.{key} is for image folders; kind 'tabular' has no images (set it to null)")
         from epochal.config.builders import check_data_options
 
         check_data_options(self)
         return self
+
+
+#: Model arguments the builders set from the data, and what they come from.
+_MODEL_ARGS_FROM_DATA = {
+    "num_classes": "the data's classes (1 output for a regression target)",
+    "in_chans": "the images' channels",
+    "cardinalities": "the table's categorical columns",
+    "n_continuous": "the table's continuous columns",
+    "onehot": "data.options.encoding",
+}
 
 
 class ModelConfig(OpenSection):
@@ -118,15 +113,25 @@ class ModelConfig(OpenSection):
 
     @model_validator(mode="after")
     def _arguments(self) -> ModelConfig:
+        from epochal.config.model_builders import build_on_meta
         from epochal.models import list_models
         from epochal.models._registry import check_model_arguments, model_arguments
 
+        for key, source in _MODEL_ARGS_FROM_DATA.items():
+            if key in self.kwargs:
+                raise ValueError(f"{key!r} is set from {source}; remove it from the model section")
+        accepted = model_arguments(self.name)
         try:
             check_model_arguments(self.name, self.kwargs)
+            if accepted is None and self.kwargs:  # the factory checks its **kwargs only when called
+                build_on_meta(self.name, self.kwargs)
         except ValueError as exc:
-            unknown = [k for k in self.kwargs if k not in (model_arguments(self.name) or ())]
+            if accepted is None:  # the factory's message names the arguments it does not take
+                unknown = [k for k in self.kwargs if repr(k) in str(exc)]
+            else:
+                unknown = [k for k in self.kwargs if k not in accepted]
             others = {a for m in list_models() if m != self.name for a in model_arguments(m) or ()}
-            if not set(unknown) <= others:  # a typo: the message's suggestion is the advice
+            if not unknown or not set(unknown) <= others:  # a typo or a bad value: the message is the advice
                 raise
             raise ValueError(  # left over from the recipe's model after a change of model.name
                 f"{exc} ({unknown} belong to another model: to replace the recipe's whole model "
@@ -161,20 +166,30 @@ class OptimizerConfig(OpenSection):
                 skip=("params",),
                 declared=type(self).model_fields,
             )
+            from epochal.config.builders import check_optimizer_values
+
+            check_optimizer_values(self.name, {**self.kwargs, **self.model_dump(exclude={"name"}, exclude_none=True)})
         return self
 
 
 class LossConfig(OpenSection):
-    """``name`` in :data:`epochal.config.builders.LOSSES`; other keys go to its constructor."""
+    """``name`` in :data:`epochal.losses.LOSSES`; other keys go to its constructor.
+
+    Per-class weight arguments take a list (one weight per class, in class order) or ``balanced``
+    (computed from the training split): ``weight`` of ``cross_entropy`` (balanced: ``n / (k * n_c)``)
+    and ``pos_weight`` of ``bce_with_logits`` (balanced: ``n_neg / n_pos`` per label).
+    """
 
     name: str = "cross_entropy"
 
     @model_validator(mode="after")
     def _valid(self) -> LossConfig:
-        from epochal.config.builders import LOSSES
+        from epochal.losses import LOSSES
 
         _check_name("loss", self.name, list(LOSSES))
-        check_kwargs(LOSSES[self.name], self.kwargs, f"of loss {self.name!r}", declared=type(self).model_fields)
+        entry = LOSSES[self.name]
+        check_kwargs(entry.factory, self.kwargs, f"of loss {self.name!r}", declared=type(self).model_fields)
+        entry.check(self.kwargs, where="")
         return self
 
 
@@ -199,6 +214,8 @@ class TrainerConfig(Section):
     """How the Learner runs: device, precision and the loop's numeric options.
 
     Attributes:
+        compile: wrap the model in ``torch.compile``; a string names its backend (``inductor``,
+            ``eager``, ``aot_eager``, ``cudagraphs`` ...; ``true`` is ``inductor``).
         plots: write the run's plots into ``<run>/plots`` after training.
         lr_find: steps of a learning-rate range test run (and undone) before training, plotted
             into ``plots/lr_find.png`` with its suggestions in the train result; 0 runs none.
@@ -207,13 +224,25 @@ class TrainerConfig(Section):
     device: str | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool | str = False
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     clip_grad_value: float | None = Field(None, gt=0.0)
     log_every: int = Field(50, ge=1)
     plots: bool = True
     lr_find: int = Field(0, ge=0)
+
+
+    @field_validator("compile")
+    @classmethod
+    def _backend(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str):
+            from torch._dynamo import list_backends
+
+            backends = list_backends(exclude_tags=())
+            if value not in backends:
+                raise unknown_name_error("torch.compile backend", value, backends)
+        return value
 
 
 class Config(Section):
@@ -227,8 +256,11 @@ class Config(Section):
         deterministic: ask torch for deterministic kernels.
         epochs: length of training for ``phases.schedule`` builders.
         data, model, loss, optimizer, trainer: the sections above.
+        data_variants: named :class:`PhaseDataConfig` entries that phases refer to by name
+            (``phases: [{epochs: 2, data: small}, ...]``).
         metrics: metric names (``accuracy``, ``error_rate``, ``top5_accuracy``, ``auroc`` ...).
-        phases: a schedule builder (``{schedule: one_cycle, ...}``) or an explicit list of phases.
+        phases: a schedule builder (``{schedule: one_cycle, ...}``) or an explicit list of phases;
+            a phase's ``data`` (a ``data_variants`` name or a mapping) changes its batching.
         callbacks: callback name -> keyword arguments (``null`` or ``false`` removes an inherited one).
     """
 
@@ -239,6 +271,7 @@ class Config(Section):
     deterministic: bool = False
     epochs: int = Field(1, ge=1)
     data: DataConfig = Field(default_factory=DataConfig)
+    data_variants: dict[str, PhaseDataConfig] = Field(default_factory=dict)
     model: ModelConfig
     loss: LossConfig = Field(default_factory=LossConfig)
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
@@ -266,13 +299,36 @@ class Config(Section):
             )
         return value
 
+    @field_validator("data_variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, PhaseDataConfig], info: ValidationInfo) -> dict[str, PhaseDataConfig]:
+        if "data" in info.data:  # else data itself failed and says why
+            from epochal.config.phase_data import merged_data
+
+            for name, variant in variants.items():
+                merged_data(info.data["data"], variant.overlay(), f"data_variants.{name}")
+        return variants
+
+    @field_validator("model")
+    @classmethod
+    def _model_fits_data(cls, model: ModelConfig, info: ValidationInfo) -> ModelConfig:
+        if "data" in info.data:
+            from epochal.config.builders import check_model_for_data
+
+            check_model_for_data(model.name, info.data["data"].kind, model.kwargs, model.init_bias)
+        return model
+
     @field_validator("phases")
     @classmethod
-    def _phase_list(cls, value: Any) -> Any:
+    def _phase_list(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, list):
             from epochal.config.builders import check_phase_list
 
-            check_phase_list(value)
+            check_phase_list(value, info.data.get("data"), info.data.get("data_variants", {}))
+        elif "epochs" in info.data and "optimizer" in info.data:
+            from epochal.config.builders import check_schedule_values
+
+            check_schedule_values(value, info.data["epochs"], info.data["optimizer"].lr)
         return value
 
     @field_validator("callbacks")

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from epochal.data.augment import IMAGENET_MEAN, IMAGENET_STD, Normalize, build_augmentations, eval_transform
+from epochal.data.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Compose,
+    Normalize,
+    build_augmentations,
+    eval_transform,
+)
 from epochal.data.base import DataLoaders
 from epochal.data.decode import BadImageError
 from epochal.data.folders import ImageItems, image_folder_items, label_csv_items
@@ -28,7 +35,14 @@ from epochal.data.packed import PackedImages, pack_image_cache
 from epochal.data.splits import exclude_class, stratified_split
 from epochal.utils import size_pair
 
-__all__ = ["LOADER_KINDS", "channel_stats", "image_folder_loaders", "list_images", "pack_folder"]
+__all__ = [
+    "LOADER_KINDS",
+    "channel_stats",
+    "image_folder_loaders",
+    "image_loader_variant",
+    "list_images",
+    "pack_folder",
+]
 
 #: The ``loader`` choices: ``gpu`` (device-resident), ``stream``, ``cpu`` (in RAM), ``auto``.
 LOADER_KINDS: tuple[str, ...] = ("auto", "gpu", "stream", "cpu")
@@ -212,9 +226,13 @@ def image_folder_loaders(
     """
     device = torch.device(device or "cpu")
     residency = _residency(loader, device)
-    if pack_size is None and image_size is not None:
-        pack_size = round((image_size if isinstance(image_size, int) else max(image_size)) / crop_pct)
-    packing = {"size": pack_size, "fit": fit, "strict": strict, "workers": workers, "progress": progress}
+    packing = {
+        "size": _pack_size(pack_size, image_size, crop_pct),
+        "fit": fit,
+        "strict": strict,
+        "workers": workers,
+        "progress": progress,
+    }
     src = _prepare_sources(
         root, valid_root, classes, cache_dir, packing, num_shards, neutral_class, valid_pct, seed
     )
@@ -229,10 +247,37 @@ def image_folder_loaders(
         "num_classes": len(src.classes),
         "channels_last": channels_last,
     }
+    train = _train_loader(src, batch_size, augment, image_size, balance, drop_last, valid_pct, common)
+    exact = {
+        "batch_size": valid_batch_size or 2 * batch_size,
+        "shuffle": False,
+        "augment": eval_transform(image_size, crop_pct),
+        **common,
+    }
+    valid = None
+    if len(src.valid_rows):
+        valid = ImageLoader(src.valid_packed, src.valid_targets, rows=src.valid_rows, **exact)
+    info = _info(src, train, norm, cache_dir)
+    if neutral_class is not None:
+        info.update(_neutral_info(src, neutral_class, exact))
+    return DataLoaders(train=train, valid=valid, classes=src.classes, info=info)
+
+
+def _pack_size(pack_size, image_size, crop_pct: float):
+    """The stored size: as given, else ``image_size / crop_pct`` (None: native size)."""
+    if pack_size is None and image_size is not None:
+        return round((image_size if isinstance(image_size, int) else max(image_size)) / crop_pct)
+    return pack_size
+
+
+def _train_loader(
+    src: _Sources, batch_size: int, augment, image_size, balance, drop_last: bool, valid_pct: float, common: dict
+) -> ImageLoader:
+    """The shuffled, augmented training loader over the training rows."""
     train_augment = build_augmentations(augment)
     if image_size is not None:
         train_augment.set_image_size(image_size)
-    drop_last = _checked_drop_last(drop_last, len(src.train_rows) // world_size, batch_size)
+    drop_last = _checked_drop_last(drop_last, len(src.train_rows) // common["world_size"], batch_size, 4)
     train = ImageLoader(
         src.packed,
         src.targets,
@@ -249,13 +294,12 @@ def image_folder_loaders(
         raise ValueError(
             f"no training images left (valid_pct={valid_pct}, {len(src.train_rows)} training rows)"
         )
-    evaluation = eval_transform(image_size, crop_pct)
-    valid_size = valid_batch_size or 2 * batch_size
-    exact = {"batch_size": valid_size, "shuffle": False, "augment": evaluation, **common}
-    valid = None
-    if len(src.valid_rows):
-        valid = ImageLoader(src.valid_packed, src.valid_targets, rows=src.valid_rows, **exact)
-    info = {
+    return train
+
+
+def _info(src: _Sources, train: ImageLoader, norm: Normalize | None, cache_dir) -> dict:
+    """The facts of :func:`image_folder_loaders`'s ``info`` (see its docstring)."""
+    return {
         "num_classes": len(src.classes),
         "input_shape": train.output_shape(),
         "skipped_files": sorted({**src.packed.skipped, **src.valid_packed.skipped}),
@@ -265,18 +309,55 @@ def image_folder_loaders(
         "residency": train.residency,
         "multi_label": src.items.multi_label,
         "cache_dir": str(src.packed.folder) if cache_dir else None,
-        "augment": train_augment.to_spec(),
+        "augment": train.augment.to_spec(),
         "train_size": len(src.train_rows),
         "valid_size": len(src.valid_rows),
     }
-    if neutral_class is not None:
-        blank = np.zeros(src.packed.shape[0], dtype=np.int64)
-        info.update(
-            neutral_class=neutral_class,
-            neutral_rows=src.neutral_rows,
-            neutral_loader=ImageLoader(src.packed, blank, rows=src.neutral_rows, **exact),
-        )
-    return DataLoaders(train=train, valid=valid, classes=src.classes, info=info)
+
+
+def _neutral_info(src: _Sources, neutral_class: str, exact: dict) -> dict:
+    """The neutral class's rows and a loader over them (blank targets) for relabelling."""
+    blank = np.zeros(src.packed.shape[0], dtype=np.int64)
+    return {
+        "neutral_class": neutral_class,
+        "neutral_rows": src.neutral_rows,
+        "neutral_loader": ImageLoader(src.packed, blank, rows=src.neutral_rows, **exact),
+    }
+
+
+def image_loader_variant(
+    train: ImageLoader, batch_size: int, image_size=None, augment=None, balance: str | None = None
+) -> ImageLoader:
+    """A training loader over the same packed rows with other batching, size or augmentation.
+
+    Nothing is packed again: the variant shares ``train``'s packed images (and their copy on the
+    device), rows, targets, normalisation and seed. It is what a training phase with its own data
+    settings trains on (progressive resizing: smaller images in larger batches first).
+
+    Args:
+        train: the training loader built by :func:`image_folder_loaders`.
+        batch_size: samples per batch (per rank).
+        image_size: delivered side or ``(h, w)``; None keeps what the augmentations produce.
+        augment: training augmentation specs (or a ``Compose``, copied from its specs); crops
+            follow ``image_size``.
+        balance: class balancing (``oversample``, ``undersample``, ``weighted``) or None.
+
+    Example:
+        >>> small = image_loader_variant(data.train, batch_size=512, image_size=16, augment=["flip"])
+    """
+    # a pipeline of its own: setting its image size must not change ``train``'s crops
+    pipeline = build_augmentations(augment.to_spec() if isinstance(augment, Compose) else augment)
+    if image_size is not None:
+        pipeline.set_image_size(image_size)
+    drop_last = _checked_drop_last(train.drop_last, len(train.rows) // train.world_size, batch_size)
+    return train.with_rows(
+        train.rows,
+        batch_size=batch_size,
+        image_size=image_size,
+        augment=pipeline,
+        balance=balance,
+        drop_last=drop_last,
+    )
 
 
 @dataclass
@@ -329,12 +410,13 @@ def _prepare_sources(
     )
 
 
-def _checked_drop_last(drop_last: bool, per_rank: int, batch_size: int) -> bool:
+def _checked_drop_last(drop_last: bool, per_rank: int, batch_size: int, stacklevel: int = 3) -> bool:
+    """``drop_last``, unless there is not one full batch: then the incomplete one is kept, with a warning."""
     if drop_last and per_rank < batch_size:
         warnings.warn(
-            f"only {per_rank} training images per rank, fewer than batch_size={batch_size}: "
+            f"only {per_rank} training samples per rank, fewer than batch_size={batch_size}: "
             "keeping the one incomplete batch (drop_last is ignored)",
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
         return False
     return drop_last

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 import torch
 
 from epochal.data.base import DataLoaders
+from epochal.data.images import _checked_drop_last
 from epochal.data.loaders import TensorLoader
 from epochal.data.splits import random_split, stratified_split
 from epochal.data.tabular import DEFAULT_NA_VALUES, TabularPreprocessor, clean_frame, require_pandas
 
-__all__ = ["MalformedRowsError", "read_table", "tabular_loaders"]
+__all__ = ["MalformedRowsError", "read_table", "tabular_loaders", "tensor_loader_variant"]
 
 
 class MalformedRowsError(ValueError):
@@ -124,63 +125,104 @@ def tabular_loaders(
     Returns:
         :class:`~epochal.data.base.DataLoaders`; batches are ``((categorical, continuous), targets)``
         (one float tensor with ``encoding='onehot'``); ``info`` has ``cardinalities``,
-        ``n_continuous``, ``num_classes``, ``preprocessor``, ``task``, ``skipped_rows`` and
-        ``dropped_no_target``.
+        ``n_continuous``, ``num_classes``, ``preprocessor``, ``task``, ``encoding``,
+        ``class_counts`` (training rows per class; None for regression), ``skipped_rows``,
+        ``dropped_no_target``, ``train_size`` and ``valid_size``.
     """
-    frame, skipped = _load(data, na_values, strict)
-    if target not in frame.columns:
-        raise ValueError(f"target={target!r} is not a column; columns: {list(frame.columns)}")
-    frame, dropped = _drop_missing_target(frame, target, na_values)
+    frame, skipped, dropped = _read_labelled(data, target, na_values, strict)
     prep = TabularPreprocessor(
         categorical, continuous, target, task, missing_indicator, scale, encoding, na_values
     )
     if valid_data is None:
-        # Classes come from every labelled row, so a class too rare for the training split is kept.
-        prep.fit_target(frame[target])
-        classification = prep.task == "classification"
-        labels = prep.transform_target(frame[target]) if classification else torch.zeros(len(frame))
-        train_idx, valid_idx = _split(labels, classification, valid_pct, seed)
-        train_frame, valid_frame = frame.iloc[train_idx], frame.iloc[valid_idx]
+        train_frame, valid_frame = _split_frame(frame, prep, valid_pct, seed)
     else:
-        valid_frame, more_skipped = _load(valid_data, na_values, strict)
-        valid_frame, more_dropped = _drop_missing_target(valid_frame, target, na_values)
+        valid_frame, more_skipped, more_dropped = _read_labelled(valid_data, target, na_values, strict)
         skipped, dropped = skipped + more_skipped, dropped + more_dropped
         train_frame = frame
         prep.fit_target(_concat(frame[[target]], valid_frame[[target]])[target])
     prep.fit(train_frame, fit_target=False)
+    if balance is not None and prep.task != "classification":
+        raise ValueError(f"balance={balance!r} needs class labels, but target {target!r} is a {prep.task} target")
     common = {"device": device, "seed": seed, "rank": rank, "world_size": world_size}
-    train = TensorLoader(
-        prep.transform(train_frame),
-        prep.transform_target(train_frame[target]),
+    drop_last = _checked_drop_last(drop_last, len(train_frame) // world_size, batch_size)
+    train = _tensor_loader(prep, train_frame, batch_size, shuffle=True, balance=balance, drop_last=drop_last, **common)
+    valid = None
+    if len(valid_frame):
+        valid = _tensor_loader(prep, valid_frame, valid_batch_size or 4 * batch_size, shuffle=False, **common)
+    info = _info(prep, train, len(valid_frame), skipped, dropped)
+    return DataLoaders(train=train, valid=valid, classes=prep.classes, info=info)
+
+
+def tensor_loader_variant(train: TensorLoader, batch_size: int, balance: str | None = None) -> TensorLoader:
+    """A training loader over the same preprocessed rows with another batch size or balancing.
+
+    The variant shares ``train``'s tensors (no copy, no second preprocessing) and its seed, so a
+    training phase can batch the table differently.
+
+    Args:
+        train: the training loader built by :func:`tabular_loaders`.
+        batch_size: rows per batch (per rank).
+        balance: class balancing of the training order, or None.
+    """
+    return TensorLoader(
+        train.inputs if train.tuple_inputs else train.inputs[0],
+        train.targets,
         batch_size,
         shuffle=True,
         balance=balance,
-        drop_last=drop_last,
-        **common,
+        device=train.device,
+        seed=train.seed,
+        rank=train.rank,
+        world_size=train.world_size,
+        drop_last=_checked_drop_last(train.drop_last, len(train.targets) // train.world_size, batch_size),
+        transform=train.transform,
     )
-    valid = None
-    if len(valid_frame):
-        valid = TensorLoader(
-            prep.transform(valid_frame),
-            prep.transform_target(valid_frame[target]),
-            valid_batch_size or 4 * batch_size,
-            shuffle=False,
-            **common,
-        )
-    info = {
+
+
+def _read_labelled(data, target: str, na_values, strict: bool) -> tuple[object, list[int], int]:
+    """The frame of ``data`` without rows lacking a target, its skipped lines and dropped-row count."""
+    frame, skipped = _load(data, na_values, strict)
+    if target not in frame.columns:
+        raise ValueError(f"target={target!r} is not a column; columns: {list(frame.columns)}")
+    frame, dropped = _drop_missing_target(frame, target, na_values)
+    return frame, skipped, dropped
+
+
+def _split_frame(frame, prep: TabularPreprocessor, valid_pct: float, seed: int) -> tuple[object, object]:
+    """Seeded training and validation rows (stratified for classification); fits the target first."""
+    # Classes come from every labelled row, so a class too rare for the training split is kept.
+    prep.fit_target(frame[prep.target])
+    classification = prep.task == "classification"
+    labels = prep.transform_target(frame[prep.target]) if classification else torch.zeros(len(frame))
+    train_idx, valid_idx = _split(labels, classification, valid_pct, seed)
+    return frame.iloc[train_idx], frame.iloc[valid_idx]
+
+
+def _tensor_loader(prep: TabularPreprocessor, frame, batch_size: int, **settings) -> TensorLoader:
+    return TensorLoader(prep.transform(frame), prep.transform_target(frame[prep.target]), batch_size, **settings)
+
+
+def _info(prep: TabularPreprocessor, train: TensorLoader, valid_size: int, skipped, dropped: int) -> dict:
+    """What a model and the recipe layer need to know about the table (see :func:`tabular_loaders`)."""
+    counts = None
+    if prep.task == "classification":
+        per_class = torch.bincount(train.targets.cpu(), minlength=len(prep.classes))
+        counts = {name: int(c) for name, c in zip(prep.classes, per_class)}
+    return {
         "cardinalities": prep.cardinalities,
         "n_continuous": prep.n_continuous,
         "num_classes": prep.num_classes,
         "preprocessor": prep,
         "task": prep.task,
+        "encoding": prep.encoding,
         "categorical": prep.categorical_columns,
         "continuous": list(prep.continuous),
+        "class_counts": counts,
         "skipped_rows": skipped,
         "dropped_no_target": dropped,
-        "train_size": len(train_frame),
-        "valid_size": len(valid_frame),
+        "train_size": len(train.targets),
+        "valid_size": valid_size,
     }
-    return DataLoaders(train=train, valid=valid, classes=prep.classes, info=info)
 
 
 def _load(data, na_values, strict):
@@ -196,7 +238,7 @@ def _drop_missing_target(frame, target: str, na_values) -> tuple[object, int]:
     present = clean_frame(frame[[target]], na_values)[target].notna()
     dropped = int((~present).sum())
     if dropped:
-        warnings.warn(f"dropped {dropped} row(s) without a value in target column {target!r}", stacklevel=3)
+        warnings.warn(f"dropped {dropped} row(s) without a value in target column {target!r}", stacklevel=4)
     return frame[present.to_numpy()].reset_index(drop=True), dropped
 
 

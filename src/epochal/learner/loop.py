@@ -110,6 +110,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.data = as_data_loaders(data, valid, seed=seed or 0)  # epochal's own loaders pass through
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
+        if isinstance(self.loss_fn, nn.Module):  # class weights and other buffers follow the model
+            self.loss_fn.to(self.device)
         self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.metrics = [get_metric(m) for m in metrics]
         self.precision, self.channels_last, self.compile = precision, channels_last, compile

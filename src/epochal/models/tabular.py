@@ -7,7 +7,10 @@ Linear-ReLU-BatchNorm-Dropout layers and a linear classifier.
 
 Inputs are ``(x_cat, x_cont)``: ``x_cat`` a LongTensor (batch, n_categorical) of category codes in
 ``[0, cardinality)`` and ``x_cont`` a float tensor (batch, n_continuous). The data area supplies the
-cardinalities; they should count the code reserved for missing/unknown values.
+cardinalities; they should count the code reserved for missing/unknown values. With ``onehot=True``
+the input is instead one float tensor: the one-hot columns of every categorical column, then the
+continuous columns (what ``TabularPreprocessor(encoding="onehot")`` gives); the one-hot columns go
+to the MLP as they are, in place of embeddings.
 """
 
 from __future__ import annotations
@@ -44,12 +47,16 @@ class TabularMLP(nn.Module):
         num_classes: outputs (1 for regression or a single sigmoid).
         hidden: widths of the hidden layers (multiples of 8 by default, for tensor cores).
         dropout: dropout after each hidden layer.
-        embedding_dropout: dropout on the concatenated embeddings.
+        embedding_dropout: dropout on the concatenated embeddings (with ``onehot``: on the one-hot columns).
         embedding_sizes: explicit embedding widths; defaults to ``embedding_size`` of each cardinality.
+        onehot: the input is one float tensor of one-hot categorical columns (``sum(cardinalities)``
+            of them) followed by the ``n_continuous`` continuous ones; no embeddings.
 
     Example:
         >>> model = TabularMLP([9, 16, 7], n_continuous=6, num_classes=2)
         >>> logits = model(torch.zeros(4, 3, dtype=torch.long), torch.randn(4, 6))
+        >>> dense = TabularMLP([9, 16, 7], n_continuous=6, onehot=True)
+        >>> logits = dense(torch.zeros(4, 9 + 16 + 7 + 6))
     """
 
     family = "tabular"
@@ -63,10 +70,15 @@ class TabularMLP(nn.Module):
         dropout: float = 0.1,
         embedding_dropout: float = 0.0,
         embedding_sizes: Sequence[int] | None = None,
+        onehot: bool = False,
     ) -> None:
         super().__init__()
         cardinalities = [int(c) for c in cardinalities]
+        if onehot and embedding_sizes is not None:
+            raise ValueError("embedding_sizes is for embedded categories; onehot=True has no embeddings")
         sizes = [embedding_size(c) for c in cardinalities] if embedding_sizes is None else list(embedding_sizes)
+        if onehot:  # a one-hot block of cardinality columns stands where an embedding would
+            sizes = cardinalities
         if len(sizes) != len(cardinalities):
             raise ValueError(f"embedding_sizes has {len(sizes)} entries for {len(cardinalities)} cardinalities")
         if n_continuous < 0 or (n_continuous == 0 and not cardinalities):
@@ -75,8 +87,10 @@ class TabularMLP(nn.Module):
             raise ValueError("hidden needs at least one layer width")
         self.cardinalities = cardinalities
         self.n_continuous = n_continuous
-        self.default_input_size = (len(cardinalities) + n_continuous,)
-        self.embeddings = nn.ModuleList(nn.Embedding(c, s) for c, s in zip(cardinalities, sizes))
+        self.onehot = bool(onehot)
+        self.default_input_size = ((sum(sizes) if onehot else len(cardinalities)) + n_continuous,)
+        embeddings = () if onehot else (nn.Embedding(c, s) for c, s in zip(cardinalities, sizes))
+        self.embeddings = nn.ModuleList(embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.continuous_norm = nn.BatchNorm1d(n_continuous) if n_continuous else nn.Identity()
         layers, width = [], sum(sizes) + n_continuous
@@ -88,7 +102,15 @@ class TabularMLP(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.head = ClassifierHead(width, num_classes, pool="none")
 
-    def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Logits of ``(x_cat, x_cont)``, or of the one one-hot tensor when ``onehot``."""
+        if self.onehot:
+            if len(inputs) != 1:
+                raise ValueError(f"TabularMLP(onehot=True) takes one float tensor, got {len(inputs)} inputs")
+            return self._onehot_forward(inputs[0])
+        if len(inputs) != 2:
+            raise ValueError(f"TabularMLP takes (x_cat, x_cont), got {len(inputs)} inputs")
+        x_cat, x_cont = inputs
         parts = []
         if self.embeddings:
             if x_cat.shape[1] != len(self.embeddings):
@@ -99,6 +121,16 @@ class TabularMLP(nn.Module):
             if x_cont.shape[1] != self.n_continuous:
                 raise ValueError(f"x_cont has {x_cont.shape[1]} columns, the model {self.n_continuous}")
             parts.append(self.continuous_norm(x_cont.float()))
+        return self.head(self.layers(torch.cat(parts, dim=1)))
+
+    def _onehot_forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = self.default_input_size[0]
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"the one-hot input has shape {tuple(x.shape)}, the model takes (batch, {width})")
+        split = width - self.n_continuous
+        parts = [self.embedding_dropout(x[:, :split].float())] if split else []
+        if self.n_continuous:
+            parts.append(self.continuous_norm(x[:, split:].float()))
         return self.head(self.layers(torch.cat(parts, dim=1)))
 
     def layer_groups(self) -> list[nn.Module]:
@@ -114,11 +146,17 @@ class TabularMLP(nn.Module):
     def num_classes(self) -> int:
         return self.head.num_classes
 
-    def example_input(self, batch_size: int = 2, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        """Random ``(x_cat, x_cont)`` with valid category codes."""
+    def example_input(
+        self, batch_size: int = 2, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        """Random ``(x_cat, x_cont)`` with valid category codes (one-hot: the one tensor they encode to)."""
         high = torch.tensor(self.cardinalities or [1], device=device)
         codes = (torch.rand(batch_size, len(self.cardinalities), device=device) * high).long()
-        return codes, torch.randn(batch_size, self.n_continuous, device=device)
+        continuous = torch.randn(batch_size, self.n_continuous, device=device)
+        if not self.onehot:
+            return codes, continuous
+        hot = [nn.functional.one_hot(codes[:, i], c).float() for i, c in enumerate(self.cardinalities)]
+        return torch.cat([*hot, continuous], dim=1)
 
 
 register_model(

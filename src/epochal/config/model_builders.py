@@ -1,0 +1,157 @@
+"""Builders of a run's model from the recipe's ``model`` section and the data's facts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "build_model",
+    "build_on_meta",
+    "check_model_for_data",
+    "class_priors",
+    "create_model",
+    "load_matching_weights",
+]
+
+
+def check_model_for_data(
+    name: str, kind: str, kwargs: Mapping[str, Any] | None = None, init_bias: str = "default"
+) -> None:
+    """Raise ValueError when registered model ``name`` cannot be built for ``data.kind`` ``kind``.
+
+    Recipes size a model's outputs from the data (``num_classes``) and its inputs from the images
+    (``in_chans``) or the table (``cardinalities``, ``n_continuous``); a model without those
+    arguments (an autoencoder, which reconstructs its input) cannot train from a recipe. An image
+    model given arguments is built on the meta device (no memory), so a bad value is reported when
+    the recipe loads; so is ``init_bias: priors`` for a model whose output layer has no bias.
+    """
+    from epochal.models import get_model_info
+    from epochal.models._registry import model_arguments
+
+    kwargs = dict(kwargs or {})
+    accepted = model_arguments(name)
+    needed = ("cardinalities", "n_continuous") if kind == "tabular" else ("in_chans",)
+    missing = [a for a in ("num_classes", *needed) if accepted is not None and a not in accepted]
+    if missing or (accepted is None and kind == "tabular"):
+        family = get_model_info(name).family
+        suggestion = "tabular_mlp" if kind == "tabular" else "an image classifier such as resnet18"
+        raise ValueError(
+            f"model {name!r} ({family} family) does not take {missing or list(needed)}, which a recipe with "
+            f"data.kind {kind!r} sets from the data; use {suggestion}. Models that reconstruct their input "
+            "(autoencoders) train with the Python API, not from a recipe"
+        )
+    if kind == "tabular":  # table models are sized from the data's columns: nothing to build yet
+        return
+    if (kwargs and accepted is not None) or init_bias == "priors":  # ModelConfig built **kwargs models
+        _check_on_meta(name, kwargs, init_bias)
+
+
+def build_on_meta(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Model ``name`` built with ``kwargs`` on the meta device (no memory, no initialisation).
+
+    Raises:
+        ValueError: naming the model and the arguments its constructor rejects.
+    """
+    from epochal.models import create
+
+    try:
+        with torch.device("meta"):
+            return create(name, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model {name!r} cannot be built with {dict(kwargs)}: {exc}") from None
+
+
+def _check_on_meta(name: str, kwargs: dict[str, Any], init_bias: str) -> None:
+    from epochal.models.init import output_layer
+
+    model = build_on_meta(name, kwargs)
+    if init_bias == "priors" and output_layer(model).bias is None:
+        raise ValueError(
+            f"model.init_bias 'priors' sets the output bias, but model {name!r} has an output layer "
+            "without one; use init_bias: default"
+        )
+
+
+def create_model(config, info: Mapping[str, Any]) -> nn.Module:
+    """The model of ``config.model`` sized from the data facts ``info`` (classes, channels, cardinalities).
+
+    A regression target (no classes) gets one output; one-hot tabular data (``encoding: onehot``)
+    a model that reads its one input tensor.
+    """
+    from epochal.models import create
+
+    kwargs = config.model.kwargs
+    num_classes = int(info["num_classes"]) if info.get("num_classes") else 1
+    if config.data.kind == "tabular":
+        kwargs.setdefault("cardinalities", list(info["cardinalities"]))
+        kwargs.setdefault("n_continuous", int(info["n_continuous"]))
+        if info.get("encoding") == "onehot":
+            kwargs.setdefault("onehot", True)
+        return create(config.model.name, num_classes=num_classes, **kwargs)
+    shape = info.get("input_shape")
+    return create(config.model.name, num_classes=num_classes, in_chans=int(shape[0]) if shape else None, **kwargs)
+
+
+def build_model(config, data) -> nn.Module:
+    """:func:`create_model`, then ``model.weights`` loaded and ``model.init_bias`` applied."""
+    from epochal.models import init_output_bias
+
+    model = create_model(config, data.info)
+    if config.model.weights:
+        load_matching_weights(model, config.model.weights)
+    if config.model.init_bias == "priors":
+        init_output_bias(model, class_priors(data), multilabel=bool(data.info.get("multi_label", False)))
+    return model
+
+
+def class_priors(data) -> torch.Tensor:
+    """Class frequencies of the training split (from ``info["class_counts"]`` or the loader's targets)."""
+    from epochal.models import class_priors_from_targets
+
+    counts = data.info.get("class_counts")
+    if counts:
+        values = torch.tensor(list(counts.values()) if isinstance(counts, Mapping) else list(counts), dtype=torch.float)
+        if data.info.get("multi_label"):  # counts of images carrying each label
+            return values / float(data.info.get("train_size") or values.max())
+        return values / values.sum()
+    targets = getattr(data.train, "targets", None)
+    if targets is None:
+        raise ValueError(
+            "model.init_bias 'priors' needs class counts: the data gives neither info['class_counts'] "
+            "nor training targets"
+        )
+    return class_priors_from_targets(targets.cpu(), int(data.info["num_classes"]))
+
+
+def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, list[str]]:
+    """Load the weights of a run folder, checkpoint or safetensors file whose names and shapes match.
+
+    Tensors that are missing or differ in shape (a classifier for another number of classes)
+    keep the model's own initialisation; their names are returned.
+    """
+    from epochal.learner import resolve_checkpoint
+    from epochal.state import load_checkpoint
+
+    source = Path(source)
+    if source.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(source))
+    else:
+        path = (
+            resolve_checkpoint(source, "best")
+            if source.is_dir() and (source / "checkpoints/best.pt").is_file()
+            else resolve_checkpoint(source)
+        )
+        state = load_checkpoint(path)["model"]
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise ValueError(f"model.weights {source}: no tensor matches model {type(model).__name__} by name and shape")
+    model.load_state_dict(matched, strict=False)
+    return {"skipped": sorted(set(own) - set(matched)), "unused": sorted(set(state) - set(matched))}
