@@ -19,7 +19,9 @@ class RunLogger(Callback):
 
     ``metrics.jsonl`` gets one line per epoch (rewritten from the restored history on resume, so a
     crashed and resumed run has exactly one line per epoch); ``summary.json`` is rewritten after
-    every epoch with ``status: "running"`` and at the end with the final status.
+    every epoch with ``status: "running"`` and at the end with the final status; callbacks add their
+    own keys through :meth:`~epochal.callbacks.base.Callback.run_summary` (SWA and EMA say which
+    weights the run ends with under ``final_weights``).
     """
 
     order = 90
@@ -88,6 +90,10 @@ class RunLogger(Callback):
             "precision": learner.precision,
             **environment_info(learner.device),
         }
+        for callback in learner.callbacks:  # e.g. SWA's final_weights, SnapshotEnsemble's snapshots
+            for key, value in callback.run_summary().items():
+                merged = isinstance(value, dict) and isinstance(summary.get(key), dict)
+                summary[key] = {**summary[key], **value} if merged else value
         write_json_atomic(learner.run_dir / "summary.json", summary)
         return summary
 

@@ -70,7 +70,7 @@ _CALLBACK_NAMES = {
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
 #: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback"}
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "WeightAveraging"}
 
 
 def _snake(name: str) -> str:
@@ -172,11 +172,15 @@ def build_phases(config) -> tuple[list, list]:
     """The training phases, and per phase how many leading layer groups are frozen (None: leave as is).
 
     ``{schedule: NAME, ...}`` calls the schedule builder with the run's ``epochs`` and
-    ``optimizer.lr`` filled in under whatever name the builder uses for them.
+    ``optimizer.lr`` filled in under whatever name the builder uses for them. With
+    ``callbacks.swa.lr`` the builder gets the epochs before SWA starts and the SWA phase is
+    appended (:mod:`epochal.config.averaging`).
     """
+    from epochal.config.averaging import swa_schedule_split
     from epochal.schedules import TrainingPhase
 
     spec = config.phases
+    swa_epochs, swa_phases = swa_schedule_split(config)
     if isinstance(spec, list):
         phases = [
             TrainingPhase.from_dict({k: v for k, v in e.items() if k != "freeze"}, where=f"phases.{i}")
@@ -187,11 +191,12 @@ def build_phases(config) -> tuple[list, list]:
     builder = _schedule_builder(spec.schedule)
     kwargs = spec.kwargs
     accepted = inspect.signature(builder).parameters
-    for group, value in ((_EPOCH_ARGS, config.epochs), (_LR_ARGS, config.optimizer.lr)):
+    epochs = config.epochs if swa_epochs is None else swa_epochs
+    for group, value in ((_EPOCH_ARGS, epochs), (_LR_ARGS, config.optimizer.lr)):
         name = next((a for a in group if a in accepted), None)
         if name is not None and not any(a in kwargs for a in group):
             kwargs[name] = value
-    phases = builder(**kwargs)
+    phases = builder(**kwargs) + swa_phases
     return phases, [None] * len(phases)
 
 
