@@ -8,15 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from epochal.callbacks.ema import EMA
 from epochal.callbacks.swa import SWA, resolve_start
 from epochal.config import ConfigError, load_config
-from epochal.config.builders import build_callbacks, build_phases
+from epochal.config.builders import build_callbacks, build_phases, load_matching_weights
 from epochal.config.experiment import schedule_plot, train
 from epochal.config.inference import evaluate
+from epochal.models import create
 from epochal.schedules import PhaseSchedule
+from epochal.state import load_checkpoint
 
 TINY = ["data.image_size=16", "data.batch_size=8", "model.widths=[8,16,16]", "callbacks.progress_bar=null"]
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
@@ -64,6 +67,7 @@ def test_without_lr_the_schedule_is_left_alone_and_ema_builds_by_name():
     (["callbacks.swa={start: 20, lr: 0.05}"], "inside the 15 epochs"),
     (["callbacks.swa={start: 0.5, lr: 0.05, cycle_len: 2}"], "both cycle_len and lr_max"),
     (["callbacks.swa={lr: 0.05}", "phases=[{epochs: 3, lr: 0.1}]"], "add the SWA phases to the list yourself"),
+    (["callbacks.swa={lr: 0.05}", "phases.total_epochs=10"], "drop phases.total_epochs"),
 ])
 def test_swa_recipe_errors_name_the_key_and_the_fix(overrides, message):
     config = load_config("default", overrides)
@@ -100,6 +104,14 @@ def test_a_recipe_with_swa_ends_with_the_averaged_model_and_eval_uses_it(tmp_pat
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final_weights"] == {"source": "swa", "checkpoint": "checkpoints/swa.pt", "updates": 2}
     assert (run / "plots" / "schedule.png").is_file()
+    assert result["final_weights"]["source"] == "swa"  # train reports the weights the run ends with
+    assert result["metrics"]["loss"] == summary["final"]["valid_swa/loss"]
     evaluated = evaluate(run, device="cpu")
     assert evaluated["checkpoint"].endswith("swa.pt")
     assert evaluated["metrics"]["loss"] == pytest.approx(summary["final"]["valid_swa/loss"], rel=1e-5)
+    averaged = load_checkpoint(run / "checkpoints" / "swa.pt")["model"]
+    assert not torch.equal(averaged["head.fc.weight"], load_checkpoint(run / "checkpoints" / "last.pt")["model"][
+        "head.fc.weight"])
+    model = create("airbench", num_classes=3, widths=[8, 16, 16])
+    load_matching_weights(model, run)  # model.weights: RUN starts from the run's final (averaged) weights
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in averaged.items())

@@ -109,6 +109,8 @@ def test_predict_with_several_runs_averages_their_probabilities(runs, folder):
     assert cli.exit_code == 0, cli.output
     predicted = json.loads(cli.stdout.splitlines()[-1])["predictions"]
     assert len(predicted) == 1 and predicted[0]["class"] == rows[0]["class"]
+    no_images = runner.invoke(app, ["predict", str(runs["a"]), str(runs["b"])])
+    assert no_images.exit_code == 1 and "give the images to predict" in no_images.output
 
 
 def test_weights_spellings():

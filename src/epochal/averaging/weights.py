@@ -74,10 +74,10 @@ class AveragedWeights:
             )
         return params, buffers
 
-    def _buffer_groups(self, buffers: list[torch.Tensor]):
-        averaged = [i for i, b in enumerate(buffers) if self.average_buffers and _floating(b)]
-        copied = [i for i in range(len(buffers)) if i not in set(averaged)]
-        return averaged, copied
+    def _buffer_groups(self, buffers: list[torch.Tensor]) -> tuple[list[int], list[int]]:
+        """Indices of the buffers averaged and of those copied."""
+        averaged = [self.average_buffers and _floating(b) for b in buffers]
+        return [i for i, a in enumerate(averaged) if a], [i for i, a in enumerate(averaged) if not a]
 
     # ----------------------------------------------------------------- updating
     @torch.no_grad()

@@ -30,10 +30,17 @@ def is_member(path: Path) -> bool:
 
 
 def split_members(inputs: list[Path]) -> tuple[list[Path], list[Path]]:
-    """``(extra ensemble members, image inputs)``: the leading run folders and checkpoints are members."""
+    """``(extra ensemble members, image inputs)``: the leading run folders and checkpoints are members.
+
+    Raises:
+        ValueError: when every argument is a run folder or checkpoint (no images to predict).
+    """
     count = 0
-    while count < len(inputs) - 1 and is_member(inputs[count]):
+    while count < len(inputs) and is_member(inputs[count]):
         count += 1
+    if count == len(inputs):
+        raise ValueError(f"{inputs[-1]} is a run folder or checkpoint (an ensemble member); give the images to "
+                         "predict after the runs")
     return inputs[:count], inputs[count:]
 
 

@@ -47,6 +47,12 @@ def swa_schedule_split(config) -> tuple[float | None, list]:
             "callbacks.swa.lr appends the SWA phase to a schedule builder's phases, but phases is an explicit list: "
             "add the SWA phases to the list yourself (e.g. {name: swa, epochs: 5, lr: 0.05}), set "
             "callbacks.swa.start: swa and drop callbacks.swa.lr")
+    from epochal.config.builders import _EPOCH_ARGS
+
+    given = [k for k in _EPOCH_ARGS if k in config.phases.kwargs]
+    if given:
+        raise ValueError(f"callbacks.swa.lr fits phases.schedule into the epochs before callbacks.swa.start, but "
+                         f"phases.{given[0]} fixes its length; drop phases.{given[0]} (the length comes from epochs)")
     defaults = SWA()
     start = _start_epochs(entry.get("start", defaults.start), config.epochs)
     arguments = {**defaults.phase_arguments, **{k: entry[k] for k in defaults.phase_arguments if k in entry}}
