@@ -23,6 +23,7 @@ def main(workdir: Path) -> dict:
         "epochs=3",
         "model.widths=[16,32,64]",
         "data.image_size=16",                                       # small and fast: a CPU example
+        f"data.options.cache_dir={workdir / 'cache'}",              # packed once, reused by the evaluations
         "loss.label_smoothing=0.0",                                 # the reported loss is the log loss
         "phases={schedule: sgdr, cycle_len: 1, n_cycles: 3}",       # three 1-epoch cosine cycles
         "callbacks.snapshot_ensemble={}",                           # a snapshot at the end of each cycle
