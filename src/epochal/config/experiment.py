@@ -177,12 +177,12 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path) if path.is_file() else {}
 
 
-def valid_metrics(record: dict[str, Any]) -> dict[str, float | None]:
-    """``valid/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
+def valid_metrics(record: dict[str, Any], prefix: str = "valid") -> dict[str, float | None]:
+    """``<prefix>/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
     out = {}
     for key, value in record.items():
-        if key.startswith("valid/"):
-            out[key[6:]] = json_safe(value)
+        if key.startswith(f"{prefix}/"):
+            out[key[len(prefix) + 1:]] = json_safe(value)
     return out
 
 
@@ -204,8 +204,9 @@ def train(
 
     Returns:
         ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``: metrics
-        are the final validation values by name (``accuracy``, ``loss``), ``best`` the best
-        value of each.
+        are the final validation values by name (``accuracy``, ``loss``) of the weights the run
+        ends with (a run that ends with SWA or EMA weights: their ``valid_swa``/``valid_ema``
+        values, and then ``final_weights`` names them), ``best`` the best value of each.
     """
     from epochal.runs import create_run_dir, run_lock
 
@@ -273,10 +274,13 @@ def _train_in(
     best = {k[6:]: v.get("value") for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
     info = learner.data.info
     skipped = info.get("skipped_files", info.get("skipped_rows", []))
+    final = summary.get("final_weights")
+    prefix = f"valid_{final['source']}" if final else "valid"
     return {
+        **({"final_weights": final} if final else {}),
         "run_dir": str(run_dir),
         "epochs": summary.get("epochs", len(learner.history)),
-        "metrics": valid_metrics(learner.history[-1]) if learner.history else {},
+        "metrics": valid_metrics(learner.history[-1], prefix) if learner.history else {},
         "best": best,
         "wall_s": summary.get("wall_s"),
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,

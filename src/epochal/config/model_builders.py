@@ -131,10 +131,14 @@ def class_priors(data) -> torch.Tensor:
 def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, list[str]]:
     """Load the weights of a run folder, checkpoint or safetensors file whose names and shapes match.
 
+    A run folder gives its final weights (``swa.pt``/``ema.pt`` when ``summary.json`` names one),
+    else ``best.pt``, else ``last.pt``.
+
     Tensors that are missing or differ in shape (a classifier for another number of classes)
     keep the model's own initialisation; their names are returned.
     """
     from epochal.learner import resolve_checkpoint
+    from epochal.runs.folder import final_checkpoint
     from epochal.state import load_checkpoint
 
     source = Path(source)
@@ -143,7 +147,8 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
 
         state = load_file(str(source))
     else:
-        path = (
+        final = final_checkpoint(source) if source.is_dir() else None  # a run that ended with SWA/EMA weights
+        path = final or (
             resolve_checkpoint(source, "best")
             if source.is_dir() and (source / "checkpoints/best.pt").is_file()
             else resolve_checkpoint(source)
