@@ -2,6 +2,7 @@
 
 from epochal.callbacks.base import Callback, MonitorCallback
 from epochal.callbacks.csv_logger import CSVLogger
+from epochal.callbacks.distillation import Distillation
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
 from epochal.callbacks.phase_freezing import PhaseFreezing
@@ -14,6 +15,7 @@ from epochal.callbacks.terminate_on_nan import TerminateOnNaN
 __all__ = [
     "CSVLogger",
     "Callback",
+    "Distillation",
     "EarlyStopping",
     "ModelCheckpoint",
     "MonitorCallback",

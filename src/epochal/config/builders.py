@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import json
 import pkgutil
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "LOSSES",
     "build_callbacks",
     "build_data",
+    "build_distillation",
     "build_loss",
     "build_model",
     "build_optimizer_spec",
@@ -69,8 +72,9 @@ _CALLBACK_NAMES = {
     "ReduceLROnPlateau": "reduce_lr_on_plateau",
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
-#: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback"}
+#: Callbacks the Learner or the builders add themselves; not selectable by name (Distillation comes
+#: from the top-level ``distillation`` section, which turns a run folder into its teacher model).
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "Distillation"}
 
 
 def _snake(name: str) -> str:
@@ -397,3 +401,41 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
         raise ValueError(f"model.weights {source}: no tensor matches model {type(model).__name__} by name and shape")
     model.load_state_dict(matched, strict=False)
     return {"skipped": sorted(set(own) - set(matched)), "unused": sorted(set(state) - set(matched))}
+
+
+# ----------------------------------------------------------------------------------------- distillation
+def build_distillation(config, data):
+    """The :class:`~epochal.callbacks.Distillation` of ``config.distillation`` (None without one).
+
+    The teacher run's model is rebuilt with :func:`~epochal.config.inference.restore_model`; its
+    classes must be the data's, and a different normalisation or input shape is warned about (the
+    teacher would see inputs unlike those it was trained on).
+    """
+    spec = config.distillation
+    if spec is None:
+        return None
+    from epochal.callbacks.distillation import Distillation
+    from epochal.config.errors import ConfigError
+    from epochal.config.inference import restore_model
+    from epochal.state import CheckpointError
+
+    try:
+        teacher, _, info, _ = restore_model(spec.teacher)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise ConfigError(f"distillation.teacher {spec.teacher!r}: {exc}") from None
+    classes = list(data.classes) if data.classes is not None else None
+    if info.get("classes") is not None and classes is not None and list(info["classes"]) != classes:
+        raise ConfigError(
+            f"distillation.teacher {spec.teacher!r} predicts the classes {info['classes']}, "
+            f"but this recipe's data has {classes}; distil from a run trained on the same classes"
+        )
+    for key in ("normalize", "input_shape"):
+        theirs, ours = info.get(key), data.info.get(key)
+        ours = json.loads(json.dumps(ours))  # as data.json holds it: tuples become lists
+        if theirs is not None and ours is not None and theirs != ours:
+            warnings.warn(
+                f"distillation.teacher {spec.teacher!r} was trained with {key} {theirs}, this recipe's data "
+                f"has {ours}: the teacher sees inputs unlike its training data",
+                stacklevel=2,
+            )
+    return Distillation(teacher, spec.temperature, spec.alpha, cache_dir=spec.cache_dir)
