@@ -35,4 +35,4 @@ def test_shuffled_labels_fail_and_name_the_cause(tmp_path):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "FAIL label_signal" in proc.stdout and "labels look unrelated to the inputs" in proc.stdout
     assert "shuffled" in proc.stdout and proc.stdout.strip().endswith("sanity check FAILED: label_signal")
-    assert "-    overfit" in proc.stdout and "not run: skipped" in proc.stdout
+    assert "-    overfit" in proc.stdout and "not run: the overfit is skipped" in proc.stdout

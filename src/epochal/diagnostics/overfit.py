@@ -41,8 +41,9 @@ _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropou
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
-    """The dropout and stochastic-depth (``DropPath``) modules of ``model``."""
-    return [m for m in model.modules() if isinstance(m, _DROPOUT) or type(m).__name__ == "DropPath"]
+    """The dropout and stochastic-depth (``DropPath``) modules of ``model`` that drop anything."""
+    return [m for m in model.modules() if (isinstance(m, _DROPOUT) or type(m).__name__ == "DropPath")
+            and getattr(m, "p", getattr(m, "rate", 1.0)) > 0]
 
 
 def train_without_dropout(model: nn.Module) -> None:
