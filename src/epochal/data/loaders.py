@@ -190,6 +190,7 @@ class ImageLoader(_IndexedLoader):
         self.normalize, self.dtype, self.channels_last = normalize, dtype, channels_last
         self.prefetch, self.image_size = max(1, prefetch), image_size
         self._targets = (targets.float() if self.multi_label else targets.long()).to(self.device)
+        self._pixel_digest: str | None = None
         self.residency = self._place(residency)
 
     def _place(self, residency: str) -> str:
@@ -306,8 +307,10 @@ class ImageLoader(_IndexedLoader):
         fingerprint, or the pixels of a tensor), the rows, size, normalisation, augmentation and seed."""
         if isinstance(self.images, PackedImages):
             source = self.images.manifest["fingerprint"]
-        else:
-            source = content_digest(self.images)
+        else:  # the pixels' bytes, hashed once per loader (a device-resident tensor is copied for it)
+            if self._pixel_digest is None:
+                self._pixel_digest = content_digest(self.images)
+            source = self._pixel_digest
         norm = None if self.normalize is None else self.normalize.to_spec()
         settings = [self.image_size, norm, str(self.dtype), self.augment.to_spec(), self.seed]
         return content_digest(source, self.rows, settings)

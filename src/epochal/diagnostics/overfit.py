@@ -111,6 +111,8 @@ def train_on_batch(learner, batch, loss_fn, lr: float, max_steps: int, loss_targ
     """
     model = learner.model
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        raise ValueError("train_on_batch: the model has no trainable parameter")
     optimizer = build_optimizer(learner.optimizer_spec, param_groups(model, weight_decay=0.0, lr=lr))
     scaler = torch.amp.GradScaler(learner.device.type, enabled=learner.precision == "fp16")
     inputs, targets = batch
