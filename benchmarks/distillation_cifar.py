@@ -14,7 +14,7 @@ training images, with the same seeded held-out split (``data.valid_pct``) that n
 Prints one JSON object: each run's held-out accuracy and loss, parameters, training time, and the
 ``epochal train`` command that repeats it.
 
-    python benchmarks/distillation_cifar.py [--images 10000] [--epochs 12] [--teacher 64,128,256] [--student 16,32,64]
+    python benchmarks/distillation_cifar.py [--images 5000] [--epochs 8] [--teacher 64,128,256] [--student 16,32,64]
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ from epochal.config.experiment import train  # noqa: E402
 def parse(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archive", type=Path, default=ARCHIVE)
-    parser.add_argument("--images", type=int, default=10_000, help="class-balanced subset (train + held out)")
+    parser.add_argument("--images", type=int, default=5_000, help="class-balanced subset (train + held out)")
     parser.add_argument("--valid-pct", type=float, default=0.2, help="held-out share of the subset")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--teacher", default="64,128,256", help="airbench widths of the teacher")
     parser.add_argument("--student", default="16,32,64", help="airbench widths of the student")
     parser.add_argument("--temperature", type=float, default=4.0)
