@@ -173,6 +173,7 @@ PLAUSIBLE: dict[str, Any] = {
     "data_variants.*.balance": V("undersample", extra={"phases": [{"epochs": 1, "data": "v"}]}),
     # model: declared keys, then per family
     "model.weights": lambda ws: ws.weights(),
+    "distillation": lambda ws: {"teacher": ws.weights(), "temperature": 3.0, "alpha": 0.5},
     "model.init_bias": V("priors", "table"),  # airbench's head has no bias: refused there (test_config_loading)
     "model:vgg16_bn_cifar": V({}, extra={"data.image_size": 32}),  # five 2x2 poolings
     "model:densenet121": V({}, extra={"data.image_size": 32}),

@@ -2,6 +2,7 @@
 
 from epochal.callbacks.base import Callback, MonitorCallback
 from epochal.callbacks.csv_logger import CSVLogger
+from epochal.callbacks.distillation import Distillation
 from epochal.callbacks.early_stopping import EarlyStopping
 from epochal.callbacks.ema import EMA
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
@@ -20,6 +21,7 @@ __all__ = [
     "SWA",
     "CSVLogger",
     "Callback",
+    "Distillation",
     "EarlyStopping",
     "ModelCheckpoint",
     "MonitorCallback",

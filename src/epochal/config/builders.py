@@ -30,6 +30,7 @@ from epochal.config.data_builders import (
 )
 from epochal.config.errors import check_kwargs
 from epochal.config.model_builders import (
+    build_distillation,
     build_model,
     check_model_for_data,
     class_priors,
@@ -43,6 +44,7 @@ __all__ = [
     "LOSSES",
     "build_callbacks",
     "build_data",
+    "build_distillation",
     "build_loss",
     "build_model",
     "build_optimizer_spec",
@@ -73,8 +75,9 @@ _CALLBACK_NAMES = {
     "ReduceLROnPlateau": "reduce_lr_on_plateau",
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
-#: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "WeightAveraging"}
+#: Callbacks the Learner or the builders add themselves; not selectable by name (Distillation comes
+#: from the top-level ``distillation`` section, which turns a run folder into its teacher model).
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "WeightAveraging", "Distillation"}
 
 
 def _snake(name: str) -> str:
@@ -339,5 +342,3 @@ def _label_kind(info: Mapping[str, Any]) -> str:
     if info.get("multi_label"):
         return "multi_hot"
     return "values" if info.get("task") == "regression" else "class_indices"
-
-

@@ -18,6 +18,7 @@ from typing import Any
 from epochal.config.builders import (
     build_callbacks,
     build_data,
+    build_distillation,
     build_loss,
     build_model,
     build_optimizer_spec,
@@ -31,6 +32,7 @@ __all__ = [
     "data_facts",
     "lr_find",
     "read_data_info",
+    "sanity",
     "schedule_plot",
     "train",
     "valid_metrics",
@@ -111,6 +113,9 @@ def build_learner(
                 stacklevel=2,
             )
         callbacks.append(PhaseFreezing(freeze))
+    distillation = build_distillation(config, data)
+    if distillation is not None:
+        callbacks.append(distillation)
     trainer = config.trainer
     learner = Learner(
         model,
@@ -299,6 +304,19 @@ def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) 
         "plot": str(result.plot) if result.plot is not None else None,
         "steps": len(result.lrs),
     }
+
+
+def sanity(config, device: str | None = None, **kwargs: Any):
+    """The sanity check (:meth:`~epochal.learner.Learner.overfit_batch`) on the recipe's data, model,
+    loss and optimizer; returns the :class:`~epochal.diagnostics.SanityReport` (``to_dict()`` is
+    what ``epochal sanity --json`` prints).
+
+    Args:
+        kwargs: ``batch_size``, ``max_steps``, ``lr``, ``loss_target``, ``skip``, ``sweep_steps``,
+            ``sample_size``.
+    """
+    learner, _ = build_learner(config, device=device, progress=False)
+    return learner.overfit_batch(**kwargs)
 
 
 def schedule_plot(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "build_distillation",
     "build_model",
     "build_on_meta",
     "check_model_for_data",
@@ -160,3 +163,41 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
         raise ValueError(f"model.weights {source}: no tensor matches model {type(model).__name__} by name and shape")
     model.load_state_dict(matched, strict=False)
     return {"skipped": sorted(set(own) - set(matched)), "unused": sorted(set(state) - set(matched))}
+
+
+# ----------------------------------------------------------------------------------------- distillation
+def build_distillation(config, data):
+    """The :class:`~epochal.callbacks.Distillation` of ``config.distillation`` (None without one).
+
+    The teacher run's model is rebuilt with :func:`~epochal.config.inference.restore_model`; its
+    classes must be the data's, and a different normalisation or input shape is warned about (the
+    teacher would see inputs unlike those it was trained on).
+    """
+    spec = config.distillation
+    if spec is None:
+        return None
+    from epochal.callbacks.distillation import Distillation
+    from epochal.config.errors import ConfigError
+    from epochal.config.inference import restore_model
+    from epochal.state import CheckpointError
+
+    try:
+        teacher, _, info, _ = restore_model(spec.teacher)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise ConfigError(f"distillation.teacher {spec.teacher!r}: {exc}") from None
+    classes = list(data.classes) if data.classes is not None else None
+    if info.get("classes") is not None and classes is not None and list(info["classes"]) != classes:
+        raise ConfigError(
+            f"distillation.teacher {spec.teacher!r} predicts the classes {info['classes']}, "
+            f"but this recipe's data has {classes}; distil from a run trained on the same classes"
+        )
+    for key in ("normalize", "input_shape"):
+        theirs, ours = info.get(key), data.info.get(key)
+        ours = json.loads(json.dumps(ours))  # as data.json holds it: tuples become lists
+        if theirs is not None and ours is not None and theirs != ours:
+            warnings.warn(
+                f"distillation.teacher {spec.teacher!r} was trained with {key} {theirs}, this recipe's data "
+                f"has {ours}: the teacher sees inputs unlike its training data",
+                stacklevel=2,
+            )
+    return Distillation(teacher, spec.temperature, spec.alpha, cache_dir=spec.cache_dir)
