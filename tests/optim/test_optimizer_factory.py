@@ -11,6 +11,7 @@ from epochal.optim import (
     LARS,
     OPTIMIZERS,
     SGDW,
+    Muon,
     RMSpropW,
     build_optimizer,
     optimizer_family,
@@ -28,6 +29,7 @@ EXPECTED_CLASSES = {
     "rmsprop": RMSpropW,
     "lars": LARS,
     "lamb": LAMB,
+    "muon": Muon,
 }
 
 

@@ -232,3 +232,24 @@ def test_apply_multiplies_by_a_callback_lr_factor():
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
         [0.2 * (1e-2, 1e-1, 0.5)[g["layer_group"]] for g in optimizer.param_groups]
     )
+
+
+def test_group_with_train_epochs_runs_the_schedule_compressed_then_stops():
+    # airbench94_muon: 8 epochs of linear decay; the whitening bias decays to 0 at epoch 3
+    schedule = PhaseSchedule([TrainingPhase(8, lr=(1.0, 0.0), lr_decay="linear")], 22)
+    assert (schedule.step_at_epoch(3), schedule.step_at_epoch(8), schedule.step_at_epoch(20)) == (66, 176, 176)
+    model = nn.Linear(2, 2)
+    groups = param_groups(model, lr=1.0)
+    groups[1]["train_epochs"] = 3
+    optimizer = torch.optim.SGD(groups, lr=1.0)
+    seen = []
+    for step in range(176):
+        schedule.apply(optimizer, step)
+        seen.append([g["lr"] for g in optimizer.param_groups])
+    assert [s[0] for s in seen] == pytest.approx([1 - s / 176 for s in range(176)])
+    assert [s[1] for s in seen] == pytest.approx([max(0.0, 1 - s / 66) for s in range(176)])
+    two_phases = PhaseSchedule([TrainingPhase(1, lr=(0.0, 1.0)), TrainingPhase(3, lr=(1.0, 0.0))], [10, 20])
+    assert two_phases.step_at_epoch(2.5) == 40
+    # the compressed schedule keeps the warm-up: train_epochs=2 is 30 of 70 steps, so step 3 reads step 7
+    assert two_phases.compressed_lr(3, 2) == pytest.approx(two_phases.values(7)["lr"]) == pytest.approx(0.7)
+    assert two_phases.compressed_lr(30, 2) == 0.0

@@ -12,6 +12,7 @@ from epochal.schedules import (
     PhaseSchedule,
     build_phases,
     flat_cos,
+    linear_decay,
     one_cycle,
     phases_1cycle,
     phases_from_config,
@@ -28,6 +29,7 @@ SAMPLE_ARGS = {
     "step_schedule": {"epochs": 4, "lr": 0.1, "milestones": [2, 3]},
     "flat_cos": {"epochs": 4, "lr": 0.1},
     "constant": {"epochs": 4, "lr": 0.1},
+    "linear_decay": {"epochs": 4, "lr": 0.1},
     "phases_1cycle": {"cycle_len": 4, "lr": 0.1},
     "phases_sgdr": {"lr": 0.1, "opt": "sgd", "n_cycles": 3, "cycle_len": 1, "cycle_mult": 2},
 }
@@ -45,6 +47,15 @@ def test_registered_builders_give_positive_finite_schedules(name):
     assert all(0 <= lr <= 0.1 + 1e-12 for lr in lrs)
     assert max(lrs) == pytest.approx(0.1)
     assert sum(p.epochs for p in phases) == pytest.approx(schedule.epoch_at(schedule.total_steps))
+
+
+def test_linear_decay_is_airbench_schedule_from_the_first_step_to_zero_after_the_last():
+    schedule = PhaseSchedule(linear_decay(8, 0.24), 25)
+    assert schedule.total_steps == 200
+    lrs = [schedule.values(s)["lr"] for s in range(200)]
+    assert lrs == pytest.approx([0.24 * (1 - s / 200) for s in range(200)])  # airbench94_muon's rule
+    assert schedule.values(200)["lr"] == 0.0
+    assert PhaseSchedule(linear_decay(2, 0.1, lr_end=0.01), 10).values(10)["lr"] == pytest.approx(0.055)
 
 
 def test_one_cycle_peaks_at_pct_start_and_ends_at_lr_max_over_div_final_div():

@@ -20,13 +20,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from epochal.config.errors import check_kwargs
+from epochal.config.errors import check_kwargs, unknown_key_message
 from epochal.utils import unknown_name_error
 
 __all__ = [
     "LOSSES",
     "build_callbacks",
     "build_data",
+    "build_group_rules",
     "build_loss",
     "build_model",
     "build_optimizer_spec",
@@ -43,6 +44,7 @@ __all__ = [
     "register_callback",
     "register_loss",
     "resolve_data_path",
+    "training_images",
 ]
 
 #: Loss name -> constructor; the recipe's other ``loss`` keys are its keyword arguments.
@@ -206,12 +208,58 @@ def _freeze_groups(value: Any) -> int | None:
 
 
 # ----------------------------------------------------------------------------------------- optimizer, loss
+#: Keys of an ``optimizer.groups`` entry: GroupRule's fields, plus absolute ``lr`` and ``weight_decay``.
+_RULE_KEYS = ("params", "lr", "lr_scale", "weight_decay", "wd_scale", "momentum", "muon", "train_epochs", "name")
+
+
+def build_group_rules(optimizer) -> list:
+    """The :class:`~epochal.optim.GroupRule` s of ``optimizer.groups`` (an OptimizerConfig).
+
+    An entry's ``lr`` is the group's rate at the schedule's peak ``optimizer.lr`` (stored as
+    ``lr_scale = lr / optimizer.lr``), its ``weight_decay`` a multiple of ``optimizer.weight_decay``
+    (``wd_scale``); or give the scales directly.
+    """
+    from epochal.optim import GroupRule
+
+    rules = []
+    for i, entry in enumerate(optimizer.groups or ()):
+        where = f"optimizer.groups.{i}"
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"{where} must be a mapping such as {{params: 'head.*', lr: 0.1}}, got {entry!r}")  # noqa: TRY004
+        for key in entry:
+            if key not in _RULE_KEYS:
+                raise ValueError(f"{where}: " + unknown_key_message(str(key), _RULE_KEYS))
+        if "params" not in entry:
+            raise ValueError(f"{where} needs 'params': a glob over parameter names such as 'head.*'")
+        kwargs = {k: v for k, v in entry.items() if k not in ("lr", "weight_decay")}
+        bases = (("lr", "lr_scale", optimizer.lr), ("weight_decay", "wd_scale", optimizer.weight_decay))
+        for absolute, scale, base in bases:
+            if absolute in entry:
+                if scale in entry:
+                    raise ValueError(f"{where} gives both {absolute} and {scale}; give one")
+                if not base > 0:
+                    raise ValueError(
+                        f"{where}.{absolute} is relative to optimizer.{absolute}, which is 0; "
+                        f"set optimizer.{absolute} > 0 or give {scale}"
+                    )
+                kwargs[scale] = float(entry[absolute]) / base
+        if isinstance(kwargs["params"], list):
+            kwargs["params"] = tuple(kwargs["params"])
+        try:
+            rules.append(GroupRule(**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return rules
+
+
 def build_optimizer_spec(config) -> Any:
     """The Learner's ``optimizer`` argument: the registry name, or a factory carrying extra arguments."""
     opt = config.optimizer
     extra = opt.kwargs
     if opt.momentum is not None:
         extra["momentum"] = opt.momentum
+    if opt.groups:
+        extra["rules"] = build_group_rules(opt)
     if not extra:
         return opt.name
     from epochal.optim import build_optimizer
@@ -340,7 +388,7 @@ def create_model(config, info: Mapping[str, Any]) -> nn.Module:
 
 
 def build_model(config, data) -> nn.Module:
-    """:func:`create_model`, then ``model.weights`` loaded and ``model.init_bias`` applied."""
+    """:func:`create_model`, then ``model.weights`` loaded, ``model.init_bias`` and ``model.data_init`` applied."""
     from epochal.models import init_output_bias
 
     model = create_model(config, data.info)
@@ -348,7 +396,32 @@ def build_model(config, data) -> nn.Module:
         load_matching_weights(model, config.model.weights)
     if config.model.init_bias == "priors":
         init_output_bias(model, class_priors(data), multilabel=bool(data.info.get("multi_label", False)))
+    if config.model.data_init:
+        init = getattr(model, "init_from_data", None)
+        if not callable(init):
+            raise ValueError(
+                f"model.data_init={config.model.data_init}: model {config.model.name!r} has no "
+                "init_from_data(images) method; set model.data_init to 0"
+            )
+        init(training_images(data.train, config.model.data_init, config.seed))
     return model
+
+
+def training_images(loader, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` training inputs for a data-dependent initialisation, as the model will see them.
+
+    An :class:`~epochal.data.ImageLoader` gives a seeded random choice of its images, normalised
+    but not augmented; any other loader the inputs of its first batches of epoch 0.
+    """
+    if hasattr(loader, "sample_images"):
+        return loader.sample_images(count, seed)
+    parts, total = [], 0
+    for inputs, _ in loader.iter_epoch(0):
+        parts.append(inputs)
+        total += len(inputs)
+        if total >= count:
+            break
+    return torch.cat(parts)[:count]
 
 
 def class_priors(data) -> torch.Tensor:

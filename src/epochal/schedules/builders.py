@@ -31,6 +31,7 @@ __all__ = [
     "build_phases",
     "constant",
     "flat_cos",
+    "linear_decay",
     "one_cycle",
     "phases_1cycle",
     "phases_sgdr",
@@ -209,6 +210,21 @@ def warmup_cosine(
         )
     )
     return phases
+
+
+@register_schedule("linear_decay")
+def linear_decay(
+    epochs: float,
+    lr: Any,
+    lr_end: float = 0.0,
+    optimizer: Any = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+) -> list[TrainingPhase]:
+    """A straight line from ``lr`` at the first step to ``lr_end`` after the last (airbench94_muon)."""
+    positive_number(epochs, "epochs")
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum}
+    return [TrainingPhase(epochs, lr=(_scale(lr, 1), lr_end), lr_decay="linear", name="linear_decay", **common)]
 
 
 @register_schedule("step_schedule")

@@ -90,6 +90,7 @@ class PhaseSchedule:
         self._resolved = _resolve(self.phases, default_lr)
         self._last_nonempty = max(k for k in range(len(phases)) if self.phase_length(k) > 0)
         self._scale_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._horizons: dict[float, int] = {}
 
     @property
     def total_steps(self) -> int:
@@ -156,13 +157,16 @@ class PhaseSchedule:
         discriminative ratio for the group's ``layer_group`` or else the group's ``lr_scale``, and
         ``lr_factor`` (default 1) is a multiplier that callbacks such as ReduceLROnPlateau keep in
         the group (so it is saved with the optimizer state); ``momentum`` (or ``betas[0]``) when the
-        schedule sets momentum; ``weight_decay = base * wd_scale`` when it sets decay.
+        schedule sets momentum; ``weight_decay = base * wd_scale`` when it sets decay. A group with
+        ``train_epochs`` (see :class:`~epochal.optim.GroupRule`) takes ``base`` from the whole
+        schedule compressed into its first ``train_epochs`` epochs, and 0 after them.
         """
         lr, momentum, weight_decay, index = self._at(step)
         scales = self._scales(index, optimizer.param_groups)
         for group in optimizer.param_groups:
             scale = scales[group["layer_group"]] if scales is not None else group.get("lr_scale", 1.0)
-            value = lr * scale * group.get("lr_factor", 1.0)
+            base = lr if group.get("train_epochs") is None else self.compressed_lr(step, group["train_epochs"])
+            value = base * scale * group.get("lr_factor", 1.0)
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(value)
             else:
@@ -176,7 +180,29 @@ class PhaseSchedule:
                 group["weight_decay"] = weight_decay * group.get("wd_scale", 1.0)
         return lr
 
-    def _at(self, step: int) -> tuple[float, float | None, float | None, int]:
+    def step_at_epoch(self, epoch: float) -> int:
+        """The optimizer step at which ``epoch`` epochs are done (rounded as the boundaries are)."""
+        if epoch >= self._epoch_starts[-1] + self.phases[-1].epochs:
+            return self.total_steps
+        k = max(bisect.bisect_right(self._epoch_starts, epoch) - 1, 0)
+        exact = math.fsum(p.epochs * s for p, s in zip(self.phases[:k], self.steps_per_epoch, strict=False))
+        exact += (epoch - self._epoch_starts[k]) * self.steps_per_epoch[k]
+        return math.floor(exact + 0.5 + 1e-9)
+
+    def compressed_lr(self, step: int, train_epochs: float) -> float:
+        """The top rate at ``step`` of the schedule squeezed into its first ``train_epochs`` epochs.
+
+        airbench's whitening bias: the linear decay of the whole run, reaching 0 at epoch 3
+        instead of at the end; from then on the rate is 0.
+        """
+        horizon = self._horizons.get(train_epochs)
+        if horizon is None:
+            horizon = self._horizons[train_epochs] = max(self.step_at_epoch(train_epochs), 1)
+        if step >= horizon:
+            return 0.0
+        return self._at(step * self.total_steps / horizon)[0]
+
+    def _at(self, step: float) -> tuple[float, float | None, float | None, int]:
         if step >= self._boundaries[-1]:
             index, t = self._last_nonempty, 1.0
         elif step < 0:
