@@ -6,7 +6,7 @@ repeated; the JSON reports the median times and their ratio (target <= 1.05). On
 reports the ratio of process CPU time (``cpu_ratio``), which the other jobs of a shared machine
 distort much less than wall time: waiting for a core is not counted.
 
-    python benchmarks/loop_overhead.py [--device cuda] [--epochs 2] [--repeats 3]
+    python benchmarks/loop_overhead.py [--device cuda] [--epochs 2] [--repeats 3] [--model mlp] [--threads 1]
 """
 
 from __future__ import annotations
@@ -98,7 +98,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.samples, 3, 32, 32, generator=gen).to(device)
@@ -120,6 +123,7 @@ def main() -> None:
         "model": args.model,
         "torch": torch.__version__,
         "steps": args.epochs * len(loader),
+        "threads": torch.get_num_threads(),
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "plain_s": round(wall[0], 4),
         "learner_s": round(wall[1], 4),
