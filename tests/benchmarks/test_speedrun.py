@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from epochal.config import load_config
-from epochal.config.builders import build_group_rules
+from epochal.config.groups import build_group_rules
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speedrun.py"
 

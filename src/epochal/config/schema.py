@@ -173,7 +173,7 @@ class OptimizerConfig(OpenSection):
                 declared=type(self).model_fields,
             )
         if self.groups:
-            from epochal.config.builders import build_group_rules
+            from epochal.config.groups import build_group_rules
 
             build_group_rules(self)
         return self
