@@ -14,7 +14,8 @@ parameter groups or TTA: airbench-style whole-epoch flip and crop on a resident 
 hand-written linear decay and hand-made parameter groups; it shares only the network
 (:class:`~epochal.models.AirbenchNet`) and the optimizer (:class:`~epochal.optim.Muon`).
 
-Prints one JSON object as the last line of stdout. Examples::
+Prints one JSON object per finished run (Learner and plain loop), the last one complete
+(``"complete": true``), so a time limit that stops it early still leaves the runs done. Examples::
 
     python benchmarks/speedrun.py --runs 2                           # CPU: 45,000 images, 5,000 held out
     python benchmarks/speedrun.py --archive .device/cifar10-jpeg-train.tar.gz --device cuda --runs 3
@@ -294,9 +295,11 @@ def main(argv=None) -> dict:
         sys.exit(f"archive not found: {args.archive}")
     if not 0 < args.valid < args.images:
         sys.exit(f"--valid {args.valid} must be between 0 and --images {args.images}")
+    if args.runs < 1:
+        sys.exit(f"--runs {args.runs} must be >= 1")
     device = torch.device(args.device)
     PLAIN["batch_size"] = args.batch_size
-    load = os.getloadavg()
+    load, start = os.getloadavg(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="epochal-speedrun-") as tmp:
         root = extract_subset(args.archive, Path(tmp) / "images", args.images)
         overrides = [f"data.path={root}", f"data.valid_pct={args.valid / args.images}",
@@ -306,43 +309,41 @@ def main(argv=None) -> dict:
         config = load_config(RECIPE, overrides)
         data = build_data(config, device)
         tensors = None if args.no_plain else plain_tensors(data)
-        precision = resolve_auto(config.trainer.precision, str(device), "bf16", "fp32")
-        compile_model = resolve_auto(config.trainer.compile, str(device), True, False)
-        plain = lambda seed, epochs: plain_run(tensors, device, seed, epochs, precision, compile_model)  # noqa: E731
-        warm_config = config.model_copy(update={"epochs": args.warmup_epochs})
-        warm = {"learner": learner_run(warm_config, data, device, 10_000)}
+        setting = {
+            "benchmark": "speedrun", "recipe": RECIPE,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "torch": torch.__version__, "epochal": epochal.__version__, "threads": torch.get_num_threads(),
+            "load_average_before": [round(v, 2) for v in load], "train_images": len(data.train.rows),
+            "valid_images": len(data.valid.rows), "epochs": config.epochs, "steps_per_epoch": len(data.train),
+            "runs": args.runs, "precision": resolve_auto(config.trainer.precision, str(device), "bf16", "fp32"),
+            "compile": resolve_auto(config.trainer.compile, str(device), True, False),
+            "prepare_s": round(time.perf_counter() - start, 1),
+        }
+        loops = {"learner": lambda seed, epochs: learner_run(config.model_copy(update={"epochs": epochs}), data,
+                                                               device, seed)}
         if tensors is not None:
-            warm["plain"] = plain(10_000, args.warmup_epochs)
-        results: dict[str, list] = {"learner": [], "plain": []}
+            loops["plain"] = lambda seed, epochs: plain_run(tensors, device, seed, epochs, setting["precision"],
+                                                            setting["compile"])
+        warm = {name: run(10_000, args.warmup_epochs) for name, run in loops.items()}
+        results: dict[str, list] = {name: [] for name in loops}
         for seed in range(args.runs):
-            results["learner"].append(learner_run(config, data, device, seed))
-            if tensors is not None:
-                results["plain"].append(plain(seed, config.epochs))
-    result = {
-        "benchmark": "speedrun",
-        "recipe": RECIPE,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__,
-        "epochal": epochal.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average_before": [round(v, 2) for v in load],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "train_images": len(data.train.rows),
-        "valid_images": len(data.valid.rows),
-        "epochs": config.epochs,
-        "steps_per_epoch": len(data.train),
-        "runs": args.runs,
-        "precision": precision,
-        "compile": compile_model,
-        "learner": _summary(results["learner"], warm["learner"]),
-    }
-    if tensors is not None:
-        result["plain"] = _summary(results["plain"], warm["plain"])
+            for name, run in loops.items():
+                results[name].append(run(seed, config.epochs))
+            # a line per finished run: a limit that cuts the benchmark short still leaves figures
+            result = _report(setting, results, warm, complete=seed == args.runs - 1)
+            print(json.dumps(result), flush=True)
+    return result
+
+
+def _report(setting: dict, results: dict, warm: dict, complete: bool) -> dict:
+    result = {**setting, "complete": complete, "load_average_after": [round(v, 2) for v in os.getloadavg()]}
+    for name, runs in results.items():
+        result[name] = _summary(runs, warm[name])
+    if "plain" in results:
         result["learner_over_plain"] = round(result["learner"]["median_s"] / result["plain"]["median_s"], 4)
         result["learner_over_plain_epoch"] = round(
             result["learner"]["median_epoch_s"] / result["plain"]["median_epoch_s"], 4)
     result["targets"] = TARGETS
-    print(json.dumps(result))
     return result
 
 

@@ -52,7 +52,9 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
                           env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and lines[0]["complete"]  # one line per finished run
+    result = lines[0]
     assert (result["benchmark"], result["device"], result["train_images"], result["valid_images"]) == (
         "speedrun", "cpu", 200, 100)
     settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"])
@@ -66,6 +68,7 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
     assert result["learner_over_plain"] == pytest.approx(
         result["learner"]["median_s"] / result["plain"]["median_s"], rel=0.01)
     assert result["targets"]["learner_over_plain"] == 1.05 and result["targets"]["gpu_median_s"] == 1.69
+    assert result["prepare_s"] > 0 and len(result["load_average_after"]) == 3
 
 
 def test_speedrun_names_a_missing_archive(tmp_path):

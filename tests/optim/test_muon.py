@@ -48,8 +48,39 @@ def test_newtonschulz_approximates_the_polar_factor():
 
 
 def test_newtonschulz_rejects_non_matrices():
-    with pytest.raises(ValueError, match="needs a 2-D matrix"):
-        zeropower_via_newtonschulz(torch.randn(2, 3, 4))
+    for shape in [(3,), (2, 3, 4, 5)]:
+        with pytest.raises(ValueError, match="needs a 2-D matrix or a 3-D batch"):
+            zeropower_via_newtonschulz(torch.randn(shape))
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 20), (3, 20, 8)])
+def test_a_batch_of_matrices_is_each_matrix_on_its_own(shape):
+    scales = torch.tensor([1.0, 10.0, 0.1])[:, None, None]  # each matrix is normalised on its own
+    batch = torch.randn(shape, generator=torch.Generator().manual_seed(6)) * scales
+    together = zeropower_via_newtonschulz(batch, 3, dtype=torch.float64)
+    for matrix, result in zip(batch, together, strict=True):
+        torch.testing.assert_close(result, zeropower_via_newtonschulz(matrix, 3, dtype=torch.float64))
+
+
+def test_same_shaped_filters_of_different_groups_step_as_if_alone():
+    torch.manual_seed(0)
+    weights = [nn.Parameter(torch.randn(6, 4, 3, 3)) for _ in range(3)] + [nn.Parameter(torch.randn(6, 2, 3, 3))]
+    alone = [nn.Parameter(w.detach().clone()) for w in weights]
+    groups = [{"params": weights[:2]}, {"params": weights[2:], "lr": 0.05, "momentum": 0.5}]
+    together = Muon(groups, lr=0.1, momentum=0.9, normalize_weights=True, weight_decay=0.1, ns_dtype="float64")
+    settings = [{"lr": 0.1, "momentum": 0.9}] * 2 + [{"lr": 0.05, "momentum": 0.5}] * 2
+    separate = [Muon([w], normalize_weights=True, weight_decay=0.1, ns_dtype="float64", **kw)
+                for w, kw in zip(alone, settings)]
+    gen = torch.Generator().manual_seed(8)
+    for _ in range(3):
+        grads = [torch.randn(w.shape, generator=gen) for w in weights]
+        for w, v, g in zip(weights, alone, grads):
+            w.grad, v.grad = g.clone(), g.clone()
+        together.step()
+        for opt in separate:
+            opt.step()
+    for w, v in zip(weights, alone, strict=True):
+        torch.testing.assert_close(w, v)
 
 
 @pytest.mark.skipif(not hasattr(torch.optim, "_muon"), reason="torch has no Muon")

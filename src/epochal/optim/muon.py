@@ -52,7 +52,8 @@ def zeropower_via_newtonschulz(
     """Approximate the orthogonal polar factor ``U V^T`` of a matrix ``U S V^T``.
 
     Args:
-        matrix: a 2-D tensor.
+        matrix: a 2-D tensor, or a 3-D batch of matrices of one shape (each is normalised and
+            iterated on its own; one batched product per step serves them all).
         steps: Newton-Schulz steps (airbench94_muon uses 3, torch and the Muon paper 5).
         coefficients: ``(a, b, c)`` of the quintic iteration.
         eps: floor of the Frobenius norm the matrix is first divided by.
@@ -60,22 +61,25 @@ def zeropower_via_newtonschulz(
             without native bfloat16 matrix products).
 
     Returns:
-        A matrix of ``matrix``'s shape in ``dtype`` whose singular values lie near 1.
+        A tensor of ``matrix``'s shape in ``dtype`` whose singular values lie near 1.
     """
-    if matrix.ndim != 2:
-        raise ValueError(f"zeropower_via_newtonschulz needs a 2-D matrix, got shape {tuple(matrix.shape)}")
+    if matrix.ndim not in (2, 3):
+        raise ValueError(
+            f"zeropower_via_newtonschulz needs a 2-D matrix or a 3-D batch of them, got shape {tuple(matrix.shape)}"
+        )
     if not 1 <= steps < 100:
         raise ValueError(f"steps must be in [1, 100), got {steps}")
     a, b, c = coefficients
+    fused = torch.addmm if matrix.ndim == 2 else torch.baddbmm
     x = matrix.to(dtype)
-    transposed = x.shape[0] > x.shape[1]
+    transposed = x.shape[-2] > x.shape[-1]
     if transposed:  # iterate on the wide side: the Gram matrix is the smaller one
-        x = x.T
-    x = x / x.norm().clamp(min=eps)
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
     for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if transposed else x
+        gram = x @ x.mT
+        x = fused(x, fused(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if transposed else x
 
 
 def _adjusted_lr(lr: float, adjust_lr_fn: str | None, shape: torch.Size) -> float:
@@ -185,12 +189,17 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        pending = []
         for group in self.param_groups:
             muon_params, sgd_params = self._split(group)
             if muon_params:
-                self._muon_step(group, muon_params)
+                pending.append((group, muon_params, self._momentum_updates(group, muon_params)))
             if sgd_params:
                 self._sgd_step(group, sgd_params)
+        if pending:
+            orthogonal = self._orthogonalise(pending)
+            for (group, params, _), updates in zip(pending, orthogonal, strict=True):
+                self._muon_apply(group, params, updates)
         return loss
 
     def _buffers(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -202,24 +211,58 @@ class Muon(torch.optim.Optimizer):
             buffers.append(state["momentum_buffer"])
         return buffers
 
-    def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
-        lr, momentum, decay = float(group["lr"]), group["momentum"], group["weight_decay"]
-        name = group["ns_dtype"] or ("bfloat16" if params[0].is_cuda else "float32")
-        dtype = _DTYPES[name]
-        for p, buffer in zip(params, self._buffers(params), strict=True):
-            grad = p.grad
-            # The exponential-average form of torch.optim.Muon; airbench's sum form differs by the
-            # factor 1 - momentum, which the normalised iteration ignores.
-            buffer.lerp_(grad, 1 - momentum)
-            update = grad.lerp(buffer, momentum) if group["nesterov"] else buffer
-            ortho = zeropower_via_newtonschulz(
-                update.reshape(len(update), -1), group["ns_steps"], group["ns_coefficients"], group["eps"], dtype
-            )
-            if lr * decay != 0:
-                p.mul_(1 - lr * decay)
-            if group["normalize_weights"]:
-                p.mul_(math.sqrt(p.shape[0]) / p.norm().clamp(min=group["eps"]))
-            p.add_(ortho.view(p.shape).to(p.dtype), alpha=-_adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
+    def _momentum_updates(self, group: dict, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The (Nesterov) momentum of each parameter, in torch.optim.Muon's averaging form.
+
+        airbench's summing form differs by the factor ``1 - momentum``, which the normalised
+        iteration ignores.
+        """
+        momentum, grads, buffers = group["momentum"], [p.grad for p in params], self._buffers(params)
+        torch._foreach_lerp_(buffers, grads, 1 - momentum)
+        return torch._foreach_lerp(grads, buffers, momentum) if group["nesterov"] else buffers
+
+    def _orthogonalise(self, pending: list) -> list[list[torch.Tensor]]:
+        """Newton-Schulz for every update, one batched iteration per shape and setting.
+
+        The iteration depends on neither the rate nor the momentum, so matrices of one shape
+        from every group share it: fewer, larger kernels, which matters on GPUs.
+        """
+        results: list[list] = [[None] * len(params) for _, params, _ in pending]
+        batches: dict[tuple, list] = {}
+        for g, (group, _, updates) in enumerate(pending):
+            name = group["ns_dtype"] or ("bfloat16" if updates[0].is_cuda else "float32")
+            settings = (group["ns_steps"], tuple(group["ns_coefficients"]), group["eps"], _DTYPES[name])
+            for i, update in enumerate(updates):
+                matrix = update.reshape(len(update), -1)
+                batches.setdefault((tuple(matrix.shape), update.device, *settings), []).append((g, i, matrix))
+        for (_, _, steps, coefficients, eps, dtype), items in batches.items():
+            if len(items) == 1:
+                outputs = [zeropower_via_newtonschulz(items[0][2], steps, coefficients, eps, dtype)]
+            else:
+                stacked = torch.stack([matrix for _, _, matrix in items])
+                outputs = zeropower_via_newtonschulz(stacked, steps, coefficients, eps, dtype).unbind(0)
+            for (g, i, _), output in zip(items, outputs, strict=True):
+                results[g][i] = output
+        return results
+
+    def _muon_apply(self, group: dict, params: list[torch.Tensor], updates: list[torch.Tensor]) -> None:
+        """Decay, normalise (airbench) and step each weight along its orthogonalised update."""
+        lr, decay, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+        if lr * decay != 0:
+            torch._foreach_mul_(params, 1 - lr * decay)
+        if group["normalize_weights"]:
+            factors = torch._foreach_norm(params)
+            torch._foreach_clamp_min_(factors, eps)
+            torch._foreach_reciprocal_(factors)
+            torch._foreach_mul_(factors, [math.sqrt(p.shape[0]) for p in params])
+            torch._foreach_mul_(params, factors)
+        steps = [update.view(p.shape).to(p.dtype) for p, update in zip(params, updates, strict=True)]
+        rates = [_adjusted_lr(lr, group["adjust_lr_fn"], p.shape) for p in params]
+        if len(set(rates)) == 1:
+            torch._foreach_add_(params, steps, alpha=-rates[0])
+        else:
+            for p, step, rate in zip(params, steps, rates, strict=True):
+                p.add_(step, alpha=-rate)
 
     def _sgd_step(self, group: dict, params: list[torch.Tensor]) -> None:
         """torch.optim.SGD's step (dampening 0) after decoupled decay, on foreach kernels."""
