@@ -67,7 +67,7 @@ class LearnerCallbacks:
 
     def _index_handlers(self) -> None:
         ordered = sorted(self.callbacks, key=lambda cb: cb.order)  # stable: ties keep insertion order
-        self._handlers = {e: [getattr(cb, e) for cb in ordered if hasattr(cb, e)] for e in EVENTS}
+        self._handlers = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(cb, e)) for e in EVENTS}
 
     def __call__(self, event: str) -> None:
         """Run every callback that implements ``event``, in order."""
