@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from epochal.data.report import TableFinding
+from epochal.data.tabular_findings import fit_findings, source_of, value_examples
 from epochal.utils import atomic_write_text
 
 __all__ = ["DEFAULT_NA_VALUES", "MISSING", "UNKNOWN", "TabularPreprocessor", "clean_frame", "require_pandas"]
@@ -155,7 +156,7 @@ class TabularPreprocessor:
         bad = [c for c in self.continuous if not _mostly_numeric(frame[c])]
         if bad:
             raise ValueError(
-                f"{_source_of(frame)}: continuous columns {bad} hold text in more than 5% of their values; "
+                f"{source_of(frame)}: continuous columns {bad} hold text in more than 5% of their values; "
                 "list them as categorical"
             )
 
@@ -171,7 +172,7 @@ class TabularPreprocessor:
         frame = clean_frame(frame, self.na_values)
         inferred = self.categorical is None
         self._infer_columns(frame)
-        self.findings = _fit_findings(frame, self.categorical, self.continuous, inferred, _source_of(frame))
+        self.findings = fit_findings(frame, self.categorical, self.continuous, inferred, source_of(frame))
         for column in self.categorical:
             text = _text(frame[column])
             levels = sorted(set(text.dropna()))
@@ -246,10 +247,10 @@ class TabularPreprocessor:
         missing = [c for c in (self.categorical or []) + (self.continuous or []) if c not in frame.columns]
         if missing:
             raise ValueError(
-                f"{_source_of(frame)}: columns {missing} are missing from the data; the preprocessor was "
+                f"{source_of(frame)}: columns {missing} are missing from the data; the preprocessor was "
                 f"fitted on them (columns here: {list(frame.columns)})"
             )
-        source = _source_of(frame)
+        source = source_of(frame)
         frame = clean_frame(frame, self.na_values)
         self.report = {"unseen": {}, "coerced": {}, "missing": {}, "examples": {}}
         codes = [self._encode_category(c, _text(frame[c])) for c in self.categorical]
@@ -260,7 +261,7 @@ class TabularPreprocessor:
             text = values.isna() & raw.notna()
             if text.any():
                 self.report["coerced"][column] = int(text.sum())
-                self.report["examples"][column] = _examples(raw[text])
+                self.report["examples"][column] = value_examples(raw[text])
             self.report["missing"][column] = int(values.isna().sum())
             if column in self.indicators:
                 flags.append(torch.tensor(values.isna().to_numpy(), dtype=torch.long) + 1)
@@ -286,7 +287,7 @@ class TabularPreprocessor:
         unseen = [v for v, c in zip(text, codes) if c < 0]
         if unseen:
             self.report["unseen"][column] = len(unseen)
-            self.report["examples"][column] = _examples(unseen)
+            self.report["examples"][column] = value_examples(unseen)
         return torch.tensor([max(c, 0) for c in codes], dtype=torch.long)
 
     def _report_transform(self, source: str, part: str | None) -> None:
@@ -389,47 +390,6 @@ def _target_text(series):
     return _text(series).map(
         lambda v: v.rstrip(".").strip() if isinstance(v, str) and not _is_number(v) else v
     )
-
-
-def _source_of(frame) -> str:
-    """The file a frame was read from (``read_table`` records it), or a generic name."""
-    return str(frame.attrs.get("source") or "the DataFrame")
-
-
-def _examples(values, limit: int = 3) -> list[str]:
-    """Up to ``limit`` distinct values, as text, for messages and the data report."""
-    distinct = list(dict.fromkeys(str(v) for v in values))
-    return distinct[:limit] + (["..."] if len(distinct) > limit else [])
-
-
-def _fit_findings(frame, categorical, continuous, inferred: bool, source: str) -> list[TableFinding]:
-    """Warn about (and record) empty columns and, where columns were inferred, numbers read as categories."""
-    pd = require_pandas()
-    findings = []
-    for column in [*categorical, *continuous]:
-        if len(frame) and frame[column].isna().all():
-            findings.append(TableFinding("all_missing", source, len(frame), column=column))
-            warnings.warn(
-                f"{source}: column {column!r} is empty (all {len(frame)} values missing), so it carries no "
-                "information; drop it from the inputs or check na_values",
-                stacklevel=3,
-            )
-    for column in categorical if inferred else []:
-        present = frame[column].dropna()
-        if pd.api.types.is_numeric_dtype(present) or pd.api.types.is_bool_dtype(present):
-            continue
-        parsed = pd.to_numeric(present, errors="coerce")
-        text = present[parsed.isna()]
-        if len(present) and parsed.notna().mean() >= 0.5 and len(text):
-            examples = _examples(text)
-            findings.append(TableFinding("numbers_as_categories", source, len(text), column, examples=tuple(examples)))
-            warnings.warn(
-                f"{source}: column {column!r} holds numbers and {len(text)} text value(s) ({', '.join(examples)}), "
-                "so it is read as categories; list it in continuous= to read it as numbers (the text then "
-                "becomes missing)",
-                stacklevel=3,
-            )
-    return findings
 
 
 def _is_number(text: str) -> bool:
