@@ -100,3 +100,19 @@ def test_a_clean_run_has_an_empty_report_and_no_data_line(tmp_path):
     report = json.loads((run / "data_report.json").read_text())
     assert report["skipped_files"]["count"] == 0 and report["tables"] == [] and report["empty_classes"] == []
     assert not any(line.startswith("data: ") for line in out.splitlines())
+
+
+def test_a_recipe_reads_a_non_utf8_table_with_data_options_file_encoding(tmp_path):
+    rows = [f"{'rouge' if i % 2 else 'bleu'},{i / 10:.1f},{'oui' if i % 3 else 'non'}" for i in range(40)]
+    rows[6] = "rouge,0.6,caf\xe9"  # file line 8: the header is line 1
+    (tmp_path / "t.csv").write_bytes("\n".join(["couleur,taille,y", *rows]).encode("cp1252") + b"\n")
+    recipe = {"data": {"kind": "tabular", "path": str(tmp_path / "t.csv"), "target": "y", "valid_pct": 0.25,
+                       "batch_size": 16}, "model": {"name": "tabular_mlp", "hidden": [8]}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"name": "latin", **TINY, **recipe}))
+    refused = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "runs"), "--no-progress"])
+    assert refused.exit_code != 0
+    assert "t.csv: line 8 is not valid utf-8" in refused.output and "data.options.file_encoding" in refused.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    run, _ = _train(tmp_path, {**recipe, "data": {**recipe["data"], "options": {"file_encoding": "cp1252"}}})
+    assert "café" in json.loads((run / "data.json").read_text())["classes"]
