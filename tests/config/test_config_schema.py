@@ -11,6 +11,10 @@ generated data, through the same ``train`` that ``epochal train`` runs.
 
 Every argument of a model family is walked on one model of the family (:func:`_representative`);
 the other models by name, some of them large, are walked in the ``slow`` run.
+
+Recipes are strict: every key whose plausible value is a number or a boolean is walked again with
+that value quoted (``'0.1'``, ``'true'``: what strict types refuse, and what lax ones converted),
+and must be refused when the recipe loads, naming the key (:func:`test_quoted_numbers_and_booleans_are_refused`).
 """
 
 from __future__ import annotations
@@ -299,7 +303,7 @@ PLAUSIBLE: dict[str, Any] = {
     "schedule:swa_phase.cycle_len": V(1, extra={"phases.lr_max": 0.2}),  # cyclic SWA: both
     "schedule:swa_phase.lr_max": V(0.2, extra={"phases.cycle_len": 1}),
     # fge's lr (the low rate) comes from optimizer.lr; lr_max must be given
-    "schedule:fge": V({}, extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:fge": V({"lr_max": 0.2}, extra={"epochs": 2}),
     "schedule:fge.epochs": V(2, extra={"phases.lr_max": 0.2}),
     "schedule:fge.lr": V(0.02, extra={"phases.lr_max": 0.2, "epochs": 2}),
     "schedule:fge.lr_max": V(0.2, extra={"epochs": 2}),
@@ -328,7 +332,8 @@ PLAUSIBLE: dict[str, Any] = {
     # weight averaging (SWA's phase arguments act with its lr: they shape the SWA phase)
     # (8 one-step epochs: the default start 0.75 leaves two to average)
     "callback:swa": V({}, extra={"epochs": 8}),
-    "callback:swa.start": V(6, extra={"epochs": 8}),
+    "callback:swa.start": V("swa", extra={"phases": [{"epochs": 6, "lr": 0.05},
+                                                     {"name": "swa", "epochs": 2, "lr": 0.01}]}),
     "callback:swa.update_every": V(1, extra={"epochs": 8}),
     "callback:swa.lr": V(0.01, extra={"epochs": 8}),
     "callback:swa.anneal_epochs": V(1, extra={"epochs": 8, "callbacks.swa.lr": 0.01}),
@@ -404,6 +409,7 @@ PLAUSIBLE: dict[str, Any] = {
     "option:tabular.missing_indicator": V(False, "table"),
     "option:tabular.na_values": V(["?", "NA"], "table"),
     "option:tabular.strict": V(True, "table"),
+    "option:tabular.file_encoding": V("latin-1", "table"),  # the ASCII table reads the same
     "option:tabular.drop_last": V(True, "table"),
     "option:tabular.valid_batch_size": V(7, "table"),
     # metrics and augmentations
@@ -559,12 +565,12 @@ def _representative(family: str, arg: str | None = None) -> str:
     return preferred if preferred in names else names[0]
 
 
-def recipe_for(key: str, ws: Workspace) -> dict[str, Any]:
-    """The base recipe of the key's data with the key set to its plausible value."""
+def recipe_for(key: str, ws: Workspace, value: Any = None) -> dict[str, Any]:
+    """The base recipe of the key's data with the key set to its plausible value (or to ``value``)."""
     given = plausible(key)
     given = given if isinstance(given, V) else V(given)
     recipe = base_recipe(ws, _context(key, given))
-    value = _resolve(given.value, ws)
+    value = _resolve(given.value, ws) if value is None else value
     kind, _, rest = key.partition(":")
     name, _, arg = rest.partition(".")
     if key.startswith("phase."):
@@ -647,3 +653,44 @@ def test_key_trains_one_step_or_is_refused(key, workspace):
     result = train(config, out=workspace.tmp / "runs", progress=False)
     first = json.loads((Path(result["run_dir"]) / "metrics.jsonl").read_text().splitlines()[0])
     assert first["step"] >= 1 and math.isfinite(first["train/loss"]), first
+
+
+# ----------------------------------------------------------------------------------------- strict types
+def _quoted(value: Any) -> Any:
+    """The plausible value as a user who quotes it writes it: ``'0.1'``, ``'true'``, ``['8', 16, 16]`` (None: no
+    number or boolean to quote)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list) and value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        return [str(value[0]), *value[1:]]
+    return None
+
+
+def _quoted_case(key: str) -> Any:
+    given = plausible(key)
+    given = given if isinstance(given, V) else V(given)
+    own_path = key.replace("phase.", "phases.0.") if key.startswith("phase.") else key
+    if callable(given.value) or own_path in given.extra or _lookup(REFUSED, key) is not _MISSING:
+        return None
+    return _quoted(given.value)
+
+
+QUOTED_KEYS = [k for k in KEYS if _quoted_case(k) is not None]
+
+
+def test_the_strict_walk_covers_every_number_and_boolean_key():
+    assert {"optimizer.lr", "epochs", "deterministic", "trainer.grad_accum", "callback:*.patience"} - set(QUOTED_KEYS) \
+        == {"callback:*.patience"}  # registry keys are walked per entry
+    assert "callback:early_stopping.patience" in QUOTED_KEYS and "schedule:one_cycle.pct_start" in QUOTED_KEYS
+    assert {"model:regnet.zero_init_last", "phase.lr", "option:tabular.drop_last"} <= set(QUOTED_KEYS)
+
+
+@pytest.mark.parametrize("key", [_walked(k) for k in QUOTED_KEYS])
+def test_quoted_numbers_and_booleans_are_refused(key, workspace):
+    recipe = recipe_for(key, workspace, value=_quoted_case(key))
+    leaf = key.replace(":", ".").split(".")[-1]
+    with pytest.raises(ConfigError) as info:
+        load_config(recipe)
+    assert leaf in str(info.value), f"{key}: refused without naming {leaf!r}: {info.value}"

@@ -114,7 +114,7 @@ def test_tabular_phase_batches_the_same_tensors(tiny_table):
         (["phases=[{epochs: 1, data: {batch_szie: 3}}]"], r"phases.0.data: unknown key 'batch_szie'.*'batch_size'"),
         (["phases=[{epochs: 1}, {epochs: 1, data: {batch_size: 0}}]"], r"phases.1.data.batch_size: .*greater than"),
         (["phases=[{epochs: 1, data: smal}]", *RESIZING[:1]], r"unknown data variant 'smal'.*did you mean 'small'"),
-        (["data_variants={s: {augment: [flipp]}}"], r"data_variants.s: unknown augmentation 'flipp'"),
+        (["data_variants={s: {augment: [flipp]}}"], r"data_variants.s.augment: unknown augmentation 'flipp'"),
         (["phases=[{epochs: 1, data: 3}]"], r"phases.0.data must be the name of a data_variants entry or a mapping"),
     ],
 )

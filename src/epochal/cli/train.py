@@ -85,8 +85,16 @@ def train(
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
     print(f"run folder: {result['run_dir']}")
     print(f"epochs: {result['epochs']}  wall: {result['wall_s']:.1f} s  {metrics}")
-    if result["skipped_files"]:
-        print(f"skipped {len(result['skipped_files'])} undecodable file(s); see data.json and summary.json")
+    _print_data_report(Path(result["run_dir"]) / "data_report.json")
+
+
+def _print_data_report(path: Path) -> None:
+    """One line when the data pipeline skipped or reinterpreted something, naming the file that lists it."""
+    from epochal.runs import read_json
+
+    report = read_json(path) if path.is_file() else {}
+    if report.get("skipped_files", {}).get("count") or report.get("empty_classes") or report.get("tables"):
+        print(f"data: {report['summary']}; every path and row with its reason: {path}")
 
 
 @command

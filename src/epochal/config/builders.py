@@ -23,6 +23,7 @@ from torch import nn
 
 from epochal.config.data_builders import (
     build_data,
+    check_augment,
     check_data_options,
     label_counts,
     mixup_alpha_for,
@@ -38,6 +39,7 @@ from epochal.config.model_builders import (
     load_matching_weights,
     training_images,
 )
+from epochal.config.strict import check_phase_types
 from epochal.losses import LOSSES, register_loss
 from epochal.utils import unknown_name_error
 
@@ -51,6 +53,7 @@ __all__ = [
     "build_optimizer_spec",
     "build_phases",
     "callback_registry",
+    "check_augment",
     "check_callbacks",
     "check_data_options",
     "check_model_for_data",
@@ -210,6 +213,7 @@ def check_phase_list(phases: list[Mapping[str, Any]], data=None, variants: Mappi
             # ValueError, not TypeError: pydantic turns it into a validation error naming the key
             raise ValueError(f"phases.{i} must be a mapping of phase keys, got {entry!r}")  # noqa: TRY004
         _check_freeze(entry.get("freeze"), f"phases.{i}.freeze")
+        check_phase_types(entry, f"phases.{i}")
         TrainingPhase.from_dict(_phase_keys(entry), where=f"phases.{i}")
         overlay = phase_overlay(entry.get("data"), variants or {}, f"phases.{i}.data")
         if data is not None:

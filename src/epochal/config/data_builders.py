@@ -12,6 +12,7 @@ from epochal.config.errors import check_kwargs
 
 __all__ = [
     "build_data",
+    "check_augment",
     "check_data_options",
     "label_counts",
     "mixup_alpha_for",
@@ -48,10 +49,13 @@ def check_data_options(data) -> None:
         f"in data.options (for kind {data.kind!r})",
         skip=_DATA_SUPPLIED[data.kind],
     )
-    if data.augment:
-        from epochal.data.augment import build_augmentations
 
-        build_augmentations(_resolve_augment(data.augment, None))
+
+def check_augment(spec: list[Any]) -> None:
+    """Raise ValueError for an augmentation list that :func:`~epochal.data.augment.build_augmentations` refuses."""
+    from epochal.data.augment import build_augmentations
+
+    build_augmentations(_resolve_augment(spec, None))
 
 
 def resolve_data_path(path: str | None) -> str:

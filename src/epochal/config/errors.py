@@ -6,9 +6,13 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from epochal.config.strict import check_argument_types, quoted_scalar_hint
 from epochal.utils import did_you_mean, short_repr, shorten
 
-__all__ = ["ConfigError", "check_kwargs", "format_validation_error", "unknown_key_message"]
+__all__ = ["ConfigError", "blamed", "check_kwargs", "format_validation_error", "unknown_key_message"]
+
+#: pydantic error types of a value of the wrong type (strict mode), and what was expected.
+_TYPE_ERRORS = {"float_type": "a number", "int_type": "a whole number", "bool_type": "true or false"}
 
 
 class ConfigError(ValueError):
@@ -23,20 +27,32 @@ def unknown_key_message(key: str, valid: Iterable[str], where: str = "") -> str:
 
 
 def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+    """The dotted key of an error location, without pydantic's validator and union-branch parts."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "<"))))
 
 
-def _blamed(loc: str, msg: str, overrides: Mapping[str, str]) -> str | None:
-    """The override that set the key an error is about: that key, a parent, or the unknown key named."""
+def blamed(loc: str, msg: str, overrides: Mapping[str, str]) -> str | None:
+    """The override that set the key an error is about: that key, a parent, or a key below it that
+    the message names (quoted, ``'augment'``, or dotted, ``data.augment``)."""
     head = msg.split(";")[0]
     for key, label in overrides.items():
         if loc == key or loc.startswith(key + ".") or key == f"{loc}.name":  # a new name re-reads the section
             return label
         if key.startswith(loc + "."):
-            below = key[len(loc) + 1 :].split(".")[0]
-            if f"{below!r}" in head:
+            below = key[len(loc) + 1 :].split(".")
+            if key in head or any(f"{part!r}" in head for part in below if not part.isdigit()):
                 return label
     return None
+
+
+def _type_hint(err: Mapping[str, Any]) -> str:
+    """``(a quoted string: write 0.1 without quotes ...)`` for a strict-mode type error on a string."""
+    given = err.get("input")
+    if err.get("type") in _TYPE_ERRORS and isinstance(given, str):
+        return quoted_scalar_hint(given)
+    if err.get("type") in ("int_type", "float_type") and isinstance(given, bool):
+        return f" (a boolean where {_TYPE_ERRORS[err['type']]} is expected)"
+    return ""
 
 
 def format_validation_error(exc: Any, source: str | None = None, overrides: Mapping[str, str] | None = None) -> str:
@@ -57,9 +73,9 @@ def format_validation_error(exc: Any, source: str | None = None, overrides: Mapp
             hint = did_you_mean(str(given), choices) if isinstance(given, str) and len(given) < 100 else ""
             msg = f"{msg}, got {short_repr(given)}{hint}"
         elif err.get("type") not in ("value_error", "assertion_error", "missing") and "input" in err:
-            msg = f"{msg}, got {short_repr(err['input'])}"
+            msg = f"{msg}, got {short_repr(err['input'])}{_type_hint(err)}"
         msg = shorten(msg, 2000)  # a validator's own message may quote a long value
-        where = _blamed(loc, msg, overrides or {}) or source
+        where = blamed(loc, msg, overrides or {}) or source
         prefix = f"{where}: " if where else ""
         lines.append(f"{prefix}{loc}: {msg}" if loc else f"{prefix}{msg}")
     return "\n".join(lines)
@@ -71,24 +87,30 @@ def check_kwargs(
     where: str,
     skip: Iterable[str] = (),
     declared: Iterable[str] = (),
+    typed_elsewhere: Iterable[str] = (),
 ) -> None:
-    """Raise ValueError naming a keyword of ``kwargs`` that ``fn`` does not accept, with the closest one.
+    """Raise ValueError naming a keyword of ``kwargs`` that ``fn`` does not accept, with the closest one,
+    or whose value its signature's types do not admit (:func:`~epochal.config.strict.check_argument_types`).
 
-    Functions taking ``**kwargs`` accept anything; ``skip`` lists arguments the builder itself
+    Functions taking ``**kwargs`` accept any name; ``skip`` lists arguments the builder itself
     supplies (they may not be given in the recipe); ``declared`` lists the section's own keys,
-    which are valid too and may be the closest match.
+    which are valid too and may be the closest match; ``typed_elsewhere`` lists arguments whose
+    values another check validates (a loss's class weights, which also take ``balanced``).
     """
     params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    skip = set(skip)
-    valid = [
-        n
-        for n, p in params.items()
-        if p.kind not in (inspect.Parameter.VAR_POSITIONAL,) and n not in skip and n != "self"
-    ] + list(declared)
-    for key in kwargs:
-        if key in skip:
-            raise ValueError(f"{key!r} {where} is set by epochal from the rest of the recipe and cannot be given here")
-        if key not in valid:
-            raise ValueError(unknown_key_message(key, valid, where))
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        skip = set(skip)
+        valid = [
+            n
+            for n, p in params.items()
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL,) and n not in skip and n != "self"
+        ] + list(declared)
+        for key in kwargs:
+            if key in skip:
+                raise ValueError(
+                    f"{key!r} {where} is set by epochal from the rest of the recipe and cannot be given here"
+                )
+            if key not in valid:
+                raise ValueError(unknown_key_message(key, valid, where))
+    typed_elsewhere = set(typed_elsewhere)
+    check_argument_types(fn, {k: v for k, v in kwargs.items() if k not in typed_elsewhere}, where)

@@ -4,7 +4,9 @@
 :class:`~epochal.config.schema.Config`, creates the run folder, fits (or resumes a crashed run
 exactly), writes the plots and returns the run's key numbers. The run folder gets, besides what
 the Learner writes (``config.yaml``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``),
-``data.json``: the class names and input facts that evaluation and prediction need later.
+``data.json``: the class names and input facts that evaluation and prediction need later, and
+``data_report.json``: every file or row the data pipeline skipped and every value it
+reinterpreted, with the reason (:mod:`epochal.data.report`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "train",
     "valid_metrics",
     "write_data_info",
+    "write_data_report",
 ]
 
 
@@ -181,6 +184,16 @@ def write_data_info(run_dir: str | Path, data) -> Path:
     return write_json_atomic(Path(run_dir) / "data.json", record)
 
 
+def write_data_report(run_dir: str | Path, data) -> Path | None:
+    """Save ``data.info["data_report"]`` as ``<run>/data_report.json`` (None: the data has no report)."""
+    report = data.info.get("data_report")
+    if report is None:
+        return None
+    path = Path(run_dir) / "data_report.json"
+    report.write(path)
+    return path
+
+
 def read_data_info(run_dir: str | Path) -> dict[str, Any]:
     """What :func:`write_data_info` saved (an empty dict for runs without it)."""
     from epochal.runs import read_json
@@ -275,6 +288,7 @@ def _train_in(
             remove_if_empty(run_dir)
         raise
     write_data_info(run_dir, learner.data)
+    write_data_report(run_dir, learner.data)
     probe = None
     if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
         probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")

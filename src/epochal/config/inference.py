@@ -23,7 +23,6 @@ __all__ = ["EXPORT_FORMATS", "TTAModel", "evaluate", "export", "locate_run", "pr
 
 #: ``epochal export`` formats and their file suffixes.
 EXPORT_FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt", "onnx": ".onnx"}
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def locate_run(target: str | Path, which: str | None = None) -> tuple[Path, Path]:
@@ -195,10 +194,15 @@ def evaluate(
 
 
 def _image_files(inputs: list[str | Path]) -> list[Path]:
+    from epochal.data.folders import find_image_files
+    from epochal.data.report import warn_skipped
+
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+            found, skipped = find_image_files(item)  # the extensions and skips of training's listing
+            warn_skipped(skipped, f"predict input {item}")
+            files += map(Path, found)
         elif item.is_file():
             files.append(item)
         else:

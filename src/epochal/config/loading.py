@@ -4,7 +4,10 @@ A recipe is a YAML mapping. ``extends: NAME_OR_PATH`` (or a list of them, applie
 takes another recipe as the base and merges this one on top (mappings key by key, lists
 replaced). Names are looked up among the recipes shipped in ``epochal/config/recipes``; a path is
 read relative to the recipe that names it. The merged mapping is then validated against
-:class:`~epochal.config.schema.Config`; every error names the file and the dotted key.
+:class:`~epochal.config.schema.Config`; every error names the file (or the ``--set`` that gave
+the value) and the dotted key. Values are strict: a key given twice, a quoted number where a
+number is meant and ``.inf``/``.nan`` anywhere are errors, not guesses (see
+:mod:`~epochal.config.safe_yaml`, :mod:`~epochal.config.sections`, :mod:`~epochal.config.strict`).
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from epochal.config.errors import ConfigError, format_validation_error
+from epochal.config.errors import ConfigError, blamed, format_validation_error
 from epochal.config.overrides import apply_overrides, deep_merge
 from epochal.config.safe_yaml import MAX_RECIPE_BYTES, YamlLimitError, load_yaml
+from epochal.config.strict import non_finite_values
 from epochal.utils import did_you_mean, short_repr, shorten
 
 __all__ = [
@@ -163,10 +167,25 @@ def load_config(recipe: str | Path | dict[str, Any] = "default", overrides: Iter
         if value is not None:
             set_dotted(raw, key.split("__"), value)
             given[key.replace("__", ".")] = f"{key.replace('__', '.')}={short_repr(value)}"
+    _check_finite(raw, source, given)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, given)) from None
+
+
+def _check_finite(raw: dict[str, Any], source: str, given: dict[str, str]) -> None:
+    """Refuse ``.inf`` and ``.nan`` anywhere in the recipe, naming each key (and its ``--set``)."""
+    lines = [
+        f"{blamed(key, '', given) or source}: {key}: {_YAML_SPELLING.get(str(value), value)} is not a finite "
+        "number; give a finite value (leave the key out, or null where allowed, for no limit)"
+        for key, value in non_finite_values(raw)
+    ]
+    if lines:
+        raise ConfigError("\n".join(lines))
+
+
+_YAML_SPELLING = {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}
 
 
 def _merge_all(parents: list[str]) -> dict[str, Any]:

@@ -40,7 +40,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except YamlLimitError as exc:
         raise ConfigError(f"--set {short_repr(key)}: refusing this value: {exc}") from None
     except yaml.YAMLError as exc:
-        problem = next(iter(str(exc).splitlines()), type(exc).__name__)
+        problem = getattr(exc, "problem", None) or next(iter(str(exc).splitlines()), type(exc).__name__)
         raise ConfigError(f"--set {short_repr(key)}: value {short_repr(raw)} is not valid YAML ({problem})") from None
     return parts, value
 

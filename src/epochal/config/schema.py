@@ -18,9 +18,9 @@ New capabilities plug in by adding a section here and an entry in :mod:`epochal.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from epochal.config.errors import check_kwargs
 from epochal.config.phase_data import PhaseDataConfig
@@ -64,6 +64,15 @@ class DataConfig(Section):
     target: str | None = None
     balance: Literal["oversample", "undersample", "weighted"] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("augment")
+    @classmethod
+    def _augmentations(cls, augment: list[Any] | None) -> list[Any] | None:
+        if augment:  # checked here, not with the section, so an error names data.augment (and its --set)
+            from epochal.config.builders import check_augment
+
+            check_augment(augment)
+        return augment
 
     @model_validator(mode="after")
     def _kind_fields(self) -> DataConfig:
@@ -118,7 +127,8 @@ class ModelConfig(OpenSection):
     @model_validator(mode="after")
     def _arguments(self) -> ModelConfig:
         from epochal.config.model_builders import build_on_meta
-        from epochal.models import list_models
+        from epochal.config.strict import check_argument_types
+        from epochal.models import get_model_info, list_models
         from epochal.models._registry import check_model_arguments, model_arguments
 
         for key, source in _MODEL_ARGS_FROM_DATA.items():
@@ -127,6 +137,7 @@ class ModelConfig(OpenSection):
         accepted = model_arguments(self.name)
         try:
             check_model_arguments(self.name, self.kwargs)
+            check_argument_types(get_model_info(self.name).factory, self.kwargs, f"of model {self.name!r}")
             if accepted is None and self.kwargs:  # the factory checks its **kwargs only when called
                 build_on_meta(self.name, self.kwargs)
         except ValueError as exc:
@@ -205,7 +216,13 @@ class LossConfig(OpenSection):
 
         _check_name("loss", self.name, list(LOSSES))
         entry = LOSSES[self.name]
-        check_kwargs(entry.factory, self.kwargs, f"of loss {self.name!r}", declared=type(self).model_fields)
+        check_kwargs(
+            entry.factory,
+            self.kwargs,
+            f"of loss {self.name!r}",
+            declared=type(self).model_fields,
+            typed_elsewhere=entry.class_weights,  # a list or 'balanced': checked by entry.check
+        )
         entry.check(self.kwargs, where="")
         return self
 
@@ -281,6 +298,14 @@ class DistillationConfig(Section):
     cache_dir: str | None = None
 
 
+#: ``phases``: a list of phase mappings, or a schedule builder; the form picks the branch, so an error
+#: in one is reported alone instead of next to "not a list" from the other.
+_Phases = Annotated[
+    Annotated[ScheduleConfig, Tag("<builder>")] | Annotated[list[dict[str, Any]], Tag("<list>")],
+    Discriminator(lambda value: "<list>" if isinstance(value, list) else "<builder>"),
+]
+
+
 class Config(Section):
     """A whole recipe after ``extends`` and overrides.
 
@@ -313,7 +338,7 @@ class Config(Section):
     loss: LossConfig = Field(default_factory=LossConfig)
     metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    phases: ScheduleConfig | list[dict[str, Any]] = Field(default_factory=lambda: ScheduleConfig(schedule="one_cycle"))
+    phases: _Phases = Field(default_factory=lambda: ScheduleConfig(schedule="one_cycle"))
     callbacks: dict[str, dict[str, Any] | None | Literal[False]] = Field(default_factory=dict)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     distillation: DistillationConfig | None = None

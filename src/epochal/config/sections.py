@@ -1,4 +1,11 @@
-"""The two kinds of recipe section every schema class builds on (see :mod:`epochal.config.schema`)."""
+"""The two kinds of recipe section every schema class builds on (see :mod:`epochal.config.schema`).
+
+Both are *strict* (pydantic's strict mode): a value must already have the key's type, so
+``lr: '0.1'``, ``epochs: '3'``, ``deterministic: 'yes'`` and ``grad_accum: true`` are errors naming
+the key instead of being converted. What YAML itself reads as a number or a boolean is accepted
+(``1e-3`` and ``5.0e-4`` are floats, an int is a valid float, unquoted ``yes`` is true), and
+non-finite numbers (``.inf``, ``.nan``) are refused.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,7 @@ __all__ = ["OpenSection", "Section"]
 class Section(BaseModel):
     """A closed section: unknown keys are errors with a suggestion."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

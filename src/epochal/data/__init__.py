@@ -43,13 +43,21 @@ from epochal.data.augment import (
 from epochal.data.base import ArrayLoader, Batch, DataLoaders, EpochLoader, batch_generator
 from epochal.data.batches import BatchFormat
 from epochal.data.datasets import DATASETS, DatasetSpec, get_dataset, register_dataset
-from epochal.data.decode import BadImageError, ScanReport, decode_image, scan_images
+from epochal.data.decode import IMAGE_EXTENSIONS, BadImageError, ScanReport, decode_image, scan_images
 from epochal.data.download import ChecksumError, UnsafeArchiveError, download_file, safe_extract
-from epochal.data.folders import ImageItems, image_folder_items, label_csv_items, load_classes, save_classes
+from epochal.data.folders import (
+    ImageItems,
+    find_image_files,
+    image_folder_items,
+    label_csv_items,
+    load_classes,
+    save_classes,
+)
 from epochal.data.images import channel_stats, image_folder_loaders, list_images
 from epochal.data.loaders import ImageLoader, TensorLoader
 from epochal.data.packed import PackedImages, pack_image_cache
 from epochal.data.packed_checks import CacheCheck, CorruptCacheError, ShardCheck, verify_image_cache
+from epochal.data.report import SKIP_REASONS, DataReport, SkippedFile, TableFinding
 from epochal.data.samplers import BalancedSampler, RandomSampler, SequentialSampler
 from epochal.data.splits import (
     exclude_class,
@@ -60,11 +68,14 @@ from epochal.data.splits import (
 )
 from epochal.data.tabular import TabularPreprocessor
 from epochal.data.tabular_loaders import MalformedRowsError, read_table, tabular_loaders
+from epochal.data.text_files import FileEncodingError
 from epochal.data.wrappers import IterableLoader, TorchLoader
 
 __all__ = [
     "AUGMENTATIONS",
     "DATASETS",
+    "IMAGE_EXTENSIONS",
+    "SKIP_REASONS",
     "AlternatingFlip",
     "ArrayLoader",
     "Augmentation",
@@ -82,8 +93,10 @@ __all__ = [
     "CutMix",
     "Cutout",
     "DataLoaders",
+    "DataReport",
     "DatasetSpec",
     "EpochLoader",
+    "FileEncodingError",
     "Flip",
     "ImageAugmentation",
     "ImageItems",
@@ -101,6 +114,8 @@ __all__ = [
     "ScanReport",
     "SequentialSampler",
     "ShardCheck",
+    "SkippedFile",
+    "TableFinding",
     "TabularPreprocessor",
     "TensorLoader",
     "TorchLoader",
@@ -116,6 +131,7 @@ __all__ = [
     "download_file",
     "eval_transform",
     "exclude_class",
+    "find_image_files",
     "from_loader",
     "from_tensors",
     "get_dataset",

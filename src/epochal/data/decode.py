@@ -32,8 +32,10 @@ __all__ = [
     "to_rgb",
 ]
 
-#: File extensions treated as images when listing folders (lower case).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: File extensions treated as images when a folder is listed, by every command (lower case): the
+#: formats Pillow decodes that photos and data sets come in. Files named explicitly (a label CSV's
+#: paths, ``epochal predict cat.jfif``) are decoded whatever their extension.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 #: How an image is brought to the stored size: ``stretch`` to exactly (h, w); ``crop`` scales the
 #: shorter side to fit then centre-crops; ``pad`` scales the longer side to fit then centre-pads.

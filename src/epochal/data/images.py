@@ -2,19 +2,16 @@
 
 The steps, each in its own module: list the labelled files (:mod:`~epochal.data.folders`), pack
 them once into a uint8 cache (:mod:`~epochal.data.packed`; corrupt files are found there and
-reported), split seeded and stratified (:mod:`~epochal.data.splits`), and serve batches from the
-cache on the chosen device (:mod:`~epochal.data.loaders`).
+reported), check the classes and split seeded and stratified (:mod:`~epochal.data.sources`), and
+serve batches from the cache on the chosen device (:mod:`~epochal.data.loaders`). Everything left
+out on the way is in ``info["data_report"]`` (:mod:`~epochal.data.report`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,12 +25,10 @@ from epochal.data.augment import (
     eval_transform,
 )
 from epochal.data.base import DataLoaders
-from epochal.data.decode import BadImageError
-from epochal.data.folders import ImageItems, image_folder_items, label_csv_items
+from epochal.data.folders import list_images
 from epochal.data.loaders import ImageLoader
-from epochal.data.packed import PackedImages, pack_image_cache
-from epochal.data.splits import exclude_class, stratified_split
-from epochal.utils import size_pair
+from epochal.data.packed import PackedImages
+from epochal.data.sources import Sources, pack_folder, prepare_sources
 
 __all__ = [
     "LOADER_KINDS",
@@ -46,55 +41,6 @@ __all__ = [
 
 #: The ``loader`` choices: ``gpu`` (device-resident), ``stream``, ``cpu`` (in RAM), ``auto``.
 LOADER_KINDS: tuple[str, ...] = ("auto", "gpu", "stream", "cpu")
-
-
-def list_images(root: str | os.PathLike, classes: Sequence[str] | None = None) -> ImageItems:
-    """Image-folder root, or a ``.csv`` label file (paths relative to its folder)."""
-    if str(root).lower().endswith(".csv"):
-        return label_csv_items(root, classes=classes)
-    return image_folder_items(root, classes=classes)
-
-
-def _cache_folder(items: ImageItems, cache_dir: str | os.PathLike | None, size, fit: str) -> Path | None:
-    if cache_dir is None:
-        return None
-    key = hashlib.sha256(json.dumps([items.root, size, fit, len(items)]).encode()).hexdigest()[:12]
-    tag = "native" if size is None else "x".join(str(s) for s in size_pair(size))
-    return Path(cache_dir).expanduser() / f"{Path(items.root).name}-{tag}-{fit}-{key}"
-
-
-def pack_folder(
-    items: ImageItems,
-    cache_dir,
-    size,
-    fit: str = "crop",
-    strict: bool = False,
-    workers=None,
-    progress: bool = True,
-    num_shards: int = 1,
-) -> PackedImages:
-    """Pack ``items`` (cached under ``cache_dir`` when given) and report bad files.
-
-    Raises:
-        BadImageError: ``strict`` and some files failed to decode (every bad path is listed).
-    """
-    packed = pack_image_cache(
-        items,
-        _cache_folder(items, cache_dir, size, fit),
-        size=size,
-        fit=fit,
-        num_shards=num_shards,
-        workers=workers,
-        progress=progress,
-    )
-    if packed.skipped:
-        if strict:
-            raise BadImageError(packed.skipped)
-        lines = "\n".join(f"  {p}: {r}" for p, r in sorted(packed.skipped.items()))
-        warnings.warn(
-            f"skipped {len(packed.skipped)} image file(s) that could not be decoded:\n{lines}", stacklevel=4
-        )
-    return packed
 
 
 def channel_stats(
@@ -143,17 +89,6 @@ def _residency(loader: str, device: torch.device) -> str:
     return {"auto": "auto", "gpu": "device", "cpu": "device", "stream": "stream"}[loader]
 
 
-def _usable(packed: PackedImages, targets: np.ndarray) -> np.ndarray:
-    """Rows that decoded and are not excluded (class index -1)."""
-    return packed.rows if targets.ndim == 2 else packed.rows[targets[packed.rows] >= 0]
-
-
-def _split_rows(packed: PackedImages, targets: np.ndarray, valid_pct: float, seed: int):
-    usable = _usable(packed, targets)
-    train, valid = stratified_split(targets[usable], valid_pct, seed)
-    return usable[train], usable[valid]
-
-
 def image_folder_loaders(
     root: str | os.PathLike,
     valid_pct: float = 0.1,
@@ -165,9 +100,9 @@ def image_folder_loaders(
     device: torch.device | str = "cpu",
     cache_dir: str | os.PathLike | None = None,
     *,
-    valid_root=None,
-    classes=None,
-    pack_size=None,
+    valid_root: str | os.PathLike | None = None,
+    classes: Sequence[str] | None = None,
+    pack_size: int | tuple[int, int] | None = None,
     fit: str = "crop",
     crop_pct: float = 1.0,
     normalize="imagenet",
@@ -205,6 +140,7 @@ def image_folder_loaders(
         normalize: ``imagenet``, ``auto`` (channel statistics of the training images),
             ``(mean, std)``, a :class:`~epochal.data.augment.Normalize` or None.
         strict: raise :class:`~epochal.data.decode.BadImageError` listing every undecodable file
+            (and every dangling symlink, symlink loop or unreadable file found while listing)
             instead of skipping them with a warning.
         balance: ``oversample``, ``undersample`` or ``weighted`` class balancing of training.
         neutral_class: a class kept out of training and validation; its images are served by
@@ -220,7 +156,9 @@ def image_folder_loaders(
 
     Returns:
         :class:`~epochal.data.base.DataLoaders` with ``classes`` and ``info`` keys
-        ``num_classes``, ``input_shape``, ``skipped_files``, ``class_counts`` (training images
+        ``num_classes``, ``input_shape``, ``skipped_files`` (the undecodable files),
+        ``data_report`` (a :class:`~epochal.data.report.DataReport`: every path skipped while
+        listing or packing, with its reason), ``class_counts`` (training images
         per class of ``classes``), ``all_class_counts`` (every decodable image), ``normalize``,
         ``residency``, ``multi_label``, ``cache_dir``, ``augment`` (and neutral-class keys).
     """
@@ -233,7 +171,7 @@ def image_folder_loaders(
         "workers": workers,
         "progress": progress,
     }
-    src = _prepare_sources(
+    src = prepare_sources(
         root, valid_root, classes, cache_dir, packing, num_shards, neutral_class, valid_pct, seed
     )
     norm = _normalizer(normalize, src.packed, src.train_rows)
@@ -271,7 +209,7 @@ def _pack_size(pack_size, image_size, crop_pct: float):
 
 
 def _train_loader(
-    src: _Sources, batch_size: int, augment, image_size, balance, drop_last: bool, valid_pct: float, common: dict
+    src: Sources, batch_size: int, augment, image_size, balance, drop_last: bool, valid_pct: float, common: dict
 ) -> ImageLoader:
     """The shuffled, augmented training loader over the training rows."""
     train_augment = build_augmentations(augment)
@@ -297,12 +235,13 @@ def _train_loader(
     return train
 
 
-def _info(src: _Sources, train: ImageLoader, norm: Normalize | None, cache_dir) -> dict:
+def _info(src: Sources, train: ImageLoader, norm: Normalize | None, cache_dir) -> dict:
     """The facts of :func:`image_folder_loaders`'s ``info`` (see its docstring)."""
     return {
         "num_classes": len(src.classes),
         "input_shape": train.output_shape(),
         "skipped_files": sorted({**src.packed.skipped, **src.valid_packed.skipped}),
+        "data_report": src.report(),
         "class_counts": _counts(src.classes, src.targets[src.train_rows]),
         "all_class_counts": src.items.select(np.asarray(src.packed.rows)).class_counts(),
         "normalize": None if norm is None else norm.to_spec(),
@@ -315,7 +254,7 @@ def _info(src: _Sources, train: ImageLoader, norm: Normalize | None, cache_dir) 
     }
 
 
-def _neutral_info(src: _Sources, neutral_class: str, exact: dict) -> dict:
+def _neutral_info(src: Sources, neutral_class: str, exact: dict) -> dict:
     """The neutral class's rows and a loader over them (blank targets) for relabelling."""
     blank = np.zeros(src.packed.shape[0], dtype=np.int64)
     return {
@@ -360,56 +299,6 @@ def image_loader_variant(
     )
 
 
-@dataclass
-class _Sources:
-    """Packed training (and validation) images, targets in the model's class space, and the split."""
-
-    items: ImageItems
-    packed: PackedImages
-    targets: np.ndarray
-    classes: list[str]
-    neutral_rows: np.ndarray
-    train_rows: np.ndarray
-    valid_packed: PackedImages
-    valid_targets: np.ndarray
-    valid_rows: np.ndarray
-
-
-def _prepare_sources(
-    root,
-    valid_root,
-    classes,
-    cache_dir,
-    packing: dict,
-    num_shards: int,
-    neutral_class: str | None,
-    valid_pct: float,
-    seed: int,
-) -> _Sources:
-    items = list_images(root, classes)
-    packed = pack_folder(items, cache_dir, num_shards=num_shards, **packing)
-    targets, model_classes, neutral_rows = _targets_for_model(items, packed, neutral_class)
-    if valid_root is None:
-        train_rows, valid_rows = _split_rows(packed, targets, valid_pct, seed)
-        return _Sources(
-            items, packed, targets, model_classes, neutral_rows, train_rows, packed, targets, valid_rows
-        )
-    valid_items = list_images(valid_root, items.classes)
-    valid_packed = pack_folder(valid_items, cache_dir, **packing)
-    valid_targets, _, _ = _targets_for_model(valid_items, valid_packed, neutral_class)
-    return _Sources(
-        items,
-        packed,
-        targets,
-        model_classes,
-        neutral_rows,
-        _usable(packed, targets),
-        valid_packed,
-        valid_targets,
-        _usable(valid_packed, valid_targets),
-    )
-
-
 def _checked_drop_last(drop_last: bool, per_rank: int, batch_size: int, stacklevel: int = 3) -> bool:
     """``drop_last``, unless there is not one full batch: then the incomplete one is kept, with a warning."""
     if drop_last and per_rank < batch_size:
@@ -428,16 +317,3 @@ def _counts(classes: list[str], targets: np.ndarray) -> dict[str, int]:
     return {name: int(c) for name, c in zip(classes, counts)}
 
 
-def _targets_for_model(items: ImageItems, packed: PackedImages, neutral_class: str | None):
-    """Targets in the model's class space: the neutral class removed (its samples get -1)."""
-    targets = np.asarray(packed.targets)
-    if neutral_class is None:
-        return targets, list(items.classes), np.zeros(0, dtype=np.int64)
-    if items.multi_label:
-        raise ValueError("neutral_class is for single-label data; multi-label data has no neutral class")
-    if neutral_class not in items.classes:
-        raise ValueError(f"neutral_class={neutral_class!r} is not one of the classes {items.classes}")
-    neutral = items.classes.index(neutral_class)
-    _, neutral_positions, remapped = exclude_class(targets, neutral, len(items.classes))
-    neutral_rows = np.intersect1d(neutral_positions, packed.rows)
-    return remapped, [c for c in items.classes if c != neutral_class], neutral_rows

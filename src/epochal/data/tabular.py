@@ -6,6 +6,11 @@ Variables*, 2016): fill missing continuous values with the training median and a
 is-missing indicator; map categories to indices with an unknown level at 0; normalise continuous
 inputs. The preprocessor supplies cardinalities; embedding sizes are the model's business.
 
+Nothing is reinterpreted silently: an empty column, a column of numbers with some text in it,
+text in a number column and categories unseen when fitting are each a warning naming the file
+(``frame.attrs["source"]``, set by :func:`~epochal.data.tabular_loaders.read_table`), the column
+and the count, and a :class:`~epochal.data.report.TableFinding` in :attr:`TabularPreprocessor.findings`.
+
 pandas is optional (extra ``tabular``) and imported only when a preprocessor is used.
 """
 
@@ -14,12 +19,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from epochal.data.report import TableFinding
+from epochal.data.tabular_findings import fit_findings, source_of, value_examples
 from epochal.utils import atomic_write_text
 
 __all__ = ["DEFAULT_NA_VALUES", "MISSING", "UNKNOWN", "TabularPreprocessor", "clean_frame", "require_pandas"]
@@ -120,7 +128,8 @@ class TabularPreprocessor:
         self.stats: dict[str, dict[str, float]] = {}
         self.indicators: list[str] = []
         self.classes: list[str] | None = None
-        self.report: dict[str, dict[str, int]] = {}
+        self.report: dict[str, dict[str, Any]] = {}
+        self.findings: list[TableFinding] = []
         self.fitted = False
 
     # ----- fitting ---------------------------------------------------------------------------
@@ -146,7 +155,10 @@ class TabularPreprocessor:
             self.continuous = [c for c in inputs if c not in set(self.categorical)]
         bad = [c for c in self.continuous if not _mostly_numeric(frame[c])]
         if bad:
-            raise ValueError(f"continuous columns {bad} hold text; list them as categorical")
+            raise ValueError(
+                f"{source_of(frame)}: continuous columns {bad} hold text in more than 5% of their values; "
+                "list them as categorical"
+            )
 
     def fit(self, frame, fit_target: bool = True) -> TabularPreprocessor:
         """Learn columns, vocabularies, fill values, scaling and target classes from ``frame``.
@@ -158,7 +170,9 @@ class TabularPreprocessor:
         """
         pd = require_pandas()
         frame = clean_frame(frame, self.na_values)
+        inferred = self.categorical is None
         self._infer_columns(frame)
+        self.findings = fit_findings(frame, self.categorical, self.continuous, inferred, source_of(frame))
         for column in self.categorical:
             text = _text(frame[column])
             levels = sorted(set(text.dropna()))
@@ -220,34 +234,41 @@ class TabularPreprocessor:
                 "TabularPreprocessor is not fitted; call fit(frame) or load a saved state first"
             )
 
-    def transform(self, frame):
+    def transform(self, frame, part: str | None = None):
         """Model inputs for ``frame``: ``(categorical long (N, k), continuous float (N, m))``, or one
-        float tensor with ``encoding='onehot'``. Counts of unseen categories and of text found in
-        continuous columns are left in :attr:`report`.
+        float tensor with ``encoding='onehot'``.
+
+        Unseen categories and text found in continuous columns are counted in :attr:`report`
+        (``unseen``, ``coerced``, with a few ``examples`` per column), warned about naming the file,
+        and added to :attr:`findings` (tagged with ``part``, e.g. ``valid``).
         """
         pd = require_pandas()
         self._check_fitted()
         missing = [c for c in (self.categorical or []) + (self.continuous or []) if c not in frame.columns]
         if missing:
             raise ValueError(
-                f"columns {missing} are missing from the data; the preprocessor was fitted on them"
+                f"{source_of(frame)}: columns {missing} are missing from the data; the preprocessor was "
+                f"fitted on them (columns here: {list(frame.columns)})"
             )
+        source = source_of(frame)
         frame = clean_frame(frame, self.na_values)
-        self.report = {"unseen": {}, "coerced": {}, "missing": {}}
+        self.report = {"unseen": {}, "coerced": {}, "missing": {}, "examples": {}}
         codes = [self._encode_category(c, _text(frame[c])) for c in self.categorical]
         cont, flags = [], []
         for column in self.continuous:
             raw = frame[column]
             values = pd.to_numeric(raw, errors="coerce")
-            coerced = int((values.isna() & raw.notna()).sum())
-            if coerced:
-                self.report["coerced"][column] = coerced
+            text = values.isna() & raw.notna()
+            if text.any():
+                self.report["coerced"][column] = int(text.sum())
+                self.report["examples"][column] = value_examples(raw[text])
             self.report["missing"][column] = int(values.isna().sum())
             if column in self.indicators:
                 flags.append(torch.tensor(values.isna().to_numpy(), dtype=torch.long) + 1)
             cont.append(
                 self._scale(column, values.fillna(self.stats[column]["fill"]).to_numpy(dtype="float64"))
             )
+        self._report_transform(source, part)
         n = len(frame)
         cat = torch.stack(codes + flags, dim=1) if codes or flags else torch.zeros(n, 0, dtype=torch.long)
         con = torch.stack(cont, dim=1).float() if cont else torch.zeros(n, 0)
@@ -263,10 +284,29 @@ class TabularPreprocessor:
         lookup = {level: i for i, level in enumerate(vocab)}
         na_code = lookup.get(MISSING, 0)
         codes = [na_code if not isinstance(v, str) else lookup.get(v, -1) for v in text]
-        unseen = sum(1 for c in codes if c < 0)
+        unseen = [v for v, c in zip(text, codes) if c < 0]
         if unseen:
-            self.report["unseen"][column] = unseen
+            self.report["unseen"][column] = len(unseen)
+            self.report["examples"][column] = value_examples(unseen)
         return torch.tensor([max(c, 0) for c in codes], dtype=torch.long)
+
+    def _report_transform(self, source: str, part: str | None) -> None:
+        """Warn about (and record) the unseen categories and number-column text of the last transform."""
+        where = f"{source} ({part} rows)" if part else source
+        kinds = (
+            ("unseen", "unseen_categories", f"value(s) of categories not seen when fitting, encoded as {UNKNOWN}"),
+            ("coerced", "text_in_numeric", "text value(s) in number columns, read as missing (filled with the median)"),
+        )
+        for key, kind, what in kinds:
+            counts = self.report[key]
+            if not counts:
+                continue
+            listed = ", ".join(f"{c!r}: {n} ({', '.join(self.report['examples'][c])})" for c, n in counts.items())
+            warnings.warn(f"{where}: {sum(counts.values())} {what}: {listed}", stacklevel=3)
+            self.findings += [
+                TableFinding(kind, source, n, column=c, part=part, examples=tuple(self.report["examples"][c]))
+                for c, n in counts.items()
+            ]
 
     def _scale(self, column: str, values) -> torch.Tensor:
         stats = self.stats[column]

@@ -20,10 +20,11 @@ shape changes, ReLU after the sum.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 from torch import nn
@@ -290,8 +291,30 @@ def create_regnet(preset: str, **kwargs: Any) -> RegNet:
     return RegNet(params, **{k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS})
 
 
+def _preset_signature(preset: str) -> inspect.Signature:
+    """The keywords ``preset`` takes, typed, with its own values as defaults: design-space fields, model options.
+
+    ``create_regnet`` takes ``**kwargs``; giving each preset this signature lets tools that read
+    signatures (the recipe checks, ``epochal models``) see every argument and its type.
+    """
+    field_types = get_type_hints(RegNetParams)
+    options = inspect.signature(RegNet.__init__).parameters
+    option_types = get_type_hints(RegNet.__init__)
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    values = PRESETS[preset]
+    params = [
+        inspect.Parameter(f.name, keyword, default=getattr(values, f.name), annotation=field_types[f.name])
+        for f in fields(RegNetParams)
+    ]
+    params += [
+        inspect.Parameter(name, keyword, default=options[name].default, annotation=option_types.get(name, Any))
+        for name in _MODEL_OPTIONS
+    ]
+    return inspect.Signature(params)
+
+
 for _name in PRESETS:
     _kind, _key = _name[len("regnet")], _name.split("_")[1]
-    register_model(_name, family="regnet", description=f"RegNet{_kind.upper()}-{FLOPS_LABELS[_key]}")(
-        partial(create_regnet, _name)
-    )
+    _factory = partial(create_regnet, _name)
+    _factory.__signature__ = _preset_signature(_name)
+    register_model(_name, family="regnet", description=f"RegNet{_kind.upper()}-{FLOPS_LABELS[_key]}")(_factory)
