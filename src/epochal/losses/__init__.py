@@ -11,11 +11,12 @@ from epochal.losses.class_weights import (
     balanced_pos_weight,
     class_weight_tensor,
 )
-from epochal.losses.registry import LOSSES, LossEntry, register_loss
+from epochal.losses.registry import DEFAULT_LOSSES, LOSSES, LossEntry, register_loss
 from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 
 __all__ = [
     "BALANCED",
+    "DEFAULT_LOSSES",
     "LOSSES",
     "L1Loss",
     "LossEntry",
