@@ -45,7 +45,8 @@ def evaluate(
     if len(targets) > 1 or snapshots or weights is not None:
         from epochal.config.ensembles import evaluate_ensemble
 
-        result = evaluate_ensemble(targets, data, weights=weights, combine=combine, tta=tta or False, snapshots=snapshots,
+        result = evaluate_ensemble(targets, data, weights=weights, combine=combine, tta=tta or False,
+                                   snapshots=snapshots,
                                    device=device, batch_size=batch_size)
         print_ensemble(result, json_output)
         return

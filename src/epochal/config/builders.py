@@ -47,7 +47,6 @@ __all__ = [
     "build_model",
     "build_optimizer_spec",
     "build_phases",
-    "with_data_defaults",
     "callback_registry",
     "check_callbacks",
     "check_data_options",
@@ -63,6 +62,7 @@ __all__ = [
     "register_callback",
     "register_loss",
     "resolve_data_path",
+    "with_data_defaults",
 ]
 
 # ----------------------------------------------------------------------------------------- callbacks

@@ -31,7 +31,6 @@ __all__ = [
     "Config",
     "DataConfig",
     "LossConfig",
-    "check_loss_arguments",
     "ModelConfig",
     "OpenSection",
     "OptimizerConfig",
@@ -39,6 +38,7 @@ __all__ = [
     "ScheduleConfig",
     "Section",
     "TrainerConfig",
+    "check_loss_arguments",
 ]
 
 

@@ -54,7 +54,9 @@ def parse_tta(value: bool | str | Sequence[str] | TTASpec | None) -> TTASpec | N
     names = [n.strip() for n in (value.split(",") if isinstance(value, str) else value)]
     unknown = [n for n in names if n not in TTA_VIEWS]
     if unknown or not names:
-        raise ValueError(f"--tta views {unknown or names} are not valid; use a comma-separated list of {list(TTA_VIEWS)}")
+        raise ValueError(
+            f"--tta views {unknown or names} are not valid; use a comma-separated list of {list(TTA_VIEWS)}"
+        )
     return TTASpec(flip="flip" in names, translate=TRANSLATE_PIXELS if "translate" in names else 0)
 
 
