@@ -28,7 +28,7 @@ from epochal.config.data_builders import (
     mixup_alpha_for,
     resolve_data_path,
 )
-from epochal.config.errors import check_kwargs
+from epochal.config.errors import ConfigError, check_kwargs
 from epochal.config.model_builders import (
     build_model,
     check_model_for_data,
@@ -364,6 +364,15 @@ def with_data_defaults(config, info: Mapping[str, Any]):
         return config, chosen
     update: dict[str, Any] = {"metrics": chosen.get("metrics", config.metrics)}
     if "loss" in chosen:
+        from epochal.config.schema import check_loss_arguments
+
+        try:
+            check_loss_arguments(chosen["loss"], config.loss.kwargs)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc}: the recipe sets no loss.name, and the data's labels ({kind}) chose {chosen['loss']!r}; "
+                "set loss.name or drop the argument"
+            ) from None
         update["loss"] = type(config.loss)(**{"name": chosen["loss"], **config.loss.kwargs})
     return config.model_copy(update=update), chosen
 

@@ -67,7 +67,7 @@ def restore_model(target: str | Path, which: str | None = None):
     Returns:
         ``(model, config, data_info, checkpoint_path)``; the model is on the CPU in eval mode.
     """
-    from epochal.config.builders import create_model
+    from epochal.config.builders import create_model, with_data_defaults
     from epochal.config.experiment import read_data_info
     from epochal.config.loading import load_config
     from epochal.state import CheckpointError, load_checkpoint
@@ -77,6 +77,7 @@ def restore_model(target: str | Path, which: str | None = None):
     info = read_data_info(run_dir)
     if not info:
         raise FileNotFoundError(f"{run_dir} has no data.json (runs trained with `epochal train` have one)")
+    config, _ = with_data_defaults(config, info)  # what a recipe left to the data, as training chose it
     model = create_model(config, info)
     payload = load_checkpoint(checkpoint)
     try:
