@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from epochal.utils import did_you_mean
+from epochal.utils import device_constant, did_you_mean
 
 __all__ = [
     "AUROC",
@@ -334,7 +334,7 @@ class MultiLabelF1(Metric):
         if not isinstance(threshold, float | int):
             if len(threshold) != probs.shape[-1]:
                 raise ValueError(f"{self.name}: {len(threshold)} thresholds for {probs.shape[-1]} classes")
-            threshold = torch.tensor(threshold, device=probs.device)
+            threshold = device_constant(threshold, torch.float32, probs.device)
         predicted = probs > threshold
         actual = targets.detach() > 0.5
         counts = torch.stack([(predicted & actual).sum(0), (predicted & ~actual).sum(0), (~predicted & actual).sum(0)])

@@ -71,32 +71,67 @@ def _cli(*args: str) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_train_tunes_thresholds_that_eval_and_predict_use(tiny_multi_label, tiny_images, tmp_path):
-    recipe = _recipe(tmp_path / "m.yaml", tiny_multi_label)
-    trained = _cli("train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress")
-    run = Path(trained["run_dir"])
+@pytest.fixture(scope="module")
+def ml_run(tiny_multi_label, tmp_path_factory) -> tuple[Path, dict]:
+    """A multi-label run trained through ``epochal train``, and its train result."""
+    tmp = tmp_path_factory.mktemp("ml-run")
+    trained = _cli("train", str(_recipe(tmp / "m.yaml", tiny_multi_label)), "--out", str(tmp / "runs"), "--no-progress")
+    return Path(trained["run_dir"]), trained
+
+
+@pytest.fixture(scope="module")
+def red_images(tiny_images) -> list[str]:
+    return sorted(str(p) for p in (tiny_images / "red").glob("*.png"))[:3]
+
+
+def test_train_chooses_bce_and_saves_tuned_thresholds(ml_run):
+    run, trained = ml_run
     assert trained["chosen_from_data"] == {"loss": "bce_with_logits", "metrics": ["f1", "f1_macro", "mAP"]}
     saved_config = yaml.safe_load((run / "config.yaml").read_text())
     assert saved_config["loss"]["name"] == "bce_with_logits"
+    assert saved_config["metrics"] == ["f1", "f1_macro", "mAP"]
     record = json.loads((run / "thresholds.json").read_text())
     assert record["classes"] == ["blue", "bright", "green", "red"] and record["n"] == 6
+    assert record["checkpoint"] == "checkpoints/best.pt"
     assert trained["thresholds"]["at_thresholds"] == record["valid"]["at_thresholds"]
-    # the tuned thresholds are chosen for each class's F1, so none of them is below its F1 at 0.5
+    assert trained["thresholds"]["at_0.5"]["f1_micro"] == pytest.approx(trained["metrics"]["f1"])
+    # each class's threshold maximises its own F1 over cuts that include 0.5's, so macro F1 cannot drop
     assert record["valid"]["at_thresholds"]["f1_macro"] >= record["valid"]["at_0.5"]["f1_macro"]
 
+
+def test_eval_reports_f1_at_half_and_at_the_saved_thresholds(ml_run):
+    run, _ = ml_run
+    record = json.loads((run / "thresholds.json").read_text())
     evaluated = _cli("eval", str(run))["metrics"]
     assert evaluated["f1"] == pytest.approx(record["valid"]["at_0.5"]["f1_micro"])
     assert evaluated["f1_macro"] == pytest.approx(record["valid"]["at_0.5"]["f1_macro"])
     assert evaluated["f1_at_thresholds"] == pytest.approx(record["valid"]["at_thresholds"]["f1_micro"])
     assert evaluated["f1_macro_at_thresholds"] == pytest.approx(record["valid"]["at_thresholds"]["f1_macro"])
 
-    images = sorted(str(p) for p in (tiny_images / "red").glob("*.png"))[:3]
-    rows = _cli("predict", str(run), *images, "--top-k", "4")["predictions"]
+
+def test_predict_lists_every_class_above_its_threshold(ml_run, red_images):
+    run, _ = ml_run
+    record = json.loads((run / "thresholds.json").read_text())
+    rows = _cli("predict", str(run), *red_images, "--top-k", "4")["predictions"]
+    assert len(rows) == 3
     for row in rows:
         scores = dict(row["top"])
         assert len(scores) == 4 and sum(scores.values()) != pytest.approx(1.0)  # sigmoids, not a softmax
         assert row["labels"] == [c for c in record["classes"] if scores[c] > record["thresholds"][c]]
-    flipped = _cli("predict", str(run), *images, "--tta", "flip,translate", "--top-k", "4")["predictions"]
+    flipped = _cli("predict", str(run), *red_images, "--tta", "flip,translate", "--top-k", "4")["predictions"]
     assert [r["top"] for r in flipped] != [r["top"] for r in rows]
     refused = runner.invoke(app, ["eval", str(run), "--tta", "flip,flop"])
     assert refused.exit_code == 1 and "['flip', 'translate']" in refused.output
+
+
+def test_a_multi_label_ensemble_predicts_at_one_half_from_mixed_sigmoids(ml_run, red_images):
+    from epochal.config.inference import predict
+
+    run, _ = ml_run
+    alone = predict(run, red_images, top_k=4, device="cpu")
+    rows = predict([run, run], red_images, top_k=4, device="cpu", combine="sigmoid")
+    for single, row in zip(alone, rows):
+        assert dict(row["top"]) == pytest.approx(dict(single["top"]), abs=1e-5)
+        assert row["labels"] == [c for c, p in sorted(row["top"], key=lambda t: t[0]) if p > 0.5]
+    with pytest.raises(ValueError, match="use --combine sigmoid"):
+        predict([run, run], red_images, device="cpu")

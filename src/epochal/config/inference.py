@@ -258,6 +258,9 @@ def predict(
     else:
         model, config, info, _ = restore_model(target)
     if isinstance(target, (list, tuple)):  # an ensemble: its members' thresholds were tuned for each alone
+        if info.get("multi_label") and combine == "probs":
+            raise ConfigError("the ensemble's members are multi-label: combine 'probs' mixes softmax probabilities; "
+                              "use --combine sigmoid (or logits)")
         thresholds = [0.5] * len(_classes(info)) if info.get("multi_label") else None
     else:
         thresholds = run_thresholds(locate_run(target)[0], info)
