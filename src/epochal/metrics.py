@@ -14,7 +14,8 @@ the rows:
   class-index targets are scored one-vs-rest on the softmax probabilities.
 * :class:`TopKAccuracy` gives a sample whose target ties with other classes at the k-th place the
   expected hit under a random order of the tied classes (see its docstring).
-* :class:`MultiLabelF1` is ``f1_score(average="micro")`` of the thresholded sigmoid.
+* :class:`MultiLabelF1` is ``f1_score(average="micro")`` (``f1``) or ``average="macro"``
+  (``f1_macro``) of the thresholded sigmoid.
 
 The ranking metrics (AUROC, mAP) raise a ValueError naming the metric when a score is NaN.
 """
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 import torch
 
-from epochal.utils import did_you_mean
+from epochal.utils import device_constant, did_you_mean
 
 __all__ = [
     "AUROC",
+    "DEFAULT_METRICS",
     "METRICS",
     "Accuracy",
     "ErrorRate",
@@ -288,34 +290,66 @@ class AUROC(_Collecting):
 
 
 class MultiLabelF1(Metric):
-    """Micro-averaged F1 for multi-label outputs (logits thresholded after a sigmoid)."""
+    """F1 of multi-label outputs: logits thresholded after a sigmoid (``sigmoid(logit) > threshold``).
 
-    name = "f1"
+    ``average="micro"`` pools every class's counts (scikit-learn's ``f1_score(average="micro")``);
+    ``"macro"`` is the unweighted mean of the per-class F1s (``average="macro"``), a class that is
+    neither a target nor predicted anywhere counting 0 as scikit-learn's default
+    ``zero_division`` does. Counts stay on the device until ``compute``.
+
+    Args:
+        threshold: one probability in (0, 1), or one per class (tuned thresholds, see
+            :func:`epochal.config.thresholds.tune_thresholds`).
+        average: ``"micro"`` or ``"macro"``.
+        name: the logged name (default ``f1`` / ``f1_macro``).
+
+    Example:
+        >>> metric = MultiLabelF1(average="macro")
+        >>> metric.update(torch.tensor([[2.0, -2.0], [2.0, 2.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+        >>> metric.compute()  # class 0: F1 1, class 1: one false positive, F1 0
+        0.5
+    """
+
     higher_is_better = True
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"MultiLabelF1: threshold must be in (0, 1), got {threshold}")
-        self.threshold = threshold
+    def __init__(
+        self, threshold: float | list[float] | tuple[float, ...] = 0.5, average: str = "micro", name: str | None = None
+    ) -> None:
+        values = [threshold] if isinstance(threshold, int | float) else list(threshold)
+        if not values or not all(0.0 <= float(t) < 1.0 for t in values):
+            raise ValueError(f"MultiLabelF1: thresholds must be in [0, 1), got {threshold}")
+        if average not in ("micro", "macro"):
+            raise ValueError(f"MultiLabelF1: average must be 'micro' or 'macro', got {average!r}")
+        self.threshold = threshold if isinstance(threshold, int | float) else tuple(float(t) for t in values)
+        self.average = average
+        self.name = name or ("f1" if average == "micro" else "f1_macro")
         self.reset()
 
     def reset(self) -> None:
-        self._tp = self._fp = self._fn = None
+        self._counts: torch.Tensor | None = None  # (3, C): true positives, false positives, false negatives
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        predicted = torch.sigmoid(preds.detach().float()) > self.threshold
+        probs = torch.sigmoid(preds.detach().float())
+        threshold = self.threshold
+        if not isinstance(threshold, float | int):
+            if len(threshold) != probs.shape[-1]:
+                raise ValueError(f"{self.name}: {len(threshold)} thresholds for {probs.shape[-1]} classes")
+            threshold = device_constant(threshold, torch.float32, probs.device)
+        predicted = probs > threshold
         actual = targets.detach() > 0.5
-        tp, fp, fn = (predicted & actual).sum(), (predicted & ~actual).sum(), (~predicted & actual).sum()
-        if self._tp is None:
-            self._tp, self._fp, self._fn = tp, fp, fn
-        else:
-            self._tp, self._fp, self._fn = self._tp + tp, self._fp + fp, self._fn + fn
+        counts = torch.stack([(predicted & actual).sum(0), (predicted & ~actual).sum(0), (~predicted & actual).sum(0)])
+        self._counts = counts if self._counts is None else self._counts + counts
 
     def compute(self) -> float:
-        if self._tp is None:
+        if self._counts is None:
             return float("nan")
-        tp, fp, fn = float(self._tp), float(self._fp), float(self._fn)
-        return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+        tp, fp, fn = self._counts.double()
+        if self.average == "micro":
+            tp, fp, fn = float(tp.sum()), float(fp.sum()), float(fn.sum())
+            return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+        denominator = 2 * tp + fp + fn
+        per_class = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.zeros_like(tp))
+        return float(per_class.mean())
 
 
 METRICS = {
@@ -323,8 +357,16 @@ METRICS = {
     "error_rate": ErrorRate,
     "top5_accuracy": lambda: TopKAccuracy(5),
     "f1": MultiLabelF1,
+    "f1_macro": lambda: MultiLabelF1(average="macro"),
     "mAP": MeanAveragePrecision,
     "auroc": AUROC,
+}
+
+#: The metrics of a recipe that names none, by the data's kind of labels (see ``epochal.losses.TARGETS``).
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "class_indices": ("accuracy",),
+    "multi_hot": ("f1", "f1_macro", "mAP"),
+    "values": (),
 }
 
 

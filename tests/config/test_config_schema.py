@@ -414,6 +414,7 @@ PLAUSIBLE: dict[str, Any] = {
     "option:tabular.valid_batch_size": V(7, "table"),
     # metrics and augmentations
     "metric:f1": V(None, "multi_label"),
+    "metric:f1_macro": V(None, "multi_label"),
     "metric:mAP": V(None, "multi_label"),
     "augment:center_crop": {"name": "center_crop", "size": 12},
     "augment:random_resized_crop": {"name": "random_resized_crop", "size": 16, "scale": [0.5, 1.0]},

@@ -213,6 +213,30 @@ def test_multilabel_f1_equals_sklearn_micro_f1(seed):
     assert feed(MultiLabelF1(), logits, targets, [99, 100]) == pytest.approx(expected, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_multilabel_f1_macro_equals_sklearn_macro_f1(seed):
+    # logits -2..2: a fifth of the scores sit exactly on the 0.5 threshold (sigmoid(0)), which is not above it
+    logits, targets = tied_scores(seed, (199, 6), levels=5) - 2, multi_hot(seed, (199, 6))
+    logits[:, 5], targets[:, 5] = -3.0, 0  # a class neither predicted nor a target: 0, as scikit-learn counts it
+    predicted = (torch.sigmoid(logits) > 0.5).long()
+    expected = sklearn_metrics.f1_score(targets.numpy(), predicted.numpy(), average="macro", zero_division=0)
+    assert feed(get_metric("f1_macro"), logits, targets, [99, 100]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_multilabel_f1_takes_one_threshold_per_class():
+    logits = torch.tensor([[0.0, 1.0], [-1.0, 2.0], [1.0, 0.5]])
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1]])
+    thresholds = [0.4, 0.8]  # sigmoid: column 0 -> 0.5, 0.27, 0.73; column 1 -> 0.73, 0.88, 0.62
+    predicted = (torch.sigmoid(logits) > torch.tensor(thresholds)).long()
+    for average in ("micro", "macro"):
+        expected = sklearn_metrics.f1_score(targets.numpy(), predicted.numpy(), average=average)
+        assert feed(MultiLabelF1(thresholds, average=average), logits, targets, [2, 1]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="2 thresholds for 3 classes"):
+        MultiLabelF1(thresholds).update(torch.zeros(1, 3), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="average must be 'micro' or 'macro'"):
+        MultiLabelF1(average="weighted")
+
+
 def _every_ranking_case():
     logits, labels = repeated_rows(3, 240, 5)
     scores, binary = tied_scores(3, (240,)), multi_hot(3, (240,))

@@ -370,6 +370,14 @@ def test_tta_with_airbench_weights():
         predict_tta(corner, images, translate=1, translate_weight=2)
 
 
+def test_tta_views_without_flip_shift_the_image_itself_both_ways():
+    images = _images()
+    views = tta_views(images, flip=False, translate=1)
+    assert len(views) == 3 and torch.equal(views[0], images)
+    assert torch.equal(views[1][:, :, :-1, :-1], images[:, :, 1:, 1:])
+    assert torch.equal(views[2][:, :, 1:, 1:], images[:, :, :-1, :-1])  # not the shifted view shifted back
+
+
 @pytest.mark.parametrize(
     "mode, torch_mode", [("reflect", "reflect"), ("replicate", "replicate"), ("zeros", "constant")]
 )

@@ -12,6 +12,7 @@ import typer
 
 from epochal.cli import cache, inspect, sanity, train, tune, use
 from epochal.cli._output import DEBUG
+from epochal.cli.tta import TTACommand
 
 __all__ = ["app", "main"]
 
@@ -32,8 +33,8 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks o
 
 
 app.command("train")(train.train)
-app.command("eval")(use.evaluate)
-app.command("predict")(use.predict)
+app.command("eval", cls=TTACommand)(use.evaluate)
+app.command("predict", cls=TTACommand)(use.predict)
 app.command("lr-find")(train.lr_find)
 app.command("plot-schedule")(train.plot_schedule)
 app.command("sanity")(sanity.sanity)

@@ -79,12 +79,19 @@ def train(
         config = recipe_config(recipe, set_, data, epochs)
     result = run_training(config, out=out, resume=resume, device=device, progress=progress)
     if json_output:
-        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights")
+        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights", "chosen_from_data",
+                "thresholds")
         emit_json({k: result[k] for k in keys if k in result})
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
     print(f"run folder: {result['run_dir']}")
+    for key, value in result.get("chosen_from_data", {}).items():
+        print(f"{key}: {', '.join(value) if isinstance(value, list) else value} (chosen from the data's labels)")
     print(f"epochs: {result['epochs']}  wall: {result['wall_s']:.1f} s  {metrics}")
+    if "thresholds" in result:
+        tuned, half = result["thresholds"]["at_thresholds"], result["thresholds"]["at_0.5"]
+        print(f"thresholds: {result['thresholds']['path']} (valid F1 micro/macro {tuned['f1_micro']:.4f}/"
+              f"{tuned['f1_macro']:.4f}; at 0.5 {half['f1_micro']:.4f}/{half['f1_macro']:.4f})")
     _print_data_report(Path(result["run_dir"]) / "data_report.json")
 
 

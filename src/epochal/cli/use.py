@@ -9,11 +9,11 @@ import typer
 
 from epochal.cli._output import DeviceOpt, JsonOpt, command, emit_json
 from epochal.cli.ensemble import CombineOpt, SnapshotsOpt, WeightsOpt, print_ensemble, split_members
+from epochal.cli.tta import TtaOpt
 
 __all__ = ["evaluate", "export", "predict"]
 
 TargetArg = Annotated[Path, typer.Argument(help="A run folder, or a checkpoint file inside one.")]
-TtaOpt = Annotated[bool, typer.Option("--tta", help="Average the logits of each image and its mirror image.")]
 
 
 TargetsArg = Annotated[
@@ -31,7 +31,7 @@ def evaluate(
             help="Labelled data: a folder of class folders, or a CSV (default: the run's own validation split).",
         ),
     ] = None,
-    tta: TtaOpt = False,
+    tta: TtaOpt = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
     weights: WeightsOpt = None,
     combine: CombineOpt = "probs",
@@ -45,11 +45,12 @@ def evaluate(
     if len(targets) > 1 or snapshots or weights is not None:
         from epochal.config.ensembles import evaluate_ensemble
 
-        result = evaluate_ensemble(targets, data, weights=weights, combine=combine, tta=tta, snapshots=snapshots,
+        result = evaluate_ensemble(targets, data, weights=weights, combine=combine, tta=tta or False,
+                                   snapshots=snapshots,
                                    device=device, batch_size=batch_size)
         print_ensemble(result, json_output)
         return
-    result = run_evaluate(targets[0], data, tta=tta, device=device, batch_size=batch_size)
+    result = run_evaluate(targets[0], data, tta=tta or False, device=device, batch_size=batch_size)
     if json_output:
         emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
         return
@@ -62,7 +63,7 @@ def evaluate(
 def predict(
     target: TargetArg,
     inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
-    tta: TtaOpt = False,
+    tta: TtaOpt = None,
     top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
     weights: WeightsOpt = None,
@@ -82,7 +83,7 @@ def predict(
         from epochal.config.ensembles import ensemble_members
 
         target = ensemble_members(target, snapshots=True)
-    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device, **kwargs)
+    rows = run_predict(target, [str(i) for i in inputs], tta=tta or False, top_k=top_k, device=device, **kwargs)
     if out is not None:
         import csv
 
@@ -95,7 +96,8 @@ def predict(
         emit_json({"predictions": rows, "n": len(rows)})
         return
     for r in rows:
-        print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}")
+        labels = f"\t{';'.join(r['labels'])}" if "labels" in r else ""  # multi-label: every class above its threshold
+        print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}{labels}")
 
 
 @command

@@ -29,7 +29,7 @@ from epochal.config.data_builders import (
     mixup_alpha_for,
     resolve_data_path,
 )
-from epochal.config.errors import check_kwargs
+from epochal.config.errors import ConfigError, check_kwargs
 from epochal.config.model_builders import (
     build_distillation,
     build_model,
@@ -40,7 +40,7 @@ from epochal.config.model_builders import (
     training_images,
 )
 from epochal.config.strict import check_phase_types
-from epochal.losses import LOSSES, register_loss
+from epochal.losses import DEFAULT_LOSSES, LOSSES, register_loss
 from epochal.utils import unknown_name_error
 
 __all__ = [
@@ -69,6 +69,7 @@ __all__ = [
     "register_loss",
     "resolve_data_path",
     "training_images",
+    "with_data_defaults",
 ]
 
 # ----------------------------------------------------------------------------------------- callbacks
@@ -337,7 +338,12 @@ def build_loss(config, info: Mapping[str, Any] | None = None, targets: torch.Ten
     info = info or {}
     counts, n_samples = label_counts(info, targets)
     classes = info.get("classes")
-    return LOSSES[config.loss.name].build(
+    name = config.loss.name or DEFAULT_LOSSES[_label_kind(info)]
+    if config.loss.name is None:  # the recipe's arguments were checked against some default loss, not this one
+        from epochal.config.schema import check_loss_arguments
+
+        check_loss_arguments(name, config.loss.kwargs, where="loss")
+    return LOSSES[name].build(
         config.loss.kwargs,
         classes=list(classes) if classes else None,
         num_classes=info.get("num_classes"),
@@ -345,6 +351,43 @@ def build_loss(config, info: Mapping[str, Any] | None = None, targets: torch.Ten
         n_samples=n_samples,
         targets=_label_kind(info) if info else None,
     )
+
+
+def with_data_defaults(config, info: Mapping[str, Any]):
+    """``config`` with the loss and metrics it leaves to the data filled in from ``info``.
+
+    A recipe without ``loss.name`` gets :data:`~epochal.losses.DEFAULT_LOSSES` of the data's
+    labels, one without ``metrics`` :data:`~epochal.metrics.DEFAULT_METRICS` (multi-label data:
+    sigmoid + BCE, ``f1``, ``f1_macro`` and ``mAP``). The run's ``config.yaml`` is this config, so
+    evaluation and prediction rebuild the same loss and metrics.
+
+    Returns:
+        ``(config, chosen)``: ``chosen`` maps ``loss``/``metrics`` to what was filled in (empty
+        when the recipe named both).
+    """
+    from epochal.metrics import DEFAULT_METRICS
+
+    kind = _label_kind(info)
+    chosen: dict[str, Any] = {}
+    if config.loss.name is None:
+        chosen["loss"] = DEFAULT_LOSSES[kind]
+    if config.metrics is None:
+        chosen["metrics"] = list(DEFAULT_METRICS[kind])
+    if not chosen:
+        return config, chosen
+    update: dict[str, Any] = {"metrics": chosen.get("metrics", config.metrics)}
+    if "loss" in chosen:
+        from epochal.config.schema import check_loss_arguments
+
+        try:
+            check_loss_arguments(chosen["loss"], config.loss.kwargs)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc}: the recipe sets no loss.name, and the data's labels ({kind}) chose {chosen['loss']!r}; "
+                "set loss.name or drop the argument"
+            ) from None
+        update["loss"] = type(config.loss)(**{"name": chosen["loss"], **config.loss.kwargs})
+    return config.model_copy(update=update), chosen
 
 
 def _label_kind(info: Mapping[str, Any]) -> str:

@@ -87,11 +87,11 @@ class _Outputs:
         return self.loaders[key]
 
     def __call__(self, model: nn.Module, config, info) -> tuple[torch.Tensor, torch.Tensor]:
-        from epochal.config.inference import TTAModel
+        from epochal.config.tta import tta_model
         from epochal.learner import Learner
 
         data = self._data(config, info)
-        learner = Learner(TTAModel(model) if self.tta else model, data, device=self.device,
+        learner = Learner(tta_model(model, self.tta), data, device=self.device,
                           precision=config.trainer.precision)
         return learner.predict(data.valid, with_targets=True)
 
@@ -143,7 +143,7 @@ def _fitted_weights(restored, combine: str, device: str, batch_size: int | None,
 
 
 def evaluate_ensemble(targets: Sequence[str | Path], data_path: str | Path | None = None,
-                      weights: str | Sequence[float] | None = None, combine: str = "probs", tta: bool = False,
+                      weights: str | Sequence[float] | None = None, combine: str = "probs", tta: bool | str = False,
                       snapshots: bool = False, device: str | None = None,
                       batch_size: int | None = None) -> dict[str, Any]:
     """Loss and metrics of an ensemble of runs and of each member, on the same samples.
@@ -154,7 +154,8 @@ def evaluate_ensemble(targets: Sequence[str | Path], data_path: str | Path | Non
         weights: ``None``/``"equal"``, ``"fit"`` (held-out log loss on the first member's own
             validation split) or one number per member.
         combine: ``"probs"``, ``"logits"`` or ``"sigmoid"`` (see :class:`~epochal.averaging.Ensemble`).
-        tta: average each member's logits over each image and its mirror image.
+        tta: average each member's logits over test-time views: True (the mirror image) or view
+            names (``"flip,translate"``, :mod:`epochal.config.tta`).
         snapshots, device, batch_size: see above; evaluation batch size.
 
     Returns:

@@ -25,6 +25,7 @@ from epochal.config.builders import (
     build_model,
     build_optimizer_spec,
     build_phases,
+    with_data_defaults,
 )
 from epochal.config.errors import ConfigError
 from epochal.utils import json_safe
@@ -112,6 +113,7 @@ def build_learner(
     seed_everything(config.seed, config.deterministic)
     device = _device(config, device)
     data = data if data is not None else build_data(config, device)
+    config, _ = with_data_defaults(config, data_facts(data))
     model = build_model(config, data)
     phases, freeze = build_phases(config, data)
     callbacks = _callbacks(config, progress, run_dir is not None)
@@ -228,7 +230,9 @@ def train(
         callbacks: extra callbacks added to the recipe's own (e.g. a search's pruning callback).
 
     Returns:
-        ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``: metrics
+        ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``, plus
+        ``chosen_from_data`` (the loss and metrics a recipe left to the data) and, for a multi-label
+        run, ``thresholds`` (``thresholds.json`` and the validation F1 at 0.5 and at them): metrics
         are the final validation values by name (``accuracy``, ``loss``) of the weights the run
         ends with (a run that ends with SWA or EMA weights: their ``valid_swa``/``valid_ema``
         values, and then ``final_weights`` names them), ``best`` the best value of each.
@@ -293,9 +297,11 @@ def _train_in(
     if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
         probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")
     learner.fit(phases, resume=run_dir if resuming else None)
+    thresholds = _tuned_thresholds(run_dir, learner)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)
+    _, chosen = with_data_defaults(config, data_facts(learner.data))
     summary = read_json(run_dir / "summary.json")
     best = {k[6:]: v.get("value") for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
     info = learner.data.info
@@ -312,7 +318,19 @@ def _train_in(
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
         "plots": plots,
         "lr_find": {"suggestion": probe.suggestion, "suggestions": probe.suggestions} if probe else None,
+        **({"chosen_from_data": chosen} if chosen else {}),
+        **({"thresholds": thresholds} if thresholds else {}),
     }
+
+
+def _tuned_thresholds(run_dir: Path, learner) -> dict[str, Any] | None:
+    """Per-class thresholds of a multi-label run with a checkpoint, tuned on its validation split."""
+    from epochal.config.thresholds import write_thresholds
+
+    if not learner.data.info.get("multi_label") or not any((run_dir / "checkpoints").glob("*.pt")):
+        return None
+    record = write_thresholds(run_dir, learner.data.valid, str(learner.device))
+    return {"path": str(run_dir / "thresholds.json"), **record["valid"]}
 
 
 def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) -> dict[str, Any]:

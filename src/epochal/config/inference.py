@@ -66,7 +66,7 @@ def restore_model(target: str | Path, which: str | None = None):
     Returns:
         ``(model, config, data_info, checkpoint_path)``; the model is on the CPU in eval mode.
     """
-    from epochal.config.builders import create_model
+    from epochal.config.builders import create_model, with_data_defaults
     from epochal.config.experiment import read_data_info
     from epochal.config.loading import load_config
     from epochal.state import CheckpointError, load_checkpoint
@@ -76,6 +76,7 @@ def restore_model(target: str | Path, which: str | None = None):
     info = read_data_info(run_dir)
     if not info:
         raise FileNotFoundError(f"{run_dir} has no data.json (runs trained with `epochal train` have one)")
+    config, _ = with_data_defaults(config, info)  # what a recipe left to the data, as training chose it
     model = create_model(config, info)
     payload = load_checkpoint(checkpoint)
     try:
@@ -88,7 +89,11 @@ def restore_model(target: str | Path, which: str | None = None):
 
 
 class TTAModel(nn.Module):
-    """Test-time augmentation: the mean of the model's logits over the original and mirrored images."""
+    """Test-time augmentation: the mean of the model's logits over :func:`epochal.data.tta_views`.
+
+    ``flip`` adds the mirror image; ``translate > 0`` the images shifted by that many pixels both
+    ways (airbench's views; :func:`epochal.config.tta.parse_tta` builds them from names).
+    """
 
     def __init__(self, model: nn.Module, flip: bool = True, translate: int = 0):
         super().__init__()
@@ -151,7 +156,7 @@ def _own_validation_data(config, device: str, batch_size: int | None):
 def evaluate(
     target: str | Path,
     data_path: str | Path | None = None,
-    tta: bool = False,
+    tta: bool | str | list[str] = False,
     device: str | None = None,
     batch_size: int | None = None,
 ) -> dict[str, Any]:
@@ -159,16 +164,23 @@ def evaluate(
 
     Without ``data_path`` the run's own validation split is rebuilt from its recipe (the same
     data path, seed and ``valid_pct``) and evaluated, so the numbers can be checked against the
-    run's summary.
+    run's summary. ``tta``: True (the mirror image) or view names (``"flip,translate"``, see
+    :mod:`epochal.config.tta`). A multi-label run also reports F1 micro and macro at 0.5 (``f1``,
+    ``f1_macro``) and at its tuned thresholds (``f1_at_thresholds``, ``f1_macro_at_thresholds``).
 
     Returns:
         ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated}``.
     """
     from epochal.config.builders import build_loss
     from epochal.config.experiment import resolve_auto, resolve_device, valid_metrics
+    from epochal.config.thresholds import run_thresholds, threshold_metrics
+    from epochal.config.tta import parse_tta, tta_model
     from epochal.learner import Learner
 
+    tta = parse_tta(tta)
     model, config, info, checkpoint = restore_model(target)
+    thresholds = run_thresholds(locate_run(target)[0], info)
+    metrics = config.metrics if thresholds is None else threshold_metrics(config.metrics, thresholds)
     device = resolve_device(device)
     if tta and config.data.kind == "tabular":
         raise ConfigError("--tta is for image models; the run is tabular")
@@ -180,10 +192,10 @@ def evaluate(
             data = _labelled_data(config, info, data_path, device, batch_size, cache)
             source = str(data_path)
         learner = Learner(
-            TTAModel(model) if tta else model,
+            tta_model(model, tta),
             data,
             loss=build_loss(config, info),
-            metrics=config.metrics,
+            metrics=metrics,
             device=device,
             precision=resolve_auto(config.trainer.precision, device, "bf16", "fp32"),
         )
@@ -215,7 +227,7 @@ def _image_files(inputs: list[str | Path]) -> list[Path]:
 def predict(
     target: str | Path | list[str | Path],
     inputs: list[str | Path],
-    tta: bool = False,
+    tta: bool | str | list[str] = False,
     top_k: int = 1,
     device: str | None = None,
     batch_size: int = 64,
@@ -227,13 +239,21 @@ def predict(
 
     A list of targets predicts with their :class:`~epochal.averaging.Ensemble` (``weights``:
     equal, ``"fit"`` or one per member; ``combine``: see :func:`epochal.config.ensembles.evaluate_ensemble`).
+    ``tta``: True (the mirror image) or view names (``"flip,translate"``, :mod:`epochal.config.tta`).
+
+    A multi-label run scores each class with a sigmoid (a single-label one with a softmax) and
+    adds ``"labels"``: every class above its threshold from the run's ``thresholds.json`` (0.5
+    without one, and for an ensemble); ``top`` still lists the ``top_k`` highest scores.
 
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
         per table row (with ``"row"``, its 0-based position among the file's rows).
     """
     from epochal.config.experiment import resolve_device
+    from epochal.config.thresholds import run_thresholds
+    from epochal.config.tta import parse_tta, tta_model
 
+    tta = parse_tta(tta)
     device = resolve_device(device)
     if isinstance(target, (list, tuple)):
         from epochal.config.ensembles import restore_ensemble
@@ -241,12 +261,19 @@ def predict(
         model, config, info, _ = restore_ensemble(target, weights, combine, device=device)
     else:
         model, config, info, _ = restore_model(target)
+    if isinstance(target, (list, tuple)):  # an ensemble: its members' thresholds were tuned for each alone
+        if info.get("multi_label") and combine == "probs":
+            raise ConfigError("the ensemble's members are multi-label: combine 'probs' mixes softmax probabilities; "
+                              "use --combine sigmoid (or logits)")
+        thresholds = [0.5] * len(_classes(info)) if info.get("multi_label") else None
+    else:
+        thresholds = run_thresholds(locate_run(target)[0], info)
     if config.data.kind == "tabular":
         if tta:
             raise ConfigError("--tta is for image models; the run is tabular")
         return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size)
-    model = (TTAModel(model) if tta else model).to(device).eval()
-    return _predict_images(model, config, info, inputs, top_k, device, batch_size)
+    model = tta_model(model, tta).to(device).eval()
+    return _predict_images(model, config, info, inputs, top_k, device, batch_size, thresholds)
 
 
 def _classes(info: dict[str, Any]) -> list[str]:
@@ -262,7 +289,11 @@ def _top(probs: torch.Tensor, classes: list[str], top_k: int) -> list[dict[str, 
     ]
 
 
-def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
+def _predict_images(
+    model, config, info, inputs, top_k: int, device: str, batch_size: int, thresholds: list[float] | None = None
+) -> list[dict[str, Any]]:
+    """Rows of :func:`predict` for image files; ``thresholds`` (multi-label) switch softmax for sigmoid."""
+    from epochal.config.thresholds import labels_above
     from epochal.data import Normalize
     from epochal.data.decode import load_rgb_array
 
@@ -279,8 +310,13 @@ def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_
         if normalize is not None:
             images = normalize(images)
         with torch.no_grad():
-            probs = model(images).float().softmax(dim=-1).cpu()
-        rows += [{"path": str(path), **row} for path, row in zip(chunk, _top(probs, classes, top_k))]
+            logits = model(images).float()
+        probs = (logits.sigmoid() if thresholds is not None else logits.softmax(dim=-1)).cpu()
+        batch = _top(probs, classes, top_k)
+        if thresholds is not None:
+            for row, labels in zip(batch, labels_above(probs, classes, thresholds)):
+                row["labels"] = labels
+        rows += [{"path": str(path), **row} for path, row in zip(chunk, batch)]
     return rows
 
 

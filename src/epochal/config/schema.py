@@ -39,6 +39,7 @@ __all__ = [
     "ScheduleConfig",
     "Section",
     "TrainerConfig",
+    "check_loss_arguments",
 ]
 
 
@@ -203,28 +204,53 @@ class OptimizerConfig(OpenSection):
 class LossConfig(OpenSection):
     """``name`` in :data:`epochal.losses.LOSSES`; other keys go to its constructor.
 
+    Without a ``name`` the loss is chosen from the data's labels (:data:`epochal.losses.DEFAULT_LOSSES`):
+    ``cross_entropy`` for one class per sample, ``bce_with_logits`` (sigmoid + BCE) for multi-label
+    data, ``mse`` for a regression target; the run's ``config.yaml`` records the choice. Arguments
+    given without a name must fit one of those losses, and are checked against the chosen one.
+
     Per-class weight arguments take a list (one weight per class, in class order) or ``balanced``
     (computed from the training split): ``weight`` of ``cross_entropy`` (balanced: ``n / (k * n_c)``)
     and ``pos_weight`` of ``bce_with_logits`` (balanced: ``n_neg / n_pos`` per label).
     """
 
-    name: str = "cross_entropy"
+    name: str | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> LossConfig:
-        from epochal.losses import LOSSES
+        from epochal.losses import DEFAULT_LOSSES
 
-        _check_name("loss", self.name, list(LOSSES))
-        entry = LOSSES[self.name]
-        check_kwargs(
-            entry.factory,
-            self.kwargs,
-            f"of loss {self.name!r}",
-            declared=type(self).model_fields,
-            typed_elsewhere=entry.class_weights,  # a list or 'balanced': checked by entry.check
+        if self.name is not None:
+            check_loss_arguments(self.name, self.kwargs)
+            return self
+        candidates = list(dict.fromkeys(DEFAULT_LOSSES.values()))
+        reasons = []
+        for candidate in candidates:
+            try:
+                check_loss_arguments(candidate, self.kwargs)
+                return self
+            except ValueError as exc:
+                reasons.append(f"{candidate}: {exc}")
+        raise ValueError(
+            f"loss arguments {sorted(self.kwargs)} fit none of the losses chosen from the data ({candidates}); "
+            f"set loss.name ({'; '.join(reasons)})"
         )
-        entry.check(self.kwargs, where="")
-        return self
+
+
+def check_loss_arguments(name: str, kwargs: dict[str, Any], where: str = "") -> None:
+    """Raise ValueError unless ``name`` is a registered loss that takes ``kwargs``."""
+    from epochal.losses import LOSSES
+
+    _check_name("loss", name, list(LOSSES))
+    entry = LOSSES[name]
+    check_kwargs(
+        entry.factory,
+        kwargs,
+        f"of loss {name!r}",
+        declared=LossConfig.model_fields,
+        typed_elsewhere=entry.class_weights,  # a list or 'balanced': checked by entry.check
+    )
+    entry.check(kwargs, where=where)
 
 
 class ScheduleConfig(OpenSection):
@@ -319,7 +345,9 @@ class Config(Section):
         data, model, loss, optimizer, trainer: the sections above.
         data_variants: named :class:`PhaseDataConfig` entries that phases refer to by name
             (``phases: [{epochs: 2, data: small}, ...]``).
-        metrics: metric names (``accuracy``, ``error_rate``, ``top5_accuracy``, ``auroc`` ...).
+        metrics: metric names (``accuracy``, ``error_rate``, ``top5_accuracy``, ``auroc`` ...); None
+            (the default) chooses them from the data (:data:`epochal.metrics.DEFAULT_METRICS`:
+            ``accuracy``; multi-label ``f1``, ``f1_macro``, ``mAP``; regression none).
         phases: a schedule builder (``{schedule: one_cycle, ...}``) or an explicit list of phases;
             a phase's ``data`` (a ``data_variants`` name or a mapping) changes its batching.
         callbacks: callback name -> keyword arguments (``null`` or ``false`` removes an inherited one).
@@ -336,7 +364,7 @@ class Config(Section):
     data_variants: dict[str, PhaseDataConfig] = Field(default_factory=dict)
     model: ModelConfig
     loss: LossConfig = Field(default_factory=LossConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy"])
+    metrics: list[str] | None = None
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     phases: _Phases = Field(default_factory=lambda: ScheduleConfig(schedule="one_cycle"))
     callbacks: dict[str, dict[str, Any] | None | Literal[False]] = Field(default_factory=dict)
@@ -345,10 +373,10 @@ class Config(Section):
 
     @field_validator("metrics")
     @classmethod
-    def _metrics(cls, names: list[str]) -> list[str]:
+    def _metrics(cls, names: list[str] | None) -> list[str] | None:
         from epochal.metrics import get_metric
 
-        for name in names:
+        for name in names or []:
             get_metric(name)
         return names
 

@@ -14,11 +14,12 @@ from epochal.losses.class_weights import (
     class_weight_tensor,
 )
 from epochal.losses.distillation import DistillationLoss, distillation_loss, soft_target_loss
-from epochal.losses.registry import LOSSES, LossEntry, register_loss
+from epochal.losses.registry import DEFAULT_LOSSES, LOSSES, LossEntry, register_loss
 from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 
 __all__ = [
     "BALANCED",
+    "DEFAULT_LOSSES",
     "LOSSES",
     "DistillationLoss",
     "L1Loss",

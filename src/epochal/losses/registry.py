@@ -25,7 +25,7 @@ from epochal.losses.class_weights import (
 )
 from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 
-__all__ = ["LOSSES", "TARGETS", "LossEntry", "register_loss"]
+__all__ = ["DEFAULT_LOSSES", "LOSSES", "TARGETS", "LossEntry", "register_loss"]
 
 #: The kinds of labels a loss compares predictions with.
 TARGETS = ("class_indices", "multi_hot", "values")
@@ -34,6 +34,8 @@ _TARGET_WORDS = {
     "multi_hot": "multi-label targets (any number of classes per sample)",
     "values": "regression values",
 }
+#: The loss a recipe without ``loss.name`` trains with, by the data's kind of labels.
+DEFAULT_LOSSES = {"class_indices": "cross_entropy", "multi_hot": "bce_with_logits", "values": "mse"}
 _SUGGESTED = {"class_indices": "cross_entropy", "multi_hot": "bce_with_logits", "values": "mse, l1 or smooth_l1"}
 
 #: ``reduction`` values that give the scalar the training loop backpropagates.

@@ -57,11 +57,20 @@ def resolve_monitor(config, monitor: str | None) -> tuple[str, str]:
     checkpoint = config.callbacks.get("model_checkpoint") or {}
     key = monitor or checkpoint.get("monitor") or "valid/loss"
     key = key if "/" in key else f"valid/{key}"
-    logged = ["train/loss", "valid/loss", *(f"valid/{m}" for m in config.metrics)]
+    logged = ["train/loss", "valid/loss", *(f"valid/{m}" for m in _metric_names(config))]
     if key not in logged:
         raise ConfigError(f"monitor {key!r} is not logged by this recipe{did_you_mean(key, logged)}; "
                           f"it logs {logged} (add the metric to the recipe's metrics)")
     return key, "maximize" if metric_direction(key) else "minimize"
+
+
+def _metric_names(config) -> list[str]:
+    """The recipe's metrics; one that leaves them to the data may log any of the data defaults."""
+    if config.metrics is not None:
+        return list(config.metrics)
+    from epochal.metrics import DEFAULT_METRICS
+
+    return list(dict.fromkeys(name for names in DEFAULT_METRICS.values() for name in names))
 
 
 def _registered_callbacks() -> dict[str, str]:

@@ -97,9 +97,9 @@ def tta_views(images: torch.Tensor, flip: bool = True, translate: int = 0) -> li
         views.append(images.flip(3))
     if translate > 0:
         n = len(images)
+        base = list(views)  # the image (and its mirror): never a shifted view, which would shift twice
         for sign in (1, -1):
             shift = torch.full((n,), sign * translate, dtype=torch.long)
-            base = list(views[:2])
             views.extend(shift_images(v, shift, shift, "reflect") for v in base)
     return views
 
