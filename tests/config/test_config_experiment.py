@@ -50,9 +50,9 @@ def test_resume_continues_exactly(run2):
     run = Path(run2["run_dir"])
     assert Path(run2["plots"]["lr_find"]).stat().st_size > 5000 and run2["lr_find"]["suggestion"] > 0
     final = json.loads((run / "summary.json").read_text())["final"]
-    # Roll the run back to the end of epoch 0, as if it had crashed there.
-    (run / "checkpoints" / "last.pt").unlink()  # it may be a hard link of epoch_0001.pt
-    shutil.copy(run / "checkpoints" / "epoch_0000.pt", run / "checkpoints" / "last.pt")
+    # Roll the run back to the end of epoch 1, as if it had crashed there.
+    (run / "checkpoints" / "last.pt").unlink()  # it may be a hard link of epoch_0002.pt
+    shutil.copy(run / "checkpoints" / "epoch_0001.pt", run / "checkpoints" / "last.pt")
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text(lines[0] + "\n")
     result = invoke("train", "--resume", run, "--no-progress", "--json")

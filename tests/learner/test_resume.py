@@ -44,7 +44,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, kind):
         assert torch.equal(full[key], resumed[key]), key
 
     lines = (crash_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # numbered from 1, as on the screen
     full_lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(a)["valid/loss"] for a in lines] == [json.loads(b)["valid/loss"] for b in full_lines]
     summary = json.loads((crash_dir / "summary.json").read_text())

@@ -6,8 +6,8 @@
     metrics.jsonl      one JSON object per epoch
     summary.json       final and best metrics, wall time, throughput, versions, device, git, seed
     checkpoints/       last.pt, best.pt
-    tensorboard/       event files
     plots/             PNG figures
+    tensorboard/       event files (only with the TensorBoard callback)
     trial.json         only in a search's trials: the study, the trial number, its parameters and state
 
 A hyperparameter search (``epochal tune``) keeps its trials in a study folder, marked by
@@ -32,6 +32,7 @@ __all__ = [
     "STUDY_FILE",
     "SUBFOLDERS",
     "TRIAL_FILE",
+    "checkpoint_position",
     "create_run_dir",
     "environment_info",
     "git_commit",
@@ -40,7 +41,8 @@ __all__ = [
     "write_json_atomic",
 ]
 
-SUBFOLDERS = ("checkpoints", "tensorboard", "plots")
+#: The folders every run folder has; callbacks create their own (``tensorboard/``) when they are used.
+SUBFOLDERS = ("checkpoints", "plots")
 #: The file that marks a study folder of a hyperparameter search.
 STUDY_FILE = "study.json"
 #: The file that makes a run folder a trial of a study.
@@ -80,6 +82,29 @@ def remove_if_empty(folder: str | Path) -> bool:
         return False
     shutil.rmtree(folder)
     return True
+
+
+def checkpoint_position(path: str | Path) -> dict[str, int] | None:
+    """Where the training stood when the checkpoint ``path`` was saved, or None when it cannot be read.
+
+    Only the position records are read (the file is memory-mapped; its weights stay on disk).
+
+    Returns:
+        ``{"step", "epoch", "batch"}``: the optimizer step, the number of the last epoch that
+        ended (from 1; 0 before the first ended) and the batch reached in the next epoch (0 at an
+        epoch's end).
+    """
+    import torch
+
+    try:
+        payload = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
+        state, history = payload["state"], payload.get("history") or []
+        ended = int(history[-1]["epoch"]) if history else 0
+        if history and payload.get("version", 1) < 2:  # checkpoint version 1 numbered records from 0
+            ended += 1
+        return {"step": int(state["step"]), "epoch": ended, "batch": int(state["batch"])}
+    except Exception:  # missing, empty, truncated or foreign: it holds no position we can name
+        return None
 
 
 def read_json(path: str | Path) -> Any:
