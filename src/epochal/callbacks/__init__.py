@@ -8,6 +8,7 @@ from epochal.callbacks.phase_freezing import PhaseFreezing
 from epochal.callbacks.progress_bar import ProgressBar
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from epochal.callbacks.run_logger import RunLogger
+from epochal.callbacks.save_on_interrupt import Interrupted, SaveOnInterrupt
 from epochal.callbacks.tensorboard import TensorBoard
 from epochal.callbacks.terminate_on_nan import TerminateOnNaN
 
@@ -15,12 +16,14 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "Interrupted",
     "ModelCheckpoint",
     "MonitorCallback",
     "PhaseFreezing",
     "ProgressBar",
     "ReduceLROnPlateau",
     "RunLogger",
+    "SaveOnInterrupt",
     "TensorBoard",
     "TerminateOnNaN",
 ]

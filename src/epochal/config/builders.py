@@ -74,7 +74,7 @@ _CALLBACK_NAMES = {
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
 #: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback"}
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "SaveOnInterrupt", "Callback", "MonitorCallback"}
 
 
 def _snake(name: str) -> str:
