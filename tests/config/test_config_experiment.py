@@ -370,3 +370,25 @@ def test_onehot_adult_trains_and_its_run_evaluates_predicts_and_exports(adult_cs
     assert json.loads(predicted.stdout.splitlines()[-1])["n"] > 30000
     exported = invoke("export", result["run_dir"], "--format", "torchscript", "--json")
     assert exported.exit_code == 0, exported.output
+
+
+@pytest.mark.parametrize(("epochs", "lengths"), [(1, [0.25, 0.75]), (16, [4.0, 12.0]), (8, [2.0, 6.0])])
+def test_epochs_scales_listed_phases_and_says_so(epochs, lengths, capsys):
+    from epochal.cli.train import recipe_config
+
+    config = recipe_config("finetune", [], epochs=epochs)  # head 2 + all 6 epochs
+    assert [p["epochs"] for p in config.phases] == lengths and config.epochs == epochs
+    assert [p["name"] for p in config.phases] == ["head", "all"] and config.phases[0]["freeze"] is True
+    note = capsys.readouterr().err
+    if epochs == 8:
+        assert note == ""  # nothing to scale
+    else:
+        assert f"--epochs {epochs}: the recipe lists 2 phases of 8 epochs in all (head 2, all 6)" in note
+        assert f"head {lengths[0]:g}, all {lengths[1]:g}" in note
+
+
+def test_epochs_of_a_schedule_builder_recipe_is_not_rescaled(capsys):
+    from epochal.config.experiment import scale_phases
+
+    config = load_config("default", epochs=3)
+    assert scale_phases(config, 3) == (config, None) and config.epochs == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -34,12 +35,26 @@ def evaluate(
     from epochal.config.inference import evaluate as run_evaluate
 
     result = run_evaluate(target, data, tta=tta, device=device, batch_size=batch_size)
+    warning = overlap_warning(result["overlap"])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if json_output:
-        emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
+        emit_json({k: result[k] for k in ("metrics", "n", "data", "checkpoint", "checkpoint_info", "overlap")})
         return
-    print(f"{result['n']} samples of {result['data']}, checkpoint {result['checkpoint']}")
+    print(f"{result['n']} samples of {result['data']}")
+    print(f"checkpoint {result['checkpoint_info']['text']}")
     for name, value in result["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+def overlap_warning(overlap: dict[str, int] | None) -> str | None:
+    """What to say when evaluated images are among those the run trained (or validated) on."""
+    if not overlap or not (overlap.get("train") or overlap.get("valid")):
+        return None
+    seen = [f"{overlap[s]} of the run's {name} images" for s, name in (("train", "training"), ("valid", "validation"))
+            if overlap.get(s)]
+    return (f"{' and '.join(seen)} are among the {overlap['of']} evaluated (same relative path and size, or the "
+            "same file): metrics on images the model trained on overstate how it does on new ones")
 
 
 @command
