@@ -414,3 +414,29 @@ def test_eval_warns_when_the_images_are_the_runs_own_and_names_its_checkpoint(tr
         Image.fromarray(pixels).save(fresh / name / "new.png")
     proc = run_cli("eval", trained["run_dir"], "--data", fresh, "--json")
     assert last_json(proc)["overlap"] == {"of": 10, "train": 0, "valid": 0} and "warning" not in proc.stderr
+
+
+def test_predict_lists_top_k_in_text_and_csv_and_skips_unreadable_images(trained, eval_folder, work):
+    broken = work / "broken"
+    broken.mkdir()
+    (broken / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    good = sorted((eval_folder / "cat").iterdir())
+    out = work / "top3.csv"
+    proc = run_cli("predict", trained["run_dir"], *good, broken / "truncated.png", work / "missing.png",
+                   "--top-k", "3", "--out", out)
+    classes = json.loads((Path(trained["run_dir"]) / "data.json").read_text())["classes"]
+    lines = [line.split("\t") for line in proc.stdout.splitlines() if line.strip()]
+    assert [cells[0] for cells in lines] == [str(p) for p in good]
+    for cells in lines:  # path, then three (class, probability) pairs, most probable first
+        assert len(cells) == 7 and set(cells[1::2]) <= set(classes) and len(set(cells[1::2])) == 3
+        probs = [float(p) for p in cells[2::2]]
+        assert probs == sorted(probs, reverse=True)
+    assert f"skipped {broken / 'truncated.png'}: " in proc.stderr
+    assert f"skipped {work / 'missing.png'}: no such file or folder" in proc.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,class,probability,class_2,probability_2,class_3,probability_3" and len(rows) == 2
+    assert [row.split(",")[1::2] for row in rows] == [cells[1::2] for cells in lines]
+    strict = run_cli("predict", trained["run_dir"], *good, broken, "--strict", check=False)
+    assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
+    nothing = run_cli("predict", trained["run_dir"], broken / "truncated.png", "--json", check=False)
+    assert nothing.returncode == 1 and "could not be read" in last_json(nothing)["error"]

@@ -392,3 +392,32 @@ def test_epochs_of_a_schedule_builder_recipe_is_not_rescaled(capsys):
 
     config = load_config("default", epochs=3)
     assert scale_phases(config, 3) == (config, None) and config.epochs == 3
+
+
+def test_table_predict_top_k_csv_unreadable_inputs_and_eval_without_the_target(tiny_table, tmp_path):
+    overrides = [*TABLE, f"data.path={tiny_table}", "data.target=y", "epochs=1"]
+    run = train(load_config("tabular-adult", overrides), out=tmp_path / "runs", progress=False)["run_dir"]
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("colour,size,weight\nred,1.0,0.1\nblue,-1.0,0.3\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    out = tmp_path / "preds.csv"
+    text = invoke("predict", run, unlabelled, bad, tmp_path / "gone.csv", "--top-k", "2", "--out", out)
+    assert text.exit_code == 0, text.output  # two unreadable inputs of three: predicted the readable one
+    lines = [line for line in text.stdout.splitlines() if line.startswith(str(unlabelled))]
+    assert [line.split("\t")[0] for line in lines] == [f"{unlabelled}:0", f"{unlabelled}:1"]
+    assert all({line.split("\t")[1], line.split("\t")[3]} == {"no", "yes"} for line in lines)  # both classes
+    assert f"skipped {bad}: " in text.stderr and f"skipped {tmp_path / 'gone.csv'}: no such CSV file" in text.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,row,class,probability,class_2,probability_2" and len(rows) == 2
+    assert {rows[0].split(",")[2], rows[0].split(",")[4]} == {"no", "yes"}
+
+    strict = invoke("predict", run, unlabelled, bad, "--strict")
+    assert strict.exit_code == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
+    nothing = invoke("predict", run, bad, "--json")
+    assert nothing.exit_code == 1 and "1 of the inputs could not be read" in nothing.stderr
+
+    evaluated = invoke("eval", run, "--data", unlabelled)  # the CSV has no target column y
+    assert evaluated.exit_code == 1 and "KeyError" not in evaluated.stderr
+    assert "column 'y' (the target column the run was trained to predict) is missing" in evaluated.stderr
+    assert "the file has the columns: colour, size, weight" in evaluated.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -60,30 +61,59 @@ def overlap_warning(overlap: dict[str, int] | None) -> str | None:
 @command
 def predict(
     target: TargetArg,
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files or folders of images; CSV files for a tabular run.")
+    ],
     tta: TtaOpt = False,
-    top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
+    top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image or row.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when any input cannot be read.")] = False,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Predict the classes of images with a trained run."""
+    """Predict the classes of images (or of CSV rows, for a tabular run) with a trained run.
+
+    Every readable input is predicted; the others are listed on stderr with the reason, and the
+    exit status is 1 only when nothing could be read (or, with --strict, when anything could not).
+    """
     from epochal.config.inference import predict as run_predict
 
-    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device)
+    failed: list[dict[str, str]] = []
+    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device, failed=failed)
+    for entry in failed:
+        print(f"skipped {entry['path']}: {entry['error']}", file=sys.stderr)
+    if not rows or (strict and failed):
+        why = "--strict and " if rows else ""
+        raise ValueError(f"{why}{len(failed)} of the inputs could not be read (listed above)" if failed
+                         else f"nothing to predict in {[str(i) for i in inputs]}")
     if out is not None:
-        import csv
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "class", "probability"])
-            writer.writerows([r["path"], r["class"], f"{r['probability']:.6f}"] for r in rows)
+        write_predictions(out, rows, top_k)
     if json_output:
-        emit_json({"predictions": rows, "n": len(rows)})
+        emit_json({"predictions": rows, "n": len(rows), "failed": failed})
         return
     for r in rows:
-        print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}")
+        where = f"{r['path']}:{r['row']}" if "row" in r else r["path"]
+        print("\t".join([where, *(f"{c}\t{p:.4f}" for c, p in r["top"])]))
+
+
+def write_predictions(path: Path, rows: list[dict], top_k: int) -> None:
+    """The predictions as CSV: ``path[,row],class,probability``, then ``class_2,probability_2`` ... up to ``top_k``."""
+    import csv
+
+    from epochal.utils import atomic_write_text
+
+    header = ["path", *(["row"] if rows and "row" in rows[0] else [])]
+    header += [name for k in range(1, top_k + 1)
+               for name in ((f"class_{k}", f"probability_{k}") if k > 1 else ("class", "probability"))]
+    lines = []
+    for r in rows:
+        cells = [r["path"], *([r["row"]] if "row" in r else [])]
+        cells += [v for c, p in r["top"] for v in (c, f"{p:.6f}")]
+        lines.append(cells)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *lines])
+    atomic_write_text(path, buffer.getvalue())
 
 
 @command

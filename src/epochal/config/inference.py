@@ -117,6 +117,7 @@ def _labelled_data(
     if config.data.kind == "tabular":
         prep = data.TabularPreprocessor().load_state_dict(info["preprocessor"])
         frame, _ = data.read_table(path)
+        _require_columns(frame, path, [config.data.target], "the target column the run was trained to predict")
         inputs, targets = prep.transform(frame), prep.transform_target(frame[config.data.target])
         loader = data.TensorLoader(inputs, targets, batch_size=size, shuffle=False, device=device)
         return data.DataLoaders(train=loader, valid=loader, classes=info.get("classes"), info=info)
@@ -134,6 +135,15 @@ def _labelled_data(
         drop_last=False,
         progress=False,
     )
+
+
+def _require_columns(frame, path: Path, needed: list[str], what: str) -> None:
+    """Refuse a table that lacks a column, listing the columns it has (not a bare ``KeyError``)."""
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise ConfigError(f"--data {path}: column {', '.join(map(repr, missing))} ({what}) is missing; "
+                          f"the file has the columns: {have}")
 
 
 def _own_validation_data(config, device: str, batch_size: int | None):
@@ -239,18 +249,26 @@ def evaluate(
             "checkpoint_info": checkpoint_statement(run_dir, Path(checkpoint)), "overlap": overlap}
 
 
-def _image_files(inputs: list[str | Path]) -> list[Path]:
+def _image_files(inputs: list[str | Path], failed: list[dict[str, str]] | None) -> list[Path]:
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+            found = sorted(p for p in item.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+            if not found:
+                _fail(failed, item, "a folder without image files")
+            files += found
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"input {item} does not exist")
-    if not files:
-        raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
+            _fail(failed, item, "no such file or folder")
     return files
+
+
+def _fail(failed: list[dict[str, str]] | None, path: Path, reason: str) -> None:
+    """Record an input that cannot be predicted, or raise when the caller wants every input (``failed=None``)."""
+    if failed is None:
+        raise FileNotFoundError(f"input {path}: {reason}")
+    failed.append({"path": str(path), "error": reason})
 
 
 def predict(
@@ -260,13 +278,19 @@ def predict(
     top_k: int = 1,
     device: str | None = None,
     batch_size: int = 64,
+    failed: list[dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Class predictions of a run's model: for image files (or folders of them), or for every row
     of CSV files for a tabular run (the target column may be absent).
 
+    Args:
+        failed: where to record the inputs that cannot be read (``{"path", "error"}`` each), which
+            are then skipped; None: the first one raises.
+
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
-        per table row (with ``"row"``, its 0-based position among the file's rows).
+        per table row (with ``"row"``, its 0-based position among the file's rows); ``top`` lists
+        the ``top_k`` most probable classes, the first being ``class``.
     """
     from epochal.config.experiment import resolve_device
 
@@ -275,9 +299,9 @@ def predict(
     if config.data.kind == "tabular":
         if tta:
             raise ConfigError("--tta is for image models; the run is tabular")
-        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size)
+        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size, failed)
     model = (TTAModel(model) if tta else model).to(device).eval()
-    return _predict_images(model, config, info, inputs, top_k, device, batch_size)
+    return _predict_images(model, config, info, inputs, top_k, device, batch_size, failed)
 
 
 def _classes(info: dict[str, Any]) -> list[str]:
@@ -293,20 +317,40 @@ def _top(probs: torch.Tensor, classes: list[str], top_k: int) -> list[dict[str, 
     ]
 
 
-def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
+def _decoded(files: list[Path], size: tuple[int, int], failed) -> tuple[list[Path], list[torch.Tensor]]:
+    """The files that decode and their pixels; the others go to ``failed`` (or raise)."""
+    from epochal.data.decode import BadImageError, load_rgb_array
+
+    good, pixels = [], []
+    for path in files:
+        try:
+            pixels.append(torch.from_numpy(load_rgb_array(path, size=size)))
+        except (BadImageError, OSError) as exc:  # undecodable, truncated, unreadable (permissions)
+            if failed is None:
+                raise
+            failed.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+            continue
+        good.append(path)
+    return good, pixels
+
+
+def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int,
+                    failed=None) -> list[dict[str, Any]]:
     from epochal.data import Normalize
-    from epochal.data.decode import load_rgb_array
 
     classes = _classes(info)
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
     rows = []
-    files = _image_files(inputs)
+    files = _image_files(inputs, failed)
+    if not files and failed is None:
+        raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels = torch.stack([torch.from_numpy(load_rgb_array(p, size=(shape[-2], shape[-1]))) for p in chunk])
-        images = pixels.to(device).float().div_(255)
+        chunk, pixels = _decoded(files[start : start + batch_size], (shape[-2], shape[-1]), failed)
+        if not chunk:
+            continue
+        images = torch.stack(pixels).to(device).float().div_(255)
         if normalize is not None:
             images = normalize(images)
         with torch.no_grad():
@@ -315,7 +359,8 @@ def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_
     return rows
 
 
-def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
+def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int,
+                   failed=None) -> list[dict[str, Any]]:
     """Predictions for every row of each CSV, preprocessed as the run's training rows were."""
     from epochal import data
 
@@ -326,11 +371,18 @@ def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int
     rows = []
     for path in map(Path, inputs):
         if not path.is_file():
-            raise FileNotFoundError(f"input {path} is not a CSV file")
-        frame, _ = data.read_table(path)
-        loader = data.TensorLoader(
-            prep.transform(frame), torch.zeros(len(frame)), batch_size=batch_size, shuffle=False, device=device
-        )
+            _fail(failed, path, "no such CSV file" if not path.exists() else "not a CSV file")
+            continue
+        try:
+            frame, _ = data.read_table(path)
+            inputs_ = prep.transform(frame)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # unreadable, not a table, columns missing
+            if failed is None:
+                raise ValueError(f"input {path}: {exc}") from None
+            failed.append({"path": str(path), "error": str(exc).splitlines()[0]})
+            continue
+        loader = data.TensorLoader(inputs_, torch.zeros(len(frame)), batch_size=batch_size, shuffle=False,
+                                   device=device)
         with torch.no_grad():
             logits = [model(*x) if isinstance(x, tuple) else model(x) for x, _ in loader.iter_epoch(0)]
         probs = torch.cat(logits).float().softmax(dim=-1).cpu()
