@@ -314,6 +314,9 @@ def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
     summary = read_json(run_dir / "summary.json")
     best_epochs = {k[6:]: v for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
     final = summary.get("final", {})
+    source = (summary.get("final_weights") or {}).get("source")
+    # a run that ends with averaged weights (SWA/EMA) reports their metrics, logged as valid_<source>/...
+    prefix = f"valid_{source}" if any(k.startswith(f"valid_{source}/") for k in final) else "valid"
     info = learner.data.info if learner is not None else {}
     skipped = info.get("skipped_files", info.get("skipped_rows", []))
     checkpoints = {}
@@ -330,8 +333,8 @@ def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
         "status": summary.get("status"),
         "stop_reason": summary.get("stop_reason"),
         "epochs": summary.get("epochs"),
-        "metrics": valid_metrics(final),
-        "final": {"epoch": final.get("epoch"), **valid_metrics(final)},
+        "metrics": _metrics_of(final, prefix),
+        "final": {"epoch": final.get("epoch"), **_metrics_of(final, prefix)},
         "best": {k: v.get("value") for k, v in best_epochs.items()},
         "best_epochs": best_epochs,
         "final_weights": summary.get("final_weights"),
@@ -339,6 +342,11 @@ def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
         "wall_s": summary.get("wall_s"),
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
     }
+
+
+def _metrics_of(record: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``<prefix>/<name>`` values of ``record`` by name, NaN as None."""
+    return {k[len(prefix) + 1:]: json_safe(v) for k, v in record.items() if k.startswith(f"{prefix}/")}
 
 
 def _checkpoint_monitor(learner) -> str | None:
