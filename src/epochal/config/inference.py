@@ -21,8 +21,7 @@ from epochal.config.data_files import overlap_with_run
 from epochal.config.errors import ConfigError
 
 __all__ = [
-    "EXPORT_FORMATS", "TTAModel", "checkpoint_statement", "evaluate", "export", "locate_run", "predict",
-    "restore_model",
+    "EXPORT_FORMATS", "TTAModel", "evaluate", "export", "locate_run", "predict", "restore_model",
 ]
 
 #: ``epochal export`` formats and their file suffixes.
@@ -157,45 +156,6 @@ def _own_validation_data(config, device: str, batch_size: int | None):
     return build_data(config, device=device)
 
 
-def checkpoint_statement(run_dir: Path, checkpoint: Path) -> dict[str, Any]:
-    """Which training position ``checkpoint`` holds, and whether it is what ``summary.json`` describes.
-
-    Returns:
-        ``{"epoch", "step", "batch"}`` of the checkpoint (epochs from 1; None when unreadable),
-        ``final_epoch`` (the epoch that ``summary.json``'s ``final`` metrics are from), ``is_final``
-        (the checkpoint holds the end of that epoch), ``final_weights`` (the checkpoint holds the
-        weights the run ended with, see ``final_weights`` in the summary) and ``text``, the same in words.
-    """
-    from epochal.runs import read_json
-    from epochal.runs.folder import checkpoint_position
-
-    position = checkpoint_position(checkpoint) or {"epoch": None, "step": None, "batch": None}
-    try:
-        summary = read_json(run_dir / "summary.json")
-    except (OSError, ValueError):
-        summary = {}
-    final_epoch = (summary.get("final") or {}).get("epoch")
-    weights = summary.get("final_weights") or {}
-    is_final = position["batch"] == 0 and final_epoch is not None and position["epoch"] == final_epoch
-    holds_final = weights.get("checkpoint") == f"checkpoints/{checkpoint.name}" or (
-        weights.get("source") in ("last", "best") and weights.get("step") == position["step"])
-    if position["step"] is None:
-        where = "a position it does not record"
-    elif position["batch"] == 0:
-        where = f"the end of epoch {position['epoch']}, step {position['step']}"
-    else:
-        where = f"step {position['step']}, batch {position['batch']} of epoch {position['epoch'] + 1}"
-    if final_epoch is None:
-        relation = "the run has no summary of its final epoch"
-    elif is_final:
-        relation = f"the epoch that summary.json's final describes (epoch {final_epoch})"
-    else:
-        relation = f"not what summary.json's final describes (epoch {final_epoch})"
-    ends = "; the weights the run ended with" if holds_final else ""
-    return {**position, "final_epoch": final_epoch, "is_final": is_final, "final_weights": holds_final,
-            "text": f"{checkpoint} ({where}): {relation}{ends}"}
-
-
 def evaluate(
     target: str | Path,
     data_path: str | Path | None = None,
@@ -219,6 +179,7 @@ def evaluate(
     from epochal.config.builders import build_loss
     from epochal.config.experiment import resolve_device, valid_metrics
     from epochal.learner import Learner
+    from epochal.runs.folder import checkpoint_statement
 
     model, config, info, checkpoint = restore_model(target)
     device = resolve_device(device)

@@ -33,6 +33,7 @@ __all__ = [
     "SUBFOLDERS",
     "TRIAL_FILE",
     "checkpoint_position",
+    "checkpoint_statement",
     "create_run_dir",
     "environment_info",
     "git_commit",
@@ -105,6 +106,42 @@ def checkpoint_position(path: str | Path) -> dict[str, int] | None:
         return {"step": int(state["step"]), "epoch": ended, "batch": int(state["batch"])}
     except Exception:  # missing, empty, truncated or foreign: it holds no position we can name
         return None
+
+
+def checkpoint_statement(run_dir: Path, checkpoint: Path) -> dict[str, Any]:
+    """Which training position ``checkpoint`` holds, and whether it is what ``summary.json`` describes.
+
+    Returns:
+        ``{"epoch", "step", "batch"}`` of the checkpoint (epochs from 1; None when unreadable),
+        ``final_epoch`` (the epoch that ``summary.json``'s ``final`` metrics are from), ``is_final``
+        (the checkpoint holds the end of that epoch), ``final_weights`` (the checkpoint holds the
+        weights the run ended with, see ``final_weights`` in the summary) and ``text``, the same in words.
+    """
+    position = checkpoint_position(checkpoint) or {"epoch": None, "step": None, "batch": None}
+    try:
+        summary = read_json(run_dir / "summary.json")
+    except (OSError, ValueError):
+        summary = {}
+    final_epoch = (summary.get("final") or {}).get("epoch")
+    weights = summary.get("final_weights") or {}
+    is_final = position["batch"] == 0 and final_epoch is not None and position["epoch"] == final_epoch
+    holds_final = weights.get("checkpoint") == f"checkpoints/{checkpoint.name}" or (
+        weights.get("source") in ("last", "best") and weights.get("step") == position["step"])
+    if position["step"] is None:
+        where = "a position it does not record"
+    elif position["batch"] == 0:
+        where = f"the end of epoch {position['epoch']}, step {position['step']}"
+    else:
+        where = f"step {position['step']}, batch {position['batch']} of epoch {position['epoch'] + 1}"
+    if final_epoch is None:
+        relation = "the run has no summary of its final epoch"
+    elif is_final:
+        relation = f"the epoch that summary.json's final describes (epoch {final_epoch})"
+    else:
+        relation = f"not what summary.json's final describes (epoch {final_epoch})"
+    ends = "; the weights the run ended with" if holds_final else ""
+    return {**position, "final_epoch": final_epoch, "is_final": is_final, "final_weights": holds_final,
+            "text": f"{checkpoint} ({where}): {relation}{ends}"}
 
 
 def read_json(path: str | Path) -> Any:
