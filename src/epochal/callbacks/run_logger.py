@@ -50,8 +50,9 @@ class RunLogger(Callback):
     weights the run ends with, under ``final_weights``: ``{"source": "last", "epoch", "step",
     "checkpoint", "metrics", "description"}`` where ``source`` is ``last`` (the weights of the last
     step), ``best`` (EarlyStopping's ``restore_best_weights`` put an earlier epoch's weights back)
-    or what a callback that replaces the weights says (its :meth:`~Callback.run_summary`), and
-    ``checkpoint`` is the file of the run that holds exactly those weights (None when none does).
+    or what a callback that replaces the weights says (its :meth:`~Callback.run_summary`: SWA and
+    EMA name ``swa``/``ema``, with their ``valid_<source>/...`` metrics), and ``checkpoint`` is the
+    file of the run that holds exactly those weights (None when none does).
     """
 
     order = 90
@@ -143,7 +144,7 @@ class RunLogger(Callback):
         }
         if self.status == "stopped":
             summary["stop_reason"] = getattr(learner, "stop_reason", None)
-        for callback in learner.callbacks:
+        for callback in learner.callbacks:  # e.g. SWA's final_weights, SnapshotEnsemble's snapshots
             for key, value in callback.run_summary().items():
                 merged = isinstance(value, dict) and isinstance(summary.get(key), dict)
                 summary[key] = {**summary[key], **value} if merged else value
@@ -165,6 +166,8 @@ class RunLogger(Callback):
             record = next((r for r in learner.history if r.get("epoch") == entry["epoch"]), {})
             at_epoch_end = record.get("step") == entry["step"]
             entry["metrics"] = {k: v for k, v in record.items() if k.startswith("valid/")} if at_epoch_end else {}
+        else:  # averaged weights (SWA/EMA) are validated as valid_<source>/... in the last record
+            entry.setdefault("metrics", {k: v for k, v in last.items() if k.startswith(f"valid_{entry['source']}/")})
         if "checkpoint" not in entry:
             entry["checkpoint"] = self._checkpoint_at(entry["step"])
         entry.setdefault("description", _describe(entry, learner.state.step))

@@ -19,6 +19,7 @@ from typing import Any
 from epochal.config.builders import (
     build_callbacks,
     build_data,
+    build_distillation,
     build_loss,
     build_model,
     build_optimizer_spec,
@@ -35,6 +36,7 @@ __all__ = [
     "lr_find",
     "read_data_info",
     "run_result",
+    "sanity",
     "scale_phases",
     "schedule_plot",
     "train",
@@ -116,6 +118,9 @@ def build_learner(
                 stacklevel=2,
             )
         callbacks.append(PhaseFreezing(freeze))
+    distillation = build_distillation(config, data)
+    if distillation is not None:
+        callbacks.append(distillation)
     trainer = config.trainer
     learner = Learner(
         model,
@@ -212,12 +217,12 @@ def scale_phases(config, epochs: int) -> tuple[Any, str | None]:
     return scaled, note
 
 
-def valid_metrics(record: dict[str, Any]) -> dict[str, float | None]:
-    """``valid/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
+def valid_metrics(record: dict[str, Any], prefix: str = "valid") -> dict[str, float | None]:
+    """``<prefix>/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
     out = {}
     for key, value in record.items():
-        if key.startswith("valid/"):
-            out[key[6:]] = json_safe(value)
+        if key.startswith(f"{prefix}/"):
+            out[key[len(prefix) + 1:]] = json_safe(value)
     return out
 
 
@@ -333,8 +338,8 @@ def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
         "status": summary.get("status"),
         "stop_reason": summary.get("stop_reason"),
         "epochs": summary.get("epochs"),
-        "metrics": _metrics_of(final, prefix),
-        "final": {"epoch": final.get("epoch"), **_metrics_of(final, prefix)},
+        "metrics": valid_metrics(final, prefix),
+        "final": {"epoch": final.get("epoch"), **valid_metrics(final, prefix)},
         "best": {k: v.get("value") for k, v in best_epochs.items()},
         "best_epochs": best_epochs,
         "final_weights": summary.get("final_weights"),
@@ -342,11 +347,6 @@ def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
         "wall_s": summary.get("wall_s"),
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
     }
-
-
-def _metrics_of(record: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """``<prefix>/<name>`` values of ``record`` by name, NaN as None."""
-    return {k[len(prefix) + 1:]: json_safe(v) for k, v in record.items() if k.startswith(f"{prefix}/")}
 
 
 def _checkpoint_monitor(learner) -> str | None:
@@ -366,6 +366,19 @@ def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) 
         "plot": str(result.plot) if result.plot is not None else None,
         "steps": len(result.lrs),
     }
+
+
+def sanity(config, device: str | None = None, **kwargs: Any):
+    """The sanity check (:meth:`~epochal.learner.Learner.overfit_batch`) on the recipe's data, model,
+    loss and optimizer; returns the :class:`~epochal.diagnostics.SanityReport` (``to_dict()`` is
+    what ``epochal sanity --json`` prints).
+
+    Args:
+        kwargs: ``batch_size``, ``max_steps``, ``lr``, ``loss_target``, ``skip``, ``sweep_steps``,
+            ``sample_size``.
+    """
+    learner, _ = build_learner(config, device=device, progress=False)
+    return learner.overfit_batch(**kwargs)
 
 
 def schedule_plot(

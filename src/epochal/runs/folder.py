@@ -5,7 +5,7 @@
     config.yaml        the resolved configuration
     metrics.jsonl      one JSON object per epoch
     summary.json       final and best metrics, wall time, throughput, versions, device, git, seed
-    checkpoints/       last.pt, best.pt
+    checkpoints/       last.pt, best.pt (and swa.pt/ema.pt, snapshot_<k>.pt with those callbacks)
     plots/             PNG figures
     tensorboard/       event files (only with the TensorBoard callback)
     trial.json         only in a search's trials: the study, the trial number, its parameters and state
@@ -36,6 +36,7 @@ __all__ = [
     "checkpoint_statement",
     "create_run_dir",
     "environment_info",
+    "final_checkpoint",
     "git_commit",
     "read_json",
     "remove_if_empty",
@@ -142,6 +143,27 @@ def checkpoint_statement(run_dir: Path, checkpoint: Path) -> dict[str, Any]:
     ends = "; the weights the run ended with" if holds_final else ""
     return {**position, "final_epoch": final_epoch, "is_final": is_final, "final_weights": holds_final,
             "text": f"{checkpoint} ({where}): {relation}{ends}"}
+
+
+def final_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint that holds a run's final weights when a callback replaced them at the end of the fit.
+
+    SWA and EMA write their averaged weights to ``checkpoints/<kind>.pt`` and name that file in
+    ``summary.json`` under ``final_weights``; None for other runs (or when the file is gone). Every
+    run names its final weights there, but those of source ``last`` or ``best`` are the live
+    model's, in ``last.pt``/``best.pt``: evaluation keeps choosing between those as before.
+    """
+    path = Path(run_dir) / "summary.json"
+    try:
+        entry = json.loads(path.read_text()).get("final_weights") if path.is_file() else None
+    except (ValueError, OSError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("checkpoint"), str):
+        return None
+    if entry.get("source") in ("last", "best"):  # not replaced by a callback
+        return None
+    checkpoint = Path(run_dir) / entry["checkpoint"]
+    return checkpoint if checkpoint.is_file() else None
 
 
 def read_json(path: str | Path) -> Any:
