@@ -440,3 +440,21 @@ def test_predict_lists_top_k_in_text_and_csv_and_skips_unreadable_images(trained
     assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
     nothing = run_cli("predict", trained["run_dir"], broken / "truncated.png", "--json", check=False)
     assert nothing.returncode == 1 and "could not be read" in last_json(nothing)["error"]
+
+
+def test_predict_of_an_ensemble_skips_unreadable_images_and_writes_top_k_csv(trained, eval_folder, work):
+    """Ensemble members before the images (main's averaging) with the skipped inputs, --strict and CSV."""
+    run = Path(trained["run_dir"])
+    good = sorted((eval_folder / "cat").iterdir())
+    out = work / "ensemble_top2.csv"
+    proc = run_cli("predict", run, run / "checkpoints" / "last.pt", *good, work / "missing.png",
+                   "--top-k", "2", "--out", out, "--json")
+    result = last_json(proc)
+    assert [r["path"] for r in result["predictions"]] == [str(p) for p in good]
+    assert result["failed"] == [{"path": str(work / "missing.png"), "error": "no such file or folder"}]
+    assert f"skipped {work / 'missing.png'}: no such file or folder" in proc.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,class,probability,class_2,probability_2" and len(rows) == len(good)
+    assert [row.split(",")[1] for row in rows] == [r["class"] for r in result["predictions"]]
+    strict = run_cli("predict", run, run, *good, work / "missing.png", "--strict", check=False)
+    assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
