@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 CHECKPOINT_FORMAT = "epochal-checkpoint"
-CHECKPOINT_VERSION = 1
+#: 2: history records and the callbacks' epoch attributes number epochs from 1 (version 1: from 0).
+CHECKPOINT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -45,6 +46,13 @@ class CheckpointError(RuntimeError):
 @dataclass
 class TrainState:
     """Where the loop stands; everything is counted so that resume needs no guessing.
+
+    Epochs are counted two ways, and this class is the one place that maps them: ``epoch`` is the
+    loop's 0-based counter (part of the checkpoint format, and what loaders are addressed by);
+    :attr:`epoch_number` is the epoch as every user-facing record numbers it, from 1 ("epoch 3" is
+    the third epoch): history records, ``metrics.jsonl``, CSV rows, TensorBoard's ``epoch`` scalar,
+    plots, ``epoch_<n>.pt`` files, ``best.epoch`` in ``summary.json`` and the callbacks' epoch
+    attributes (``best_epoch``, ``stopped_epoch``, ``reductions``).
 
     Attributes:
         epoch: the current epoch (0-based); after a finished fit, the number of epochs run.
@@ -61,6 +69,11 @@ class TrainState:
     total_steps: int = 0
     phase: int = 0
     samples: int = 0
+
+    @property
+    def epoch_number(self) -> int:
+        """The current epoch as users see it: ``epoch + 1`` (the first epoch is epoch 1)."""
+        return self.epoch + 1
 
     def state_dict(self) -> dict[str, int]:
         return asdict(self)

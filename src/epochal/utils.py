@@ -18,9 +18,9 @@ import numbers
 import os
 import re
 import reprlib
+import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -241,11 +241,19 @@ def temp_file_beside(path: str | os.PathLike) -> tuple[int, Path]:
     """Create ``.<name>.<host>-<pid>-<random>.tmp`` beside ``path``; return its descriptor and path.
 
     The name says which process writes it, so :func:`remove_stale_temps` can remove the leftovers
-    of killed writers without ever touching the file of a live one.
+    of killed writers without ever touching the file of a live one. The file gets the mode a new
+    file gets from ``open()`` (``0o666`` less the umask), so the file it becomes does too.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}-", suffix=".tmp", dir=path.parent)
-    return fd, Path(tmp)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{_writer_tag()}-{secrets.token_hex(4)}.tmp"
+        try:
+            # 0o666 and the umask, as for any new file (mkstemp's 0o600 would make run files private)
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
 
 
 def _process_alive(pid: int) -> bool:

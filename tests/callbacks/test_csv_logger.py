@@ -35,7 +35,7 @@ def test_resume_rewrites_from_the_checkpoint_without_duplicates(crash_at, make_l
     learner = make_learner(tmp_path, [CSVLogger(), ModelCheckpoint()])
     history = learner.fit(5, resume=tmp_path)
     rows = read(tmp_path / "metrics.csv")
-    assert [r[0] for r in rows] == ["epoch", "0", "1", "2", "3", "4"]
+    assert [r[0] for r in rows] == ["epoch", "1", "2", "3", "4", "5"]  # numbered as on the screen
     assert [float(r[4]) for r in rows[1:]] == [r["valid/loss"] for r in history]
 
 
@@ -59,10 +59,10 @@ def test_append_keeps_earlier_rows_and_default_overwrites(make_learner, tmp_path
     learner = make_learner(None, [CSVLogger(path, separator="\t")])
     learner.fit(2)
     learner.fit(1)
-    assert [r[0] for r in read(path, "\t")] == ["epoch", "0"]
+    assert [r[0] for r in read(path, "\t")] == ["epoch", "1"]
     appending = make_learner(None, [CSVLogger(path, separator="\t", append=True)])
     appending.fit(2)
-    assert [r[0] for r in read(path, "\t")] == ["epoch", "0", "0", "1"]
+    assert [r[0] for r in read(path, "\t")] == ["epoch", "1", "1", "2"]
 
 
 def test_a_fresh_fit_pays_for_no_fsync_and_a_rewrite_stays_atomic(make_learner, tmp_path, monkeypatch):

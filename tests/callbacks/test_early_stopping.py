@@ -24,14 +24,22 @@ def test_stops_after_patience_and_restores_best_weights(assert_same_weights, mak
     stopper = EarlyStopping("valid/loss", patience=2, restore_best_weights=True)
     learner = make_learner(tmp_path, [scripted, stopper])
     history = learner.fit(10)
-    # best 0.8 at epoch 1; epochs 2 and 3 do not improve: stop at the end of epoch 3
-    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
-    assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch, stopper.wait) == (0.8, 1, 3, 2)
+    # best 0.8 at epoch 2 (epochs count from 1); epochs 3 and 4 do not improve: stop at the end of epoch 4
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch, stopper.wait) == (0.8, 2, 4, 2)
     assert learner.state.step == 4 * 4
     assert_same_weights(learner.model.state_dict(), scripted.weights[1])
     assert not torch.equal(scripted.weights[1]["weight"], scripted.weights[3]["weight"])
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["status"] == "stopped"
+    assert summary["status"] == "stopped" and summary["epochs"] == 4 and summary["final"]["epoch"] == 4
+    assert summary["stop_reason"].startswith("EarlyStopping: valid/loss did not improve") and "epoch 2" in summary[
+        "stop_reason"]
+    # the model holds epoch 2's weights: the summary says so, and best.pt is not there to hold them
+    weights = summary["final_weights"]
+    assert (weights["source"], weights["epoch"], weights["step"]) == ("best", 2, 8)
+    assert weights["metrics"] == {"valid/loss": 0.8, "valid/accuracy": learner.history[1]["valid/accuracy"]}
+    assert weights["checkpoint"] is None and "restored by EarlyStopping(restore_best_weights=True)" in weights[
+        "description"]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 4  # the last epoch is recorded
 
 
@@ -42,8 +50,10 @@ def test_without_restore_keeps_last_weights_and_patience_zero(
     stopper = EarlyStopping(patience=0)
     learner = make_learner(tmp_path, [scripted, stopper])
     learner.fit(10)
-    assert stopper.stopped_epoch == 2 and stopper.best_epoch == 1
+    assert stopper.stopped_epoch == 3 and stopper.best_epoch == 2
     assert_same_weights(learner.model.state_dict(), scripted.weights[2])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["final_weights"]["source"] == "last"  # 3 epochs ran, not "2"
 
 
 def test_direction_comes_from_the_metric(make_learner, scripted_metric, tmp_path):
@@ -51,13 +61,13 @@ def test_direction_comes_from_the_metric(make_learner, scripted_metric, tmp_path
     scripted = scripted_metric([0.5, 0.6, 0.55, 0.58, 0.9], key="valid/accuracy")
     make_learner(tmp_path, [scripted, stopper]).fit(5)
     assert stopper.monitor == "valid/accuracy" and stopper.higher_is_better is True
-    assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch) == (0.6, 1, 3)
+    assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch) == (0.6, 2, 4)
 
 
 def test_mode_overrides_the_declared_direction(make_learner, scripted_metric, tmp_path):
     stopper = EarlyStopping("valid/accuracy", patience=1, mode="min")
     make_learner(tmp_path, [scripted_metric([0.5, 0.6, 0.7], key="valid/accuracy"), stopper]).fit(3)
-    assert stopper.higher_is_better is False and stopper.stopped_epoch == 1 and stopper.best == 0.5
+    assert stopper.higher_is_better is False and stopper.stopped_epoch == 2 and stopper.best == 0.5
 
 
 NAN = float("nan")
@@ -67,7 +77,8 @@ NAN = float("nan")
 # also beats the baseline; (3) otherwise stop once wait >= patience, but never at epoch 0. Losses
 # (lower is better) unless the row monitors valid/accuracy. Each row is worked out by hand from
 # that rule; "fails today" rows failed on the callback before Keras parity, "guard" rows already
-# matched and keep matching.
+# matched and keep matching. The table and its comments index epochs from 0 as Keras does inside
+# (index i is values[i]); the callback's attributes number them from 1, so they are index + 1.
 KERAS_STOPS = [
     # Keras' own test_early_stopping_patience: best 8 at epoch 2, then wait 1, 2, 3 at epochs 3, 4, 5,
     # so patience p stops at epoch max(p, 1) + 2 (patience 0 and 1 both stop at the first bad epoch).
@@ -154,7 +165,8 @@ def test_stops_where_keras_stops(assert_same_weights, make_learner, scripted_met
     scripted = scripted_metric(values, key=stopper.monitor)
     learner = make_learner(None, [scripted, stopper])
     history = learner.fit(len(values))
-    assert (stopper.stopped_epoch, stopper.best_epoch) == (stopped_epoch, best_epoch)
+    number = {None: None, **{i: i + 1 for i in range(len(values))}}  # index -> epoch number
+    assert (stopper.stopped_epoch, stopper.best_epoch) == (number[stopped_epoch], number[best_epoch])
     assert len(history) == (len(values) if stopped_epoch is None else stopped_epoch + 1)
     improved = best_epoch is not None and not math.isnan(values[best_epoch])
     assert stopper.best == (values[best_epoch] if improved else None)
@@ -176,7 +188,7 @@ def test_restores_the_best_weights_when_another_callback_cancels(assert_same_wei
     stopper = EarlyStopping(patience=5, baseline=0.5, restore_best_weights=True)
     learner = make_learner(None, [scripted, stopper, StopAt3()])
     assert len(learner.fit(6)) == 4
-    assert stopper.stopped_epoch is None and stopper.best_epoch == 2
+    assert stopper.stopped_epoch is None and stopper.best_epoch == 3
     assert_same_weights(learner.model.state_dict(), scripted.weights[2])
 
 
@@ -214,7 +226,7 @@ def test_state_dict_round_trip(assert_same_weights, make_learner, scripted_metri
     state = stopper.state_dict()
     copy = EarlyStopping(patience=3, restore_best_weights=True)
     copy.load_state_dict(state)
-    assert (copy.best, copy.best_epoch, copy.wait, copy.higher_is_better) == (0.8, 1, 1, False)
+    assert (copy.best, copy.best_epoch, copy.wait, copy.higher_is_better) == (0.8, 2, 1, False)
     assert_same_weights(copy.best_weights, stopper.best_weights)
 
 
@@ -235,7 +247,7 @@ def test_resume_stops_at_the_same_epoch_with_the_same_weights(
     stopper = EarlyStopping(patience=2, restore_best_weights=True)
     resumed = make_learner(tmp_path / "b", [scripted_metric(LOSSES), stopper, ModelCheckpoint()])
     resumed.fit(10, resume=tmp_path / "b")
-    assert stopper.stopped_epoch == 3 and stopper.best_epoch == 1 and len(resumed.history) == 4
+    assert stopper.stopped_epoch == 4 and stopper.best_epoch == 2 and len(resumed.history) == 4
     assert_same_weights(resumed.model.state_dict(), reference.model.state_dict())
 
 
@@ -243,7 +255,7 @@ def test_resume_stops_at_the_same_epoch_with_the_same_weights(
 def test_resume_with_a_warm_up_stops_at_the_same_epoch(
     assert_same_weights, crash_at, make_learner, scripted_metric, tmp_path, crash_epoch
 ):
-    values = [0.2, 0.2, 0.9, 0.8, 0.8, 0.7]  # the start-from-epoch-with-baseline row: stop at 4, best 3
+    values = [0.2, 0.2, 0.9, 0.8, 0.8, 0.7]  # the start-from-epoch-with-baseline row: stop at index 4, best 3
 
     def stopper():
         return EarlyStopping(patience=1, start_from_epoch=2, baseline=0.5, restore_best_weights=True)
@@ -257,7 +269,7 @@ def test_resume_with_a_warm_up_stops_at_the_same_epoch(
     resumed_stopper = stopper()
     resumed = make_learner(tmp_path / "b", [scripted_metric(values), resumed_stopper, ModelCheckpoint()])
     resumed.fit(6, resume=tmp_path / "b")
-    assert (resumed_stopper.stopped_epoch, resumed_stopper.best_epoch, resumed_stopper.wait) == (4, 3, 3)
+    assert (resumed_stopper.stopped_epoch, resumed_stopper.best_epoch, resumed_stopper.wait) == (5, 4, 3)
     assert len(resumed.history) == 5
     assert_same_weights(resumed.model.state_dict(), reference.model.state_dict())
 
@@ -266,7 +278,7 @@ def test_a_new_fit_starts_from_a_clean_state(make_learner, scripted_metric, tmp_
     stopper = EarlyStopping(patience=2)
     learner = make_learner(tmp_path, [scripted_metric(LOSSES), stopper])
     learner.fit(10)
-    assert stopper.stopped_epoch == 3
+    assert stopper.stopped_epoch == 4
     learner.fit(2)  # same values again from epoch 0: no early stop within two epochs
     assert stopper.stopped_epoch is None and stopper.best == 0.8 and stopper.wait == 0
 
@@ -279,5 +291,5 @@ def test_training_loss_can_be_monitored_without_validation(tmp_path):
     learner = Learner(nn.Linear(4, 2), (ArrayLoader(x, y, batch_size=16), None), optimizer="sgd", lr=0.1,
                       callbacks=[stopper], device="cpu")
     history = learner.fit(5)
-    assert stopper.stopped_epoch == 1 and stopper.best == history[0]["train/loss"]
+    assert stopper.stopped_epoch == 2 and stopper.best == history[0]["train/loss"]
     assert "valid/loss" not in history[0]

@@ -34,7 +34,7 @@ def test_best_and_last_hold_the_right_epochs(assert_same_weights, make_learner, 
     assert best["callbacks"]["model_checkpoint"]["best"] == 0.6
     assert_same_weights(last["model"], scripted.weights[3])
     assert last["state"]["epoch"] == 4 and last["state"]["step"] == 16
-    assert (checkpoint.best, checkpoint.best_epoch) == (0.6, 1)
+    assert (checkpoint.best, checkpoint.best_epoch) == (0.6, 2)  # the second epoch: epochs count from 1
 
 
 def test_best_follows_the_metric_direction(assert_same_weights, make_learner, scripted_metric, tmp_path):
@@ -42,7 +42,7 @@ def test_best_follows_the_metric_direction(assert_same_weights, make_learner, sc
     checkpoint = ModelCheckpoint(monitor="accuracy")
     learner = make_learner(tmp_path, [scripted, checkpoint])
     learner.fit(3)
-    assert checkpoint.higher_is_better is True and checkpoint.best_epoch == 1
+    assert checkpoint.higher_is_better is True and checkpoint.best_epoch == 2
     learner.load_checkpoint(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert_same_weights(learner.model.state_dict(), scripted.weights[1])
 
@@ -60,15 +60,17 @@ def test_mid_epoch_checkpoints_resume_exactly(assert_same_weights, make_learner,
 
     resumed = make_learner(tmp_path / "b", [ModelCheckpoint(every_n_steps=3)])
     resumed.fit(3, resume=tmp_path / "b")
-    assert resumed.state.step == 12 and [r["epoch"] for r in resumed.history] == [0, 1, 2]
+    assert resumed.state.step == 12 and [r["epoch"] for r in resumed.history] == [1, 2, 3]
     assert_same_weights(resumed.model.state_dict(), reference.model.state_dict())
 
 
 def test_every_n_epochs_and_kept_epoch_files(make_learner, tmp_path):
     make_learner(tmp_path, [ModelCheckpoint(every_n_epochs=2, keep_epochs=True, save_best=False)]).fit(5)
     folder = tmp_path / "checkpoints"
-    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0001.pt", "epoch_0003.pt", "epoch_0004.pt", "last.pt"]
-    assert load_checkpoint(folder / "epoch_0001.pt")["state"]["step"] == 8
+    # epochs 2 and 4 (every second one, counted from 1 as the screen does) and the last, epoch 5
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002.pt", "epoch_0004.pt", "epoch_0005.pt", "last.pt"]
+    assert load_checkpoint(folder / "epoch_0002.pt")["state"]["step"] == 8
+    assert load_checkpoint(folder / "epoch_0002.pt")["history"][-1]["epoch"] == 2
     assert load_checkpoint(folder / "last.pt")["state"]["step"] == 20  # the fit's last epoch is always saved
 
 
@@ -108,7 +110,7 @@ def test_non_finite_weights_are_never_saved(assert_same_weights, make_learner, s
     checkpoint = ModelCheckpoint()
     with pytest.warns(RuntimeWarning, match="not finite at step 12"):
         make_learner(tmp_path, [scripted, Poison(), checkpoint]).fit(3)
-    assert checkpoint.skipped == [(12, "last.pt and best.pt")] and checkpoint.best_epoch == 1
+    assert checkpoint.skipped == [(12, "last.pt and best.pt")] and checkpoint.best_epoch == 2
     for name in ("last.pt", "best.pt"):
         payload = load_checkpoint(tmp_path / "checkpoints" / name)
         assert payload["state"]["step"] == 8
@@ -120,7 +122,7 @@ def test_epoch_cancelled_by_early_stopping_is_saved(assert_same_weights, make_le
     make_learner(tmp_path, [scripted, EarlyStopping(patience=1), ModelCheckpoint()]).fit(5)
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert last["state"]["epoch"] == 3 and len(last["history"]) == 3
-    assert last["callbacks"]["early_stopping"]["stopped_epoch"] == 2
+    assert last["callbacks"]["early_stopping"]["stopped_epoch"] == 3
     assert_same_weights(last["model"], scripted.weights[2])
 
 
@@ -131,12 +133,12 @@ def test_state_dict_round_trip_and_resume_keeps_the_best(make_learner, scripted_
         make_learner(tmp_path, [scripted_metric(values), checkpoint, CrashAtStep(13)]).fit(5)
     copy = ModelCheckpoint()
     copy.load_state_dict(checkpoint.state_dict())
-    assert (copy.best, copy.best_epoch, copy.higher_is_better) == (0.6, 1, False)
+    assert (copy.best, copy.best_epoch, copy.higher_is_better) == (0.6, 2, False)
 
     resumed_cb = ModelCheckpoint()
     make_learner(tmp_path, [scripted_metric(values), resumed_cb]).fit(5, resume=tmp_path)
-    # epoch 3 (0.7) is worse than the restored best (0.6); epoch 4 (0.5) is better
-    assert (resumed_cb.best, resumed_cb.best_epoch) == (0.5, 4)
+    # epoch 4 (0.7) is worse than the restored best (0.6); epoch 5 (0.5) is better
+    assert (resumed_cb.best, resumed_cb.best_epoch) == (0.5, 5)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["state"]["step"] == 20
 
 

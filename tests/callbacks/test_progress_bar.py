@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import pytest
 from rich.console import Console
@@ -22,7 +23,8 @@ def test_one_concise_line_per_epoch_when_not_a_terminal(make_learner, capsys):
         assert line.startswith(f"epoch {number}/3  step {4 * number}  lr 0.1  ")
         assert f"valid/loss {record['valid/loss']:.4g}" in line
         assert f"train/loss {record['train/loss']:.4g}" in line
-        assert re.search(r"  \d+\.\ds  [\d,]+ samples/s$", line)
+        # the last epoch's line has no time left to estimate; the others end with the fit's
+        assert re.search(r"  \d+\.\ds  [\d,]+ samples/s" + ("$" if number == 3 else r"  eta \d+:\d\d:\d\d$"), line)
         assert "\x1b[" not in line  # no terminal escape codes in logs
 
 
@@ -59,7 +61,8 @@ def test_bars_in_a_terminal_count_batches_and_show_running_values(make_learner):
     assert re.fullmatch(r"[\d,]+ samples/s  loss \d\.\d+  lr 0\.1", seen["text"])
     text = out.getvalue()
     assert "epoch 1/2  step 4" in text and "epoch 2/2  step 8" in text
-    assert "train" in text and "valid" in text and "2/2" in text  # the bars were drawn
+    assert "train" in text and "valid" in text and "2/2 batches" in text  # the bars were drawn
+    assert re.search(r"\d+/8 steps", text) and re.search(r"eta \d+:\d\d:\d\d", text)  # the run bar, its eta
     assert bar._progress is None  # stopped at the end of the fit
 
 
@@ -76,10 +79,11 @@ def test_the_epoch_cancelled_by_early_stopping_is_printed(make_learner, capsys):
 
 
 def test_format_epoch_line():
-    record = {"epoch": 0, "step": 10, "phase": 0, "lr": 0.001, "train/loss": 0.123456, "valid/accuracy": 0.9}
+    record = {"epoch": 1, "step": 10, "phase": 0, "lr": 0.001, "train/loss": 0.123456, "valid/accuracy": 0.9}
     line = format_epoch_line(record, n_epochs=5, seconds=2.25, samples_per_s=12345.6)
     assert line == "epoch 1/5  step 10  lr 0.001  train/loss 0.1235  valid/accuracy 0.9  2.2s  12,346 samples/s"
-    assert format_epoch_line({"epoch": 4, "step": 3}) == "epoch 5  step 3"
+    assert format_epoch_line({"epoch": 4, "step": 3}) == "epoch 4  step 3"  # records number epochs from 1
+    assert format_epoch_line({"epoch": 2, "step": 3}, eta_s=3725.4).endswith("step 3  eta 1:02:05")
 
 
 def test_a_failed_fit_still_stops_the_bars(make_learner):
@@ -93,3 +97,20 @@ def test_a_failed_fit_still_stops_the_bars(make_learner):
     learner.remove_callback(bad)
     learner.fit(1)
     assert bar._progress is None and learner.error is None
+
+
+def test_the_run_eta_is_the_average_pace_times_the_steps_left(make_learner):
+    """Half-way through a fit the estimate is the time so far: the same pace for the other half."""
+    bar = ProgressBar(quiet=True)
+    seen = {}
+
+    class Probe(Callback):
+        order = 99
+
+        def after_epoch(self):
+            if self.learner.state.epoch == 1:  # 8 of 16 steps done
+                seen["eta"], seen["elapsed"] = bar.eta_seconds(), time.perf_counter() - bar._fit_start
+
+    make_learner(None, [bar, Probe()]).fit(4)
+    assert seen["eta"] == pytest.approx(seen["elapsed"], rel=0.05)
+    assert re.search(r"  eta \d+:\d\d:\d\d$", bar.lines[1]) and "eta" not in bar.lines[3]

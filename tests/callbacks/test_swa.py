@@ -41,7 +41,7 @@ def _learner(run_dir, callbacks, model=None, **kwargs) -> Learner:
                    metrics=["accuracy"], callbacks=callbacks, device="cpu", run_dir=run_dir, **kwargs)
 
 
-PHASES = [*flat_linear(3, 0.1, final_ratio=0.5), *swa_phase(3, lr=0.05)]  # 6 epochs; SWA from epoch 3
+PHASES = [*flat_linear(3, 0.1, final_ratio=0.5), *swa_phase(3, lr=0.05)]  # 6 epochs; SWA from epoch 4 (numbered from 1)
 
 
 class Trajectory(Callback):
@@ -130,7 +130,12 @@ def test_the_run_folder_ends_with_the_averaged_model_and_says_so(tmp_path):
     learner = _learner(tmp_path, [swa, ModelCheckpoint(monitor="valid_swa/accuracy")])
     learner.fit(PHASES)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["final_weights"] == {"source": "swa", "checkpoint": "checkpoints/swa.pt", "updates": 3}
+    final = summary["final_weights"]  # what SWA says, completed by the RunLogger (epochs from 1)
+    assert {k: final[k] for k in ("source", "checkpoint", "updates")} == {
+        "source": "swa", "checkpoint": "checkpoints/swa.pt", "updates": 3}
+    assert final["epoch"] == 6 and final["step"] == 24 and final["description"].startswith("averaged (SWA, 3 updates)")
+    assert final["metrics"] == {k: v for k, v in learner.history[-1].items() if k.startswith("valid_swa/")}
+    assert final["metrics"]
     assert summary["averaging"]["swa"]["start_step"] == 12
     assert "valid_swa/accuracy" in summary["final"]
     payload = load_checkpoint(tmp_path / "checkpoints" / "swa.pt")

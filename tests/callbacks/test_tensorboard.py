@@ -33,7 +33,7 @@ def test_epoch_and_running_scalars(make_learner, tmp_path):
     for key in ("train/loss", "valid/loss", "valid/accuracy"):
         assert [s for s, _ in scalars(events, key)] == [4, 8, 12]
         assert [v for _, v in scalars(events, key)] == pytest.approx([r[key] for r in history], rel=1e-6)
-    assert [v for _, v in scalars(events, "epoch")] == [0, 1, 2]
+    assert [v for _, v in scalars(events, "epoch")] == [1, 2, 3]  # the epochs' numbers, as on the screen
     running = scalars(events, "running/loss")
     assert [s for s, _ in running] == [2, 4, 6, 8, 10, 12]
     # the two running losses of an epoch average to the epoch's training loss (equal batch sizes)
@@ -52,7 +52,7 @@ def test_histograms_every_n_epochs(make_learner, tmp_path):
     events = load_events(tmp_path / "tensorboard")
     assert set(events.Tags()["histograms"]) == {"weights/weight", "weights/bias", "grads/weight", "grads/bias"}
     for tag in ("weights/weight", "grads/weight"):
-        assert [h.step for h in events.Histograms(tag)] == [8, 16]  # epochs 1 and 3
+        assert [h.step for h in events.Histograms(tag)] == [8, 16]  # epochs 2 and 4
     for h in events.Histograms("weights/weight"):
         value = h.histogram_value
         assert value.num == 8

@@ -36,7 +36,7 @@ def test_stops_at_the_next_log_and_keeps_the_last_good_checkpoint(
         learner.fit(4)
     assert sum("non-finite loss" in str(w.message) for w in warned) == 1
     assert terminate.stopped_step == stop_step and terminate.bad_batches == stop_step - 5
-    assert learner.state.step == stop_step and [r["epoch"] for r in learner.history] == [0]
+    assert learner.state.step == stop_step and [r["epoch"] for r in learner.history] == [1]
     assert not weights_are_finite(learner.model)
     assert [step for step, _ in checkpoint.skipped] == skipped  # NaN weights were never written
     last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

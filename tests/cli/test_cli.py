@@ -349,3 +349,112 @@ def test_resume_before_the_first_checkpoint_gives_the_command_that_starts_it_aga
     assert args == ["epochal", "train", str(run / "config.yaml"), "--out", str(run.parent)]
     again = last_json(run_cli(*args[1:], "--json"))
     assert Path(again["run_dir"]).parent == run.parent and again["epochs"] == trained["epochs"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_train_says_what_runs_and_what_happened(trained):
+    run = Path(trained["run_dir"])
+    err = trained["stderr"]  # --json: both blocks go to stderr, stdout ends with the JSON line
+    start = err[: err.index("epoch 1/1")]
+    for label, value in (("recipe", "default"), ("device", "cpu, fp32"), ("run folder", str(run)),
+                         ("data", "1,600 train / 400 valid, 10 classes"), ("schedule", "one_cycle, 1 epochs")):
+        assert any(line.split()[: len(label.split())] == label.split() and value in line
+                   for line in start.splitlines()), (label, start)
+    from epochal.config.inference import restore_model
+
+    params = sum(p.numel() for p in restore_model(run)[0].parameters())
+    assert f", {params:,} parameters" in start and "batch size 64, 25 steps per epoch, 25 steps in all" in start
+    end = err[err.index("result"):]
+    assert "finished: 1 epoch" in end and "final (epoch 1)" in end and "wall time" in end
+    assert f"{run / 'checkpoints' / 'best.pt'} (epoch 1, the best valid/accuracy)" in end
+    assert trained["status"] == "finished" and trained["final"]["epoch"] == 1
+    weights = trained["final_weights"]
+    assert weights["source"] == "last" and weights["checkpoint"] == "checkpoints/last.pt" and weights["epoch"] == 1
+    assert trained["best_epochs"]["accuracy"] == {"value": trained["best"]["accuracy"], "epoch": 1}
+
+
+def test_run_files_have_the_umask_mode_and_no_empty_tensorboard_folder(trained):
+    run = Path(trained["run_dir"])
+    expected = 0o666 & ~_umask()
+    for path in ("config.yaml", "data.json", "metrics.jsonl", "summary.json", "checkpoints/last.pt",
+                 "checkpoints/best.pt", "plots/curves.png"):
+        assert (run / path).stat().st_mode & 0o777 == expected, path
+    assert not (run / "tensorboard").exists()  # only a run with the TensorBoard callback has one
+
+
+def test_resume_of_a_finished_run_says_it_is_finished_and_how_to_train_longer(trained, work):
+    run = _copy_run(trained, work, "finished")
+    before = (run / "summary.json").read_text()
+    proc = run_cli("train", "--resume", run, check=False)
+    assert proc.returncode == 1 and "nothing to continue: the run finished its 1 epoch" in proc.stderr
+    assert f"epochal train {run / 'config.yaml'} --epochs 2 --out {run.parent}" in proc.stderr
+    assert f"--set model.weights={run}" in proc.stderr
+    assert (run / "summary.json").read_text() == before  # nothing was rewritten
+
+
+def test_eval_warns_when_the_images_are_the_runs_own_and_names_its_checkpoint(trained, eval_folder, work):
+    proc = run_cli("eval", trained["run_dir"], "--data", eval_folder, "--json")
+    result = last_json(proc)
+    overlap = result["overlap"]  # eval_folder copies 20 cifar10-mini images: 1,600 trained on, 400 validated
+    assert overlap["of"] == 20 and overlap["train"] + overlap["valid"] == 20 and overlap["train"] > 0
+    assert f"warning: {overlap['train']} of the run's training images" in proc.stderr
+    info = result["checkpoint_info"]
+    assert result["checkpoint"].endswith("best.pt") and (info["epoch"], info["batch"], info["is_final"]) == (1, 0, True)
+    assert "the epoch that summary.json's final describes (epoch 1)" in info["text"]
+
+    fresh = work / "fresh"  # new images under the same class names: nothing to warn about
+    for name in json.loads((Path(trained["run_dir"]) / "data.json").read_text())["classes"]:
+        (fresh / name).mkdir(parents=True)
+        pixels = np.random.default_rng(len(name)).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(fresh / name / "new.png")
+    proc = run_cli("eval", trained["run_dir"], "--data", fresh, "--json")
+    assert last_json(proc)["overlap"] == {"of": 10, "train": 0, "valid": 0} and "warning" not in proc.stderr
+
+
+def test_predict_lists_top_k_in_text_and_csv_and_skips_unreadable_images(trained, eval_folder, work):
+    broken = work / "broken"
+    broken.mkdir()
+    (broken / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    good = sorted((eval_folder / "cat").iterdir())
+    out = work / "top3.csv"
+    proc = run_cli("predict", trained["run_dir"], *good, broken / "truncated.png", work / "missing.png",
+                   "--top-k", "3", "--out", out)
+    classes = json.loads((Path(trained["run_dir"]) / "data.json").read_text())["classes"]
+    lines = [line.split("\t") for line in proc.stdout.splitlines() if line.strip()]
+    assert [cells[0] for cells in lines] == [str(p) for p in good]
+    for cells in lines:  # path, then three (class, probability) pairs, most probable first
+        assert len(cells) == 7 and set(cells[1::2]) <= set(classes) and len(set(cells[1::2])) == 3
+        probs = [float(p) for p in cells[2::2]]
+        assert probs == sorted(probs, reverse=True)
+    assert f"skipped {broken / 'truncated.png'}: " in proc.stderr
+    assert f"skipped {work / 'missing.png'}: no such file or folder" in proc.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,class,probability,class_2,probability_2,class_3,probability_3" and len(rows) == 2
+    assert [row.split(",")[1::2] for row in rows] == [cells[1::2] for cells in lines]
+    strict = run_cli("predict", trained["run_dir"], *good, broken, "--strict", check=False)
+    assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
+    nothing = run_cli("predict", trained["run_dir"], broken / "truncated.png", "--json", check=False)
+    assert nothing.returncode == 1 and "could not be read" in last_json(nothing)["error"]
+
+
+def test_predict_of_an_ensemble_skips_unreadable_images_and_writes_top_k_csv(trained, eval_folder, work):
+    """Ensemble members before the images (main's averaging) with the skipped inputs, --strict and CSV."""
+    run = Path(trained["run_dir"])
+    good = sorted((eval_folder / "cat").iterdir())
+    out = work / "ensemble_top2.csv"
+    proc = run_cli("predict", run, run / "checkpoints" / "last.pt", *good, work / "missing.png",
+                   "--top-k", "2", "--out", out, "--json")
+    result = last_json(proc)
+    assert [r["path"] for r in result["predictions"]] == [str(p) for p in good]
+    assert result["failed"] == [{"path": str(work / "missing.png"), "error": "no such file or folder"}]
+    assert f"skipped {work / 'missing.png'}: no such file or folder" in proc.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,class,probability,class_2,probability_2" and len(rows) == len(good)
+    assert [row.split(",")[1] for row in rows] == [r["class"] for r in result["predictions"]]
+    strict = run_cli("predict", run, run, *good, work / "missing.png", "--strict", check=False)
+    assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr

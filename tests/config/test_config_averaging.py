@@ -102,12 +102,18 @@ def test_a_recipe_with_swa_ends_with_the_averaged_model_and_eval_uses_it(tmp_pat
     result = train(config, out=tmp_path / "runs", progress=False)
     run = Path(result["run_dir"])
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["final_weights"] == {"source": "swa", "checkpoint": "checkpoints/swa.pt", "updates": 2}
+    final = summary["final_weights"]  # SWA's entry, completed by the RunLogger (epochs from 1)
+    assert {k: final[k] for k in ("source", "checkpoint", "updates", "epoch")} == {
+        "source": "swa", "checkpoint": "checkpoints/swa.pt", "updates": 2, "epoch": 4}
+    assert final["metrics"]["valid_swa/loss"] == summary["final"]["valid_swa/loss"]
     assert (run / "plots" / "schedule.png").is_file()
     assert result["final_weights"]["source"] == "swa"  # train reports the weights the run ends with
     assert result["metrics"]["loss"] == summary["final"]["valid_swa/loss"]
+    assert result["final"] == {"epoch": 4, **result["metrics"]}
     evaluated = evaluate(run, device="cpu")
     assert evaluated["checkpoint"].endswith("swa.pt")
+    assert evaluated["checkpoint_info"]["final_weights"] is True  # eval's statement: the run's final weights
+    assert "the weights the run ended with" in evaluated["checkpoint_info"]["text"]
     assert evaluated["metrics"]["loss"] == pytest.approx(summary["final"]["valid_swa/loss"], rel=1e-5)
     averaged = load_checkpoint(run / "checkpoints" / "swa.pt")["model"]
     assert not torch.equal(averaged["head.fc.weight"], load_checkpoint(run / "checkpoints" / "last.pt")["model"][
@@ -115,3 +121,18 @@ def test_a_recipe_with_swa_ends_with_the_averaged_model_and_eval_uses_it(tmp_pat
     model = create("airbench", num_classes=3, widths=[8, 16, 16])
     load_matching_weights(model, run)  # model.weights: RUN starts from the run's final (averaged) weights
     assert all(torch.equal(model.state_dict()[k], v) for k, v in averaged.items())
+
+
+@pytest.mark.parametrize(("source", "expected"), [("last", "best.pt"), ("best", "best.pt"), ("swa", "swa.pt")])
+def test_a_run_folder_evaluates_the_averaged_weights_only_when_a_callback_replaced_them(tmp_path, source, expected):
+    """Every run's summary names its final weights; those of ``last``/``best`` keep best.pt the default."""
+    from epochal.config.inference import locate_run
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("best", "last", "swa"):
+        (tmp_path / "checkpoints" / f"{name}.pt").write_bytes(b"")
+    (tmp_path / "config.yaml").write_text("model: {name: airbench}\n")
+    named = "checkpoints/swa.pt" if source == "swa" else f"checkpoints/{source}.pt"
+    (tmp_path / "summary.json").write_text(json.dumps({"final_weights": {"source": source, "checkpoint": named}}))
+    assert locate_run(tmp_path)[1].name == expected
+    assert locate_run(tmp_path, "last")[1].name == "last.pt"

@@ -50,9 +50,9 @@ def test_resume_continues_exactly(run2):
     run = Path(run2["run_dir"])
     assert Path(run2["plots"]["lr_find"]).stat().st_size > 5000 and run2["lr_find"]["suggestion"] > 0
     final = json.loads((run / "summary.json").read_text())["final"]
-    # Roll the run back to the end of epoch 0, as if it had crashed there.
-    (run / "checkpoints" / "last.pt").unlink()  # it may be a hard link of epoch_0001.pt
-    shutil.copy(run / "checkpoints" / "epoch_0000.pt", run / "checkpoints" / "last.pt")
+    # Roll the run back to the end of epoch 1, as if it had crashed there.
+    (run / "checkpoints" / "last.pt").unlink()  # it may be a hard link of epoch_0002.pt
+    shutil.copy(run / "checkpoints" / "epoch_0001.pt", run / "checkpoints" / "last.pt")
     lines = (run / "metrics.jsonl").read_text().splitlines()
     (run / "metrics.jsonl").write_text(lines[0] + "\n")
     result = invoke("train", "--resume", run, "--no-progress", "--json")
@@ -441,3 +441,54 @@ def test_auto_precision_and_compile_follow_the_device():
     assert resolve_auto("auto", "cuda:1", "bf16", "fp32") == "bf16"
     assert resolve_auto("auto", "cpu", True, False) is False
     assert resolve_auto("fp16", "cpu", "bf16", "fp32") == "fp16"
+
+
+@pytest.mark.parametrize(("epochs", "lengths"), [(1, [0.25, 0.75]), (16, [4.0, 12.0]), (8, [2.0, 6.0])])
+def test_epochs_scales_listed_phases_and_says_so(epochs, lengths, capsys):
+    from epochal.cli.train import recipe_config
+
+    config = recipe_config("finetune", [], epochs=epochs)  # head 2 + all 6 epochs
+    assert [p["epochs"] for p in config.phases] == lengths and config.epochs == epochs
+    assert [p["name"] for p in config.phases] == ["head", "all"] and config.phases[0]["freeze"] is True
+    note = capsys.readouterr().err
+    if epochs == 8:
+        assert note == ""  # nothing to scale
+    else:
+        assert f"--epochs {epochs}: the recipe lists 2 phases of 8 epochs in all (head 2, all 6)" in note
+        assert f"head {lengths[0]:g}, all {lengths[1]:g}" in note
+
+
+def test_epochs_of_a_schedule_builder_recipe_is_not_rescaled(capsys):
+    from epochal.config.experiment import scale_phases
+
+    config = load_config("default", epochs=3)
+    assert scale_phases(config, 3) == (config, None) and config.epochs == 3
+
+
+def test_table_predict_top_k_csv_unreadable_inputs_and_eval_without_the_target(tiny_table, tmp_path):
+    overrides = [*TABLE, f"data.path={tiny_table}", "data.target=y", "epochs=1"]
+    run = train(load_config("tabular-adult", overrides), out=tmp_path / "runs", progress=False)["run_dir"]
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("colour,size,weight\nred,1.0,0.1\nblue,-1.0,0.3\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    out = tmp_path / "preds.csv"
+    text = invoke("predict", run, unlabelled, bad, tmp_path / "gone.csv", "--top-k", "2", "--out", out)
+    assert text.exit_code == 0, text.output  # two unreadable inputs of three: predicted the readable one
+    lines = [line for line in text.stdout.splitlines() if line.startswith(str(unlabelled))]
+    assert [line.split("\t")[0] for line in lines] == [f"{unlabelled}:0", f"{unlabelled}:1"]
+    assert all({line.split("\t")[1], line.split("\t")[3]} == {"no", "yes"} for line in lines)  # both classes
+    assert f"skipped {bad}: " in text.stderr and f"skipped {tmp_path / 'gone.csv'}: no such CSV file" in text.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header == "path,row,class,probability,class_2,probability_2" and len(rows) == 2
+    assert {rows[0].split(",")[2], rows[0].split(",")[4]} == {"no", "yes"}
+
+    strict = invoke("predict", run, unlabelled, bad, "--strict")
+    assert strict.exit_code == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
+    nothing = invoke("predict", run, bad, "--json")
+    assert nothing.exit_code == 1 and "1 of the inputs could not be read" in nothing.stderr
+
+    evaluated = invoke("eval", run, "--data", unlabelled)  # the CSV has no target column y
+    assert evaluated.exit_code == 1 and "KeyError" not in evaluated.stderr
+    assert "column 'y' (the target column the run was trained to predict) is missing" in evaluated.stderr
+    assert "the file has the columns: colour, size, weight" in evaluated.stderr

@@ -44,7 +44,7 @@ def test_kill_9_mid_epoch_then_resume_is_bit_identical(tmp_path, kind):
         assert torch.equal(full[key], resumed[key]), key
 
     lines = (crash_dir / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]  # numbered from 1, as on the screen
     full_lines = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(a)["valid/loss"] for a in lines] == [json.loads(b)["valid/loss"] for b in full_lines]
     summary = json.loads((crash_dir / "summary.json").read_text())
@@ -60,7 +60,8 @@ def test_kill_9_during_the_swa_phase_then_resume_gives_bit_identical_averaged_we
     child = subprocess.Popen([sys.executable, str(WORKER), str(crash_dir), "crash", "12", str(tmp_path / "never.pt"),
                               "array", "swa"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert child.stdout.readline().strip() == "READY"  # step 12 (mid epoch 2) is saved with one average
+        # step 12 (batch 2 of epoch 3, numbered from 1) is saved with one average
+        assert child.stdout.readline().strip() == "READY"
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=60)

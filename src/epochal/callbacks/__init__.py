@@ -10,6 +10,7 @@ from epochal.callbacks.phase_freezing import PhaseFreezing
 from epochal.callbacks.progress_bar import ProgressBar
 from epochal.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
 from epochal.callbacks.run_logger import RunLogger
+from epochal.callbacks.save_on_interrupt import Interrupted, SaveOnInterrupt
 from epochal.callbacks.snapshot_ensemble import SnapshotEnsemble
 from epochal.callbacks.swa import SWA
 from epochal.callbacks.tensorboard import TensorBoard
@@ -23,12 +24,14 @@ __all__ = [
     "Callback",
     "Distillation",
     "EarlyStopping",
+    "Interrupted",
     "ModelCheckpoint",
     "MonitorCallback",
     "PhaseFreezing",
     "ProgressBar",
     "ReduceLROnPlateau",
     "RunLogger",
+    "SaveOnInterrupt",
     "SnapshotEnsemble",
     "TensorBoard",
     "TerminateOnNaN",

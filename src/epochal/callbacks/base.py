@@ -19,9 +19,24 @@ from epochal.utils import did_you_mean
 if TYPE_CHECKING:
     from epochal.learner import Learner
 
-__all__ = ["Callback", "MonitorCallback", "check_events"]
+__all__ = ["EPOCHS_FROM", "Callback", "MonitorCallback", "check_events", "restored_epochs"]
 
 _EVENT_LIKE = re.compile(r"^(before|after)_[a-z_]+$")
+
+
+#: Saved in the state of callbacks that record epochs: they number them from 1, as
+#: ``learner.state.epoch_number`` does. States without it come from checkpoints that counted from 0.
+EPOCHS_FROM = "epochs_from"
+
+
+def restored_epochs(state: dict[str, Any], value: Any) -> Any:
+    """Epoch number(s) of a loaded callback state in today's numbering (from 1); None stays None."""
+    shift = 0 if state.get(EPOCHS_FROM) == 1 else 1
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [int(v) + shift for v in value]
+    return int(value) + shift
 
 
 def check_events(callback: Callback) -> None:
@@ -63,7 +78,13 @@ class Callback:
         """Restore what ``state_dict`` returned."""
 
     def run_summary(self) -> dict[str, Any]:
-        """Keys this callback adds to the run's ``summary.json`` (plain data; mappings merge one level deep)."""
+        """Keys this callback adds to the run's ``summary.json`` (plain data; mappings merge one level deep).
+
+        A callback that decides which weights the run ends with returns them under
+        ``final_weights`` (``{"source": "best", "epoch": 3, "step": 120}``, or an averaged
+        ``{"source": "swa", "checkpoint": "checkpoints/swa.pt"}``): see
+        :class:`~epochal.callbacks.run_logger.RunLogger`.
+        """
         return {}
 
     def in_run_dir(self, name: str, argument: str) -> Path:

@@ -26,9 +26,9 @@ class CSVLogger(Callback):
     """Write one row per epoch with every key of the learner's history to a CSV file.
 
     The columns are the history keys in the order they first appear (``epoch, step, phase, lr``,
-    then the logged metrics); a key that a later epoch adds for the first time extends the header
-    and the file is rewritten once, so the header always describes every row. Missing values are
-    empty cells. Floats are written with all their digits.
+    then the logged metrics; ``epoch`` counts from 1, as on the screen); a key that a later epoch
+    adds for the first time extends the header and the file is rewritten once, so the header always
+    describes every row. Missing values are empty cells. Floats are written with all their digits.
 
     On a resumed fit the file is rewritten from the restored history, so it continues with one row
     per epoch, a single header and no rows from epochs that ran after the checkpoint. A new fit
@@ -106,7 +106,8 @@ class CSVLogger(Callback):
 
     def after_epoch(self) -> None:
         history = self.learner.history
-        if not history or history[-1]["epoch"] != self.learner.state.epoch or self._written == history[-1]["epoch"]:
+        if (not history or history[-1]["epoch"] != self.learner.state.epoch_number
+                or self._written == history[-1]["epoch"]):
             return  # the epoch was cancelled before it was recorded, or is already written
         record = history[-1]
         self._written = record["epoch"]

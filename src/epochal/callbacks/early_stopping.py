@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from epochal.callbacks.base import MonitorCallback
+from epochal.callbacks.base import EPOCHS_FROM, MonitorCallback, restored_epochs
 from epochal.events import CancelFit
 
 __all__ = ["EarlyStopping"]
@@ -22,14 +22,14 @@ __all__ = ["EarlyStopping"]
 class EarlyStopping(MonitorCallback):
     """Cancel the fit after ``patience`` epochs in which the monitored metric did not improve.
 
-    The rule is Keras', checked at the end of every epoch from epoch ``start_from_epoch`` on (the
-    epochs before it are a warm-up and are ignored entirely):
+    The rule is Keras', checked at the end of every epoch after the first ``start_from_epoch``
+    epochs (those are a warm-up and are ignored entirely):
 
     1. the waiting counter ``wait`` grows by one;
     2. if the value beats the best so far by more than ``min_delta`` (the first watched value
        always does, unless it is NaN), it becomes the best and the epoch never stops the fit;
        ``wait`` goes back to 0 only if the value also beats ``baseline`` (when one is given);
-    3. otherwise the fit is cancelled once ``wait >= patience``, except at epoch 0.
+    3. otherwise the fit is cancelled once ``wait >= patience``, except at the first epoch.
 
     So ``patience=0`` and ``patience=1`` both stop at the first epoch that does not improve, and with
     a ``baseline`` that is never beaten the fit runs on while the metric keeps improving, and stops
@@ -62,8 +62,8 @@ class EarlyStopping(MonitorCallback):
         mode: ``"auto"`` (the metric's declared direction), ``"min"`` or ``"max"``.
         baseline: a value the metric must beat for the waiting counter to be reset.
         restore_best_weights: put the best epoch's weights back into the model at the end.
-        start_from_epoch: the number of warm-up epochs (0-based epochs ``0 .. start_from_epoch-1``)
-            that are not watched at all.
+        start_from_epoch: the number of warm-up epochs (epochs ``1 .. start_from_epoch``) that are
+            not watched at all.
         threshold_mode: ``"abs"`` (Keras) or ``"rel"`` (torch): see
             :class:`~epochal.callbacks.base.MonitorCallback`.
 
@@ -73,8 +73,9 @@ class EarlyStopping(MonitorCallback):
         best_epoch: the epoch of the best value (or of the weights standing in for it), or None.
         stopped_epoch: the epoch at whose end the fit was cancelled, or None.
 
-    Epochs are numbered as ``learner.state.epoch`` numbers them: from 0, the first epoch of the fit
-    being epoch 0 (Keras numbers them the same way internally and prints them from 1).
+    Epochs are numbered as the screen, ``metrics.jsonl`` and ``summary.json`` number them: from 1,
+    the first epoch being epoch 1 (``learner.state.epoch_number``; Keras counts from 0 internally
+    and prints from 1).
 
     Example:
         >>> stopper = EarlyStopping("valid/accuracy", patience=3, restore_best_weights=True)
@@ -116,8 +117,8 @@ class EarlyStopping(MonitorCallback):
 
     def after_epoch(self) -> None:
         value = self.current()  # also in the warm-up, so a wrong key fails at the first epoch
-        epoch = self.learner.state.epoch
-        if epoch < self.start_from_epoch:
+        epoch = self.learner.state.epoch_number
+        if epoch <= self.start_from_epoch:
             return
         self.wait += 1
         if self.beats(value, self.best):
@@ -128,7 +129,7 @@ class EarlyStopping(MonitorCallback):
             return  # an improving epoch never stops the fit, even below the baseline
         if self.restore_best_weights and self.best_weights is None:
             self._keep_weights(epoch)  # nothing improved yet: the first watched weights are the best
-        if self.wait >= self.patience and epoch > 0:
+        if self.wait >= self.patience and epoch > 1:
             self.stopped_epoch = epoch
             against = "the best or the baseline" if self.baseline is not None else "the best"
             raise CancelFit(f"EarlyStopping: {self.monitor} did not improve on {against} for {self.wait} "
@@ -138,16 +139,23 @@ class EarlyStopping(MonitorCallback):
         if self.restore_best_weights and self.best_weights is not None:
             self.learner.model.load_state_dict(self.best_weights)
 
+    def run_summary(self) -> dict[str, Any]:
+        if not (self.restore_best_weights and self.best_weights is not None):
+            return {}
+        step = next((r.get("step") for r in self.learner.history if r.get("epoch") == self.best_epoch), None)
+        return {"final_weights": {"source": "best", "epoch": self.best_epoch, "step": step,
+                                  "restored_by": "EarlyStopping(restore_best_weights=True)"}}
+
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(wait=self.wait, best_epoch=self.best_epoch, stopped_epoch=self.stopped_epoch,
-                     best_weights=self.best_weights)
+                     best_weights=self.best_weights, **{EPOCHS_FROM: 1})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.wait = int(state.get("wait", 0))
-        self.best_epoch = state.get("best_epoch")
-        self.stopped_epoch = state.get("stopped_epoch")
+        self.best_epoch = restored_epochs(state, state.get("best_epoch"))
+        self.stopped_epoch = restored_epochs(state, state.get("stopped_epoch"))
         weights = state.get("best_weights")
         self.best_weights = {k: v.to("cpu") for k, v in weights.items()} if weights is not None else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from epochal.callbacks.base import MonitorCallback
+from epochal.callbacks.base import EPOCHS_FROM, MonitorCallback, restored_epochs
 from epochal.state import atomic_write_bytes
 from epochal.utils import remove_stale_temps, temp_file_beside
 
@@ -56,7 +56,7 @@ class ModelCheckpoint(MonitorCallback):
     epoch, so a crash loses at most that much work. ``best.pt`` is written at the end of every epoch
     whose monitored value beats the best so far (direction from the metric's ``higher_is_better``
     unless ``mode`` forces one). With ``keep_epochs`` a copy ``epoch_<n>.pt`` of every epoch-end
-    checkpoint is kept as well.
+    checkpoint is kept as well (``epoch_0003.pt`` holds the state at the end of epoch 3, the third).
 
     Non-finite weights are never saved: before every write the weights are checked (one device
     read per save, negligible next to the save itself) and a save of NaN or infinite weights is
@@ -79,12 +79,12 @@ class ModelCheckpoint(MonitorCallback):
         save_last: write ``last.pt`` (``save_last=False`` gives best-only checkpointing).
         every_n_epochs: epochs between epoch-end writes of ``last.pt``.
         every_n_steps: optimizer steps between mid-epoch writes of ``last.pt`` (None: none).
-        keep_epochs: also keep ``epoch_<n>.pt`` (0-based epoch) for every epoch-end write.
+        keep_epochs: also keep ``epoch_<n>.pt`` (epochs numbered from 1) for every epoch-end write.
         threshold_mode: ``"abs"`` (Keras) or ``"rel"`` (torch's relative ``min_delta``): see
             :class:`~epochal.callbacks.base.MonitorCallback`.
 
     Attributes:
-        best_epoch: the epoch of the best checkpoint, or None.
+        best_epoch: the epoch of the best checkpoint (numbered from 1, as on the screen), or None.
         skipped: ``(step, file name)`` of every save skipped because the weights were not finite.
 
     Example:
@@ -153,7 +153,7 @@ class ModelCheckpoint(MonitorCallback):
                 or learner.state.step % self.every_n_steps or learner.state.step == self._saved_step
                 or learner.state.step >= learner.state.total_steps):
             return
-        if learner.iteration == learner.n_batches - 1 and (learner.state.epoch + 1) % self.every_n_epochs == 0:
+        if learner.iteration == learner.n_batches - 1 and learner.state.epoch_number % self.every_n_epochs == 0:
             return  # the end of this epoch writes last.pt anyway
         if not self._finite_or_warn("last.pt"):
             return
@@ -163,7 +163,7 @@ class ModelCheckpoint(MonitorCallback):
 
     def after_epoch(self) -> None:
         learner = self.learner
-        epoch = learner.state.epoch
+        epoch = learner.state.epoch_number
         if self._done_epoch == epoch or not learner.history or learner.history[-1]["epoch"] != epoch:
             return  # already handled, or the epoch was cancelled before it was recorded
         self._done_epoch = epoch
@@ -172,7 +172,7 @@ class ModelCheckpoint(MonitorCallback):
         if improved:  # updated before saving, so the saved state of this callback is the new one
             self.best, self.best_epoch = learner.epoch_metrics[self.monitor], epoch
         final = learner.state.step >= learner.state.total_steps
-        write_last = self.save_last and ((epoch + 1) % self.every_n_epochs == 0 or final)
+        write_last = self.save_last and (epoch % self.every_n_epochs == 0 or final)
         if not (improved or write_last):
             return
         files = " and ".join(name for name, on in (("last.pt", write_last), ("best.pt", improved)) if on)
@@ -192,10 +192,10 @@ class ModelCheckpoint(MonitorCallback):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(best_epoch=self.best_epoch, done_epoch=self._done_epoch)
+        state.update(best_epoch=self.best_epoch, done_epoch=self._done_epoch, **{EPOCHS_FROM: 1})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.best_epoch = state.get("best_epoch")
-        self._done_epoch = int(state.get("done_epoch", -1))
+        self.best_epoch = restored_epochs(state, state.get("best_epoch"))
+        self._done_epoch = restored_epochs(state, state.get("done_epoch", -1))

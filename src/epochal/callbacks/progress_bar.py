@@ -4,6 +4,11 @@ The bars are drawn by ``rich`` from a background thread a few times a second; a 
 one to a counter that the drawing thread reads, and the loss and learning rate shown are those the
 learner already read at its logging points (``after_log``), so the bar never makes the host wait
 for the device.
+
+Both bars show an estimate of the time left: the batch bar for the current pass (rich's estimate
+from its recent speed), the run bar for the whole fit, from the average time per optimizer step
+since the fit started (validation included), which a slow first batch or a long validation does
+not throw off. Off a terminal, each epoch's line ends with the run's estimate.
 """
 
 from __future__ import annotations
@@ -34,25 +39,38 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 def format_epoch_line(record: dict[str, Any], n_epochs: int | None = None, seconds: float | None = None,
-                      samples_per_s: float | None = None) -> str:
-    """One concise line for an epoch record: ``epoch 2/3  lr 0.1  train/loss 0.69 ... 1.2s 5e3 samples/s``."""
-    epoch = record.get("epoch", 0) + 1
+                      samples_per_s: float | None = None, eta_s: float | None = None) -> str:
+    """One concise line for an epoch record: ``epoch 2/3  lr 0.1  train/loss 0.69 ... 1.2s 5e3 samples/s``.
+
+    ``record["epoch"]`` is the epoch's number as history records keep it (from 1); ``eta_s``, the
+    estimated seconds left in the fit, ends the line as ``eta 0:01:23``.
+    """
+    epoch = record.get("epoch", 1)
     parts = [f"epoch {epoch}/{n_epochs}" if n_epochs else f"epoch {epoch}", f"step {record.get('step', 0)}"]
     parts += [f"{key} {_number(value)}" for key, value in record.items() if key not in _POSITION_KEYS]
     if seconds is not None:
         parts.append(f"{seconds:.1f}s")
     if samples_per_s is not None and math.isfinite(samples_per_s):
         parts.append(f"{samples_per_s:,.0f} samples/s")
+    if eta_s is not None and math.isfinite(eta_s):
+        parts.append(f"eta {_clock(eta_s)}")
     return "  ".join(parts)
 
 
 class ProgressBar(Callback):
     """Show training progress: bars in a terminal, one line per epoch otherwise.
 
-    In a terminal (``console.is_terminal``) there is an epoch bar and a batch bar with the
-    throughput in samples per second and the running loss and learning rate (refreshed at every
-    logging point); after each epoch its metrics are printed above the bars. When the output is
+    In a terminal (``console.is_terminal``) there is a run bar (the epoch, optimizer steps done of
+    the fit's total and the time left in the fit) and a batch bar (batches of the current pass,
+    its time left, the throughput in samples per second and the running loss and learning rate,
+    refreshed at every logging point); after each epoch its metrics are printed above the bars. When the output is
     not a terminal (a log file, CI, a notebook cell captured to text) no bars are drawn: one
     concise line is printed per epoch, or nothing with ``quiet=True``.
 
@@ -63,7 +81,7 @@ class ProgressBar(Callback):
 
     Example:
         >>> Learner(model, data, callbacks=[ProgressBar()]).fit(3)
-        epoch 1/3  step 12  lr 0.1  train/loss 0.6931  valid/loss 0.6812  0.4s  5,120 samples/s
+        epoch 1/3  step 12  lr 0.1  train/loss 0.6931  valid/loss 0.6812  0.4s  5,120 samples/s  eta 0:00:01
     """
 
     order = 88  # before EarlyStopping (95), which may cancel the fit at the end of an epoch
@@ -87,30 +105,56 @@ class ProgressBar(Callback):
         self.after_fit()  # a previous fit that died with an error left its bars running
         learner = self.learner
         self.n_epochs = max(1, math.ceil(learner.state.total_steps / max(1, learner.steps_per_epoch())))
+        self._fit_start, self._start_step = time.perf_counter(), learner.state.step
         self.lines = []
         self._metrics_text = ""
         self._progress = self._start_bars() if self.console.is_terminal else None
 
+    def eta_seconds(self) -> float | None:
+        """Seconds left in the fit at the average pace since it started (None before the first step)."""
+        state = self.learner.state
+        done = state.step - self._start_step
+        if done <= 0:
+            return None
+        return (time.perf_counter() - self._fit_start) / done * max(0, state.total_steps - state.step)
+
     def _start_bars(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
 
         callback = self
         self._batch_task = None
 
+        class _Count(ProgressColumn):
+            def render(self, task) -> Text:
+                total = "?" if task.total is None else f"{int(task.total):,}"
+                return Text(f"{int(task.completed):,}/{total} {task.fields['unit']}")
+
+        class _Eta(ProgressColumn):  # the run bar's from the fit's average pace, the batch bar's from rich's
+            def render(self, task) -> Text:
+                seconds = task.fields["eta"] if task.fields["whole_fit"] else task.time_remaining
+                return Text("eta -:--:--" if seconds is None else f"eta {_clock(seconds)}")
+
         class _CountedProgress(Progress):
-            def get_renderables(self):  # runs on the drawing thread: copy the batch counter in
+            def get_renderables(self):  # runs on the drawing thread: copy the counters in
                 if callback._batch_task is not None:
                     self.update(callback._batch_task, completed=callback._count)
+                    self.update(callback._run_task, completed=callback.learner.state.step, eta=callback.eta_seconds())
                 yield from super().get_renderables()
 
         progress = _CountedProgress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.description}"), BarColumn(), _Count(), TimeElapsedColumn(), _Eta(),
             TextColumn("{task.fields[info]}"), console=self.console, refresh_per_second=self.refresh_per_second,
         )
-        self._epoch_task = progress.add_task("epoch", total=self.n_epochs, completed=self.learner.state.epoch, info="")
-        self._batch_task = progress.add_task("train", total=None, info="")
+        state = self.learner.state
+        self._run_task = progress.add_task(self._run_label(), total=state.total_steps, completed=state.step,
+                                           info="", unit="steps", eta=None, whole_fit=True)
+        self._batch_task = progress.add_task("train", total=None, info="", unit="batches", eta=None, whole_fit=False)
         progress.start()
         return progress
+
+    def _run_label(self) -> str:
+        return f"epoch {self.learner.state.epoch_number}/{self.n_epochs}"
 
     def after_fit(self) -> None:
         if self._progress is not None:
@@ -122,6 +166,8 @@ class ProgressBar(Callback):
     def before_epoch(self) -> None:
         self._epoch_start = time.perf_counter()
         self._train_seconds = None
+        if self._progress is not None:
+            self._progress.update(self._run_task, description=self._run_label())
 
     def before_train(self) -> None:
         learner = self.learner
@@ -162,14 +208,14 @@ class ProgressBar(Callback):
 
     def after_epoch(self) -> None:
         history = self.learner.history
-        if not history or history[-1]["epoch"] != self.learner.state.epoch:
+        if not history or history[-1]["epoch"] != self.learner.state.epoch_number:
             return
         throughput = self._throughput if self._train_seconds else None
-        line = format_epoch_line(history[-1], self.n_epochs, time.perf_counter() - self._epoch_start, throughput)
+        state = self.learner.state
+        eta = self.eta_seconds() if state.step < state.total_steps else None
+        line = format_epoch_line(history[-1], self.n_epochs, time.perf_counter() - self._epoch_start, throughput, eta)
         self.lines.append(line)
         if self._progress is not None:
-            self._progress.update(self._epoch_task, completed=self.learner.state.epoch + 1,
-                                  total=max(self.n_epochs, self.learner.state.epoch + 1))
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         elif self.quiet:
             return

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from epochal.callbacks.base import MonitorCallback
+from epochal.callbacks.base import EPOCHS_FROM, MonitorCallback, restored_epochs
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -70,8 +70,8 @@ class ReduceLROnPlateau(MonitorCallback):
 
     Attributes:
         wait, cooldown_counter: the counters of the rule above.
-        reductions: the epochs at the end of which some group's rate was reduced, numbered as
-            ``learner.state.epoch`` numbers them (from 0).
+        reductions: the epochs at the end of which some group's rate was reduced, numbered from 1
+            as on the screen and in ``metrics.jsonl``.
 
     Example:
         >>> plateau = ReduceLROnPlateau("valid/loss", factor=0.5, patience=2, min_lr=1e-5)
@@ -176,20 +176,20 @@ class ReduceLROnPlateau(MonitorCallback):
             changed = True
         self.group_factors = [float(g.get("lr_factor", 1.0)) for g in groups]
         if changed:
-            self.reductions.append(self.learner.state.epoch)
+            self.reductions.append(self.learner.state.epoch_number)
         return changed
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state.update(wait=self.wait, cooldown_counter=self.cooldown_counter, reductions=list(self.reductions),
-                     group_factors=self.group_factors)
+                     group_factors=self.group_factors, **{EPOCHS_FROM: 1})
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.wait = int(state.get("wait", 0))
         self.cooldown_counter = int(state.get("cooldown_counter", 0))
-        self.reductions = list(state.get("reductions", []))
+        self.reductions = restored_epochs(state, state.get("reductions", []))
         factors = state.get("group_factors")
         self.group_factors = list(factors) if factors is not None else None
 

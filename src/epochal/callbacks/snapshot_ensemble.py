@@ -39,7 +39,9 @@ class SnapshotEnsemble(Callback):
         dirpath: the folder for the files (default: ``<run_dir>/checkpoints``).
 
     Attributes:
-        snapshots: ``{"path", "step", "epoch", "phase"}`` of every snapshot written.
+        snapshots: ``{"path", "step", "epoch", "phase"}`` of every snapshot written; ``epoch`` is
+            the schedule position (epochs elapsed), which at the end of an epoch is that epoch's
+            number from 1, as in the history.
 
     Example:
         >>> snapshots = SnapshotEnsemble()

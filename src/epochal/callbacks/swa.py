@@ -78,10 +78,11 @@ class SWA(WeightAveraging):
     """Stochastic weight averaging: an equal-weight average of the weights from ``start`` on.
 
     Args:
-        start: where averaging starts: an epoch (``6``, 0-based: the start of the 7th epoch; a
-            float >= 1 may be fractional), a fraction of training (a float in ``(0, 1)``, e.g.
-            ``0.75``), or the name of the phase it starts with (``"swa"``, the name of every
-            phase :func:`~epochal.schedules.swa_phase` returns).
+        start: where averaging starts: a number of epochs elapsed (``6``: a schedule position,
+            the start of epoch 7 as the history numbers epochs from 1, and what Lightning's
+            ``swa_epoch_start=6`` means; a float >= 1 may be fractional), a fraction of training
+            (a float in ``(0, 1)``, e.g. ``0.75``), or the name of the phase it starts with
+            (``"swa"``, the name of every phase :func:`~epochal.schedules.swa_phase` returns).
         update_every: ``"epoch"`` (the end of every epoch, as in the paper), ``"cycle"`` (the end
             of every phase whose rate decreases, i.e. of every cycle of a cyclic schedule) or a
             number of optimizer steps.

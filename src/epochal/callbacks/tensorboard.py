@@ -52,7 +52,7 @@ class TensorBoard(Callback):
       (``running/loss``, ``running/lr``, and ``lr/group_<i>`` for every parameter group when there
       are several);
     * every epoch: every value of the epoch's history record (``train/loss``, ``valid/loss``,
-      ``valid/<metric>``, ``lr``) and ``epoch``;
+      ``valid/<metric>``, ``lr``) and ``epoch`` (the epoch's number, from 1 as on the screen);
     * every ``histogram_every`` epochs: a histogram of every parameter (``weights/<name>``) and of
       its gradient at the epoch's last optimizer step (``grads/<name>``, loss scaling undone);
     * at the end of the fit: the hyperparameters (``hparams``, or the learner's config flattened,
@@ -105,7 +105,7 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(f"lr/group_{index}", float(group["lr"]), step)
 
     def _histogram_epoch(self) -> bool:
-        return self.histogram_every is not None and (self.learner.state.epoch + 1) % self.histogram_every == 0
+        return self.histogram_every is not None and self.learner.state.epoch_number % self.histogram_every == 0
 
     def before_step(self) -> None:
         learner = self.learner
@@ -119,7 +119,7 @@ class TensorBoard(Callback):
 
     def after_epoch(self) -> None:
         learner = self.learner
-        if self.writer is None or not learner.history or learner.history[-1]["epoch"] != learner.state.epoch:
+        if self.writer is None or not learner.history or learner.history[-1]["epoch"] != learner.state.epoch_number:
             return
         record, step = learner.history[-1], learner.state.step
         self.writer.add_scalar("epoch", record["epoch"], step)

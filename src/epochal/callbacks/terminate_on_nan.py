@@ -65,7 +65,7 @@ class TerminateOnNaN(Callback):
             self.bad_batches = bad
             self.stopped_step = self.learner.state.step
             message = (f"TerminateOnNaN: {bad} training batch(es) had a non-finite loss before step "
-                       f"{self.stopped_step} (epoch {self.learner.state.epoch}); stopping the fit")
+                       f"{self.stopped_step} (epoch {self.learner.state.epoch_number}); stopping the fit")
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             raise CancelFit(message)
 

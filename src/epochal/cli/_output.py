@@ -3,6 +3,8 @@
 * ``--json``: the last line of stdout is one JSON object (progress and logs go to stderr).
 * Errors: exit status 1 and one line on stderr, ``error: <message>`` (plus ``{"error": ...}`` on
   stdout with ``--json``); no traceback unless ``epochal --debug`` asked for it.
+* Ctrl-C: ``interrupted`` on stderr and exit status 130 (``train`` says where it stopped and how
+  to resume).
 """
 
 from __future__ import annotations
@@ -84,8 +86,13 @@ def command(fn: Callable) -> Callable:
         json_output = bool(kwargs.get("json_output", False))
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside a fit (which reports its own): say so, exit as shells expect
+            if DEBUG["enabled"]:
+                raise
+            print("interrupted", file=sys.stderr, flush=True)
+            raise typer.Exit(130) from None
         except Exception as exc:
             if DEBUG["enabled"]:
                 raise

@@ -12,7 +12,6 @@ from epochal.cli._output import JsonOpt, command, console, emit_json
 __all__ = ["compare", "models", "recipes", "runs"]
 
 
-
 def _table(title: str, columns: list[str], wrap: tuple[str, ...] = ()):
     """A table whose cells stay on one line, except in the free-text columns named in ``wrap``."""
     from rich.table import Table
@@ -116,12 +115,31 @@ def compare(
     if json_output:
         emit_json(result)
         return
-    table = _table("comparison", ["key", *result["runs"]])
-    for key, values in result["config"].items():
-        table.add_row(key, *[_fmt(v) for v in values])
+    console().print(_compare_table(result))
+
+
+def _compare_table(result):
+    """Keys whole in the first column (never narrower than the longest), long values wrapped in theirs.
+
+    ``epochs`` is the recipe's setting; ``epochs run`` (from the summaries) is shown only where a
+    run did not run them all (stopped early, interrupted), so the same number is not listed twice.
+    """
+    from rich.table import Table
+
+    rows = [(key, [_fmt(v) for v in values]) for key, values in result["config"].items()]
+    metrics = [(f"valid/{name}", [_fmt(v) for v in values]) for name, values in result["metrics"].items()]
+    if [_fmt(v) for v in result["epochs"]] != [_fmt(v) for v in result["planned_epochs"]]:
+        metrics.append(("epochs run", [_fmt(v) for v in result["epochs"]]))
+    metrics.append(("wall s", ["-" if v is None else f"{v:.1f}" for v in result["wall_s"]]))
+    width = max(len(key) for key, _ in rows + metrics)
+    table = Table(title="comparison")
+    table.add_column("key", no_wrap=True, min_width=width, overflow="ellipsis")
+    for name in result["runs"]:
+        table.add_column(name, overflow="fold", ratio=1)  # wraps: the key column keeps its width
+    for key, values in rows:
+        table.add_row(key, *values)
     table.add_section()
-    for name, values in result["metrics"].items():
-        table.add_row(f"valid/{name}", *[_fmt(v) for v in values])
-    table.add_row("epochs", *[_fmt(v) for v in result["epochs"]])
-    table.add_row("wall s", *[_fmt(v) for v in result["wall_s"]])
-    console().print(table)
+    for key, values in metrics:
+        table.add_row(key, *values)
+    return table
+

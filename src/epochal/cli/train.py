@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,10 @@ SetOpt = Annotated[
 DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Data folder (or CSV for tabular recipes); sets data.path.")
 ]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Number of epochs; sets epochs.")]
+EpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Number of epochs; sets epochs (a recipe's listed phases are scaled to it)."),
+]
 
 
 def recipe_config(
@@ -33,16 +37,26 @@ def recipe_config(
     epochs: int | None = None,
     device: str | None = None,
 ):
-    """Load ``recipe`` with ``--set`` overrides and the command's shortcut options applied last."""
-    from epochal.config import load_config
+    """Load ``recipe`` with ``--set`` overrides and the command's shortcut options applied last.
 
-    return load_config(
+    ``--epochs`` also scales a recipe's explicit list of phases to that many epochs, saying so on
+    stderr (:func:`~epochal.config.experiment.scale_phases`).
+    """
+    from epochal.config import load_config
+    from epochal.config.experiment import scale_phases
+
+    config = load_config(
         recipe,
         overrides or [],
         data__path=str(data.resolve()) if data is not None else None,
         epochs=epochs,
         trainer__device=device,
     )
+    if epochs is not None:
+        config, note = scale_phases(config, epochs)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+    return config
 
 
 @command
@@ -65,7 +79,14 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr).")] = True,
     json_output: JsonOpt = False,
 ) -> None:
-    """Train a recipe (default: the bundled cifar10-mini quick start) into a new run folder."""
+    """Train a recipe (default: the bundled cifar10-mini quick start) into a new run folder.
+
+    Prints what will run when training starts and what happened at the end (on stderr with
+    --json). Ctrl-C or SIGTERM stops at the next batch boundary with that exact position saved,
+    and prints the --resume command that continues it (exit status 130, or 143 for SIGTERM).
+    """
+    from epochal.callbacks.save_on_interrupt import Interrupted
+    from epochal.cli.report import RunHeader, interrupted_lines, print_end
     from epochal.config import load_config
     from epochal.config.experiment import train as run_training
 
@@ -77,22 +98,31 @@ def train(
             raise FileNotFoundError(f"--resume {resume}: no config.yaml there; give a run folder")
     else:
         config = recipe_config(recipe, set_, data, epochs)
-    result = run_training(config, out=out, resume=resume, device=device, progress=progress)
+    report = sys.stderr if json_output else sys.stdout
+    try:
+        result = run_training(config, out=out, resume=resume, device=device, progress=progress,
+                              callbacks=[RunHeader(config, report)])
+    except Interrupted as stop:
+        print("\n".join(interrupted_lines(stop)), file=sys.stderr, flush=True)
+        raise typer.Exit(stop.exit_code) from None
+    print_end(result, report)
     if json_output:
-        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights", "chosen_from_data",
-                "thresholds")
-        emit_json({k: result[k] for k in keys if k in result})
+        emit_json({k: result[k] for k in TRAIN_JSON_KEYS if k in result or k not in OPTIONAL_JSON_KEYS})
         return
-    metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
-    print(f"run folder: {result['run_dir']}")
     for key, value in result.get("chosen_from_data", {}).items():
         print(f"{key}: {', '.join(value) if isinstance(value, list) else value} (chosen from the data's labels)")
-    print(f"epochs: {result['epochs']}  wall: {result['wall_s']:.1f} s  {metrics}")
     if "thresholds" in result:
         tuned, half = result["thresholds"]["at_thresholds"], result["thresholds"]["at_0.5"]
         print(f"thresholds: {result['thresholds']['path']} (valid F1 micro/macro {tuned['f1_micro']:.4f}/"
               f"{tuned['f1_macro']:.4f}; at 0.5 {half['f1_micro']:.4f}/{half['f1_macro']:.4f})")
     _print_data_report(Path(result["run_dir"]) / "data_report.json")
+
+
+#: The keys of ``epochal train --json``.
+TRAIN_JSON_KEYS = ("run_dir", "status", "stop_reason", "epochs", "metrics", "final", "best", "best_epochs",
+                   "final_weights", "checkpoints", "wall_s", "skipped_files", "chosen_from_data", "thresholds")
+#: Keys present only for some runs (a recipe that left its loss to the data, a multi-label run).
+OPTIONAL_JSON_KEYS = ("chosen_from_data", "thresholds")
 
 
 def _print_data_report(path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -51,28 +53,50 @@ def evaluate(
         print_ensemble(result, json_output)
         return
     result = run_evaluate(targets[0], data, tta=tta or False, device=device, batch_size=batch_size)
+    warning = overlap_warning(result["overlap"])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if json_output:
-        emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
+        emit_json({k: result[k] for k in ("metrics", "n", "data", "checkpoint", "checkpoint_info", "overlap")})
         return
-    print(f"{result['n']} samples of {result['data']}, checkpoint {result['checkpoint']}")
+    print(f"{result['n']} samples of {result['data']}")
+    print(f"checkpoint {result['checkpoint_info']['text']}")
     for name, value in result["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+
+
+def overlap_warning(overlap: dict[str, int] | None) -> str | None:
+    """What to say when evaluated images are among those the run trained (or validated) on."""
+    if not overlap or not (overlap.get("train") or overlap.get("valid")):
+        return None
+    seen = [f"{overlap[s]} of the run's {name} images" for s, name in (("train", "training"), ("valid", "validation"))
+            if overlap.get(s)]
+    return (f"{' and '.join(seen)} are among the {overlap['of']} evaluated (same relative path and size, or the "
+            "same file): metrics on images the model trained on overstate how it does on new ones")
 
 
 @command
 def predict(
     target: TargetArg,
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or folders of images.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files or folders of images; CSV files for a tabular run.")
+    ],
     tta: TtaOpt = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
+    top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image or row.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when any input cannot be read.")] = False,
     weights: WeightsOpt = None,
     combine: CombineOpt = "probs",
     snapshots: SnapshotsOpt = False,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Predict the classes of images with a trained run; leading run folders or checkpoints make an ensemble."""
+    """Predict the classes of images (or of CSV rows, for a tabular run) with a trained run; leading
+    run folders or checkpoints make an ensemble.
+
+    Every readable input is predicted; the others are listed on stderr with the reason, and the
+    exit status is 1 only when nothing could be read (or, with --strict, when anything could not).
+    """
     from epochal.config.inference import predict as run_predict
 
     members, inputs = split_members(inputs)
@@ -83,21 +107,44 @@ def predict(
         from epochal.config.ensembles import ensemble_members
 
         target = ensemble_members(target, snapshots=True)
-    rows = run_predict(target, [str(i) for i in inputs], tta=tta or False, top_k=top_k, device=device, **kwargs)
+    failed: list[dict[str, str]] = []
+    rows = run_predict(target, [str(i) for i in inputs], tta=tta or False, top_k=top_k, device=device, failed=failed,
+                       **kwargs)
+    for entry in failed:
+        print(f"skipped {entry['path']}: {entry['error']}", file=sys.stderr)
+    if not rows or (strict and failed):
+        why = "--strict and " if rows else ""
+        raise ValueError(f"{why}{len(failed)} of the inputs could not be read (listed above)" if failed
+                         else f"nothing to predict in {[str(i) for i in inputs]}")
     if out is not None:
-        import csv
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "class", "probability"])
-            writer.writerows([r["path"], r["class"], f"{r['probability']:.6f}"] for r in rows)
+        write_predictions(out, rows, top_k)
     if json_output:
-        emit_json({"predictions": rows, "n": len(rows)})
+        emit_json({"predictions": rows, "n": len(rows), "failed": failed})
         return
     for r in rows:
-        labels = f"\t{';'.join(r['labels'])}" if "labels" in r else ""  # multi-label: every class above its threshold
-        print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}{labels}")
+        where = f"{r['path']}:{r['row']}" if "row" in r else r["path"]
+        labels = [";".join(r["labels"])] if "labels" in r else []  # multi-label: every class above its threshold
+        print("\t".join([where, *(f"{c}\t{p:.4f}" for c, p in r["top"]), *labels]))
+
+
+def write_predictions(path: Path, rows: list[dict], top_k: int) -> None:
+    """The predictions as CSV: ``path[,row],class,probability``, then ``class_2,probability_2`` ... up to ``top_k``."""
+    import csv
+
+    from epochal.utils import atomic_write_text
+
+    header = ["path", *(["row"] if rows and "row" in rows[0] else [])]
+    header += [name for k in range(1, top_k + 1)
+               for name in ((f"class_{k}", f"probability_{k}") if k > 1 else ("class", "probability"))]
+    lines = []
+    for r in rows:
+        cells = [r["path"], *([r["row"]] if "row" in r else [])]
+        cells += [v for c, p in r["top"] for v in (c, f"{p:.6f}")]
+        lines.append(cells)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([header, *lines])
+    atomic_write_text(path, buffer.getvalue())
 
 
 @command

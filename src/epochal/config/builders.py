@@ -83,7 +83,15 @@ _CALLBACK_NAMES = {
 _REGISTERED_CALLBACKS: dict[str, type] = {}
 #: Callbacks the Learner or the builders add themselves; not selectable by name (Distillation comes
 #: from the top-level ``distillation`` section, which turns a run folder into its teacher model).
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "WeightAveraging", "Distillation"}
+_INTERNAL_CALLBACKS = {
+    "RunLogger",
+    "PhaseFreezing",
+    "SaveOnInterrupt",
+    "Callback",
+    "MonitorCallback",
+    "WeightAveraging",
+    "Distillation",
+}
 
 
 def _snake(name: str) -> str:

@@ -12,6 +12,7 @@ reinterpreted, with the reason (:mod:`epochal.data.report`).
 from __future__ import annotations
 
 import math
+import signal
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,9 @@ from epochal.config.builders import (
     build_phases,
     with_data_defaults,
 )
+from epochal.config.data_files import write_data_files
 from epochal.config.errors import ConfigError
+from epochal.config.resuming import check_not_finished, check_resumable
 from epochal.utils import json_safe
 
 __all__ = [
@@ -35,7 +38,9 @@ __all__ = [
     "data_facts",
     "lr_find",
     "read_data_info",
+    "run_result",
     "sanity",
+    "scale_phases",
     "schedule_plot",
     "train",
     "valid_metrics",
@@ -204,6 +209,36 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path) if path.is_file() else {}
 
 
+def scale_phases(config, epochs: int) -> tuple[Any, str | None]:
+    """``config`` with its explicit list of phases stretched or shrunk to ``epochs`` in all.
+
+    The top-level ``epochs`` sizes ``{schedule: ...}`` builders only; a recipe that lists its
+    phases gives each its own length. ``--epochs N`` scales every listed phase by the same factor,
+    so the phases keep their proportions (``finetune``'s 2 + 6 epochs become 0.25 + 0.75 for
+    ``--epochs 1``): a shorter or longer run of the same recipe.
+
+    Returns:
+        ``(config, note)``: the config (the same object when there is nothing to scale) and a
+        sentence that gives the new phase lengths, or None.
+    """
+    if not isinstance(config.phases, list):
+        return config, None
+    lengths = [float(entry["epochs"]) for entry in config.phases]
+    total = math.fsum(lengths)
+    if math.isclose(total, epochs):
+        return config, None
+    factor = epochs / total
+    phases = [{**entry, "epochs": round(n * factor, 6)} for entry, n in zip(config.phases, lengths)]
+    scaled = type(config).model_validate({**config.to_dict(), "epochs": epochs, "phases": phases})
+
+    def names(entries) -> str:
+        return ", ".join(f"{e.get('name') or i + 1} {e['epochs']:g}" for i, e in enumerate(entries))
+
+    note = (f"--epochs {epochs}: the recipe lists {len(phases)} phases of {total:g} epochs in all "
+            f"({names(config.phases)}); each is scaled by {factor:.4g} to make {epochs}: {names(phases)}")
+    return scaled, note
+
+
 def valid_metrics(record: dict[str, Any], prefix: str = "valid") -> dict[str, float | None]:
     """``<prefix>/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
     out = {}
@@ -230,12 +265,20 @@ def train(
         callbacks: extra callbacks added to the recipe's own (e.g. a search's pruning callback).
 
     Returns:
-        ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``, plus
+        ``{"run_dir", "status", "stop_reason", "epochs", "metrics", "final", "best", "best_epochs",
+        "final_weights", "checkpoints", "wall_s", "skipped_files", "plots", "lr_find"}``: ``metrics``
+        are the validation values of the last epoch by name (``accuracy``, ``loss``), ``final`` the
+        same with that epoch's number, ``best`` the best value of each and ``best_epochs`` the best
+        values with their epochs; ``final_weights`` says which weights the run ends with (see
+        :class:`~epochal.callbacks.run_logger.RunLogger`), ``checkpoints`` what ``best.pt`` and
+        ``last.pt`` hold (``{"path", "step", "epoch", "batch"}``). Epochs are numbered from 1. Plus
         ``chosen_from_data`` (the loss and metrics a recipe left to the data) and, for a multi-label
-        run, ``thresholds`` (``thresholds.json`` and the validation F1 at 0.5 and at them): metrics
-        are the final validation values by name (``accuracy``, ``loss``) of the weights the run
-        ends with (a run that ends with SWA or EMA weights: their ``valid_swa``/``valid_ema``
-        values, and then ``final_weights`` names them), ``best`` the best value of each.
+        run, ``thresholds`` (``thresholds.json`` and the validation F1 at 0.5 and at them). A run that
+        ends with SWA or EMA weights reports their ``valid_swa``/``valid_ema`` values as ``metrics``.
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM stopped the fit (at a batch boundary, with the position
+            saved in ``last.pt``; ``run_dir`` set); ``KeyboardInterrupt`` before the fit started.
     """
     from epochal.runs import create_run_dir, run_lock
 
@@ -252,40 +295,22 @@ def train(
         run_dir = create_run_dir(out, config.name)
     with run_lock(run_dir):  # a second `epochal train --resume` of this folder fails at once
         if resume is not None:  # checked under the lock: a live run may not have its first checkpoint yet
-            _check_resumable(run_dir)
+            check_resumable(run_dir)
+            check_not_finished(run_dir)
         return _train_in(run_dir, config, resume is not None, device, progress, callbacks)
-
-
-def _check_resumable(run_dir: Path) -> None:
-    """Raise, saying what to do, unless ``run_dir`` has a checkpoint to continue from."""
-    import shlex
-
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        return
-    others = sorted(p.name for p in (run_dir / "checkpoints").glob("*.pt"))
-    if others:
-        problem = (f"no checkpoints/last.pt to continue from (it has {', '.join(others)}; resume needs last.pt, "
-                   "which model_checkpoint writes unless save_last is false)")
-    else:
-        problem = ("no checkpoint yet (the run stopped before its first checkpoint was written), so there is "
-                   "nothing to continue")
-    command = f"epochal train {shlex.quote(str(run_dir / 'config.yaml'))} --out {shlex.quote(str(run_dir.parent))}"
-    raise ConfigError(
-        f"--resume {run_dir}: {problem}; start the run again from its config, in a new run folder: {command}"
-    )
 
 
 def _train_in(
     run_dir: Path, config, resuming: bool, device: str | None, progress: bool, callbacks: Sequence = ()
 ) -> dict[str, Any]:
     """The body of :func:`train`, run while holding the run folder's lock."""
-    from epochal.runs import read_json
+    from epochal.callbacks.save_on_interrupt import Interrupted, SaveOnInterrupt
     from epochal.runs.folder import remove_if_empty
     from epochal.runs.plots import write_run_plots
 
     try:
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
-        for callback in callbacks:
+        for callback in [*callbacks, SaveOnInterrupt()]:  # Ctrl-C: stop at a batch boundary, save it
             learner.add_callback(callback)
     except BaseException:
         if not resuming:  # bad data or model settings: leave no empty run folder behind
@@ -293,33 +318,64 @@ def _train_in(
         raise
     write_data_info(run_dir, learner.data)
     write_data_report(run_dir, learner.data)
+    write_data_files(run_dir, learner.data)
     probe = None
-    if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
-        probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")
-    learner.fit(phases, resume=run_dir if resuming else None)
+    try:
+        if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
+            probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")
+        learner.fit(phases, resume=run_dir if resuming else None)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt:  # before the fit installed its handler: nothing trained, nothing to save
+        raise Interrupted(signal.SIGINT, run_dir=run_dir) from None
     thresholds = _tuned_thresholds(run_dir, learner)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)
     _, chosen = with_data_defaults(config, data_facts(learner.data))
+    result = run_result(run_dir, learner)
+    result.update(plots=plots, lr_find={"suggestion": probe.suggestion, "suggestions": probe.suggestions}
+                  if probe else None)
+    result.update({"chosen_from_data": chosen} if chosen else {})
+    result.update({"thresholds": thresholds} if thresholds else {})
+    return result
+
+
+def run_result(run_dir: Path, learner=None) -> dict[str, Any]:
+    """The key numbers of a trained run folder (see :func:`train`), from its summary and checkpoints."""
+    from epochal.runs import read_json
+    from epochal.runs.folder import checkpoint_position
+
     summary = read_json(run_dir / "summary.json")
-    best = {k[6:]: v.get("value") for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
-    info = learner.data.info
+    best_epochs = {k[6:]: v for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
+    final = summary.get("final", {})
+    source = (summary.get("final_weights") or {}).get("source")
+    # a run that ends with averaged weights (SWA/EMA) reports their metrics, logged as valid_<source>/...
+    prefix = f"valid_{source}" if any(k.startswith(f"valid_{source}/") for k in final) else "valid"
+    info = learner.data.info if learner is not None else {}
     skipped = info.get("skipped_files", info.get("skipped_rows", []))
-    final = summary.get("final_weights")
-    prefix = f"valid_{final['source']}" if final else "valid"
+    checkpoints = {}
+    for name in ("best", "last"):
+        path = run_dir / "checkpoints" / f"{name}.pt"
+        position = checkpoint_position(path) if path.is_file() else None
+        if position is not None:
+            checkpoints[name] = {"path": str(path), **position}
+    monitor = _checkpoint_monitor(learner)
+    if "best" in checkpoints and monitor:
+        checkpoints["best"]["note"] = f", the best {monitor}"
     return {
-        **({"final_weights": final} if final else {}),
         "run_dir": str(run_dir),
-        "epochs": summary.get("epochs", len(learner.history)),
-        "metrics": valid_metrics(learner.history[-1], prefix) if learner.history else {},
-        "best": best,
+        "status": summary.get("status"),
+        "stop_reason": summary.get("stop_reason"),
+        "epochs": summary.get("epochs"),
+        "metrics": valid_metrics(final, prefix),
+        "final": {"epoch": final.get("epoch"), **valid_metrics(final, prefix)},
+        "best": {k: v.get("value") for k, v in best_epochs.items()},
+        "best_epochs": best_epochs,
+        "final_weights": summary.get("final_weights"),
+        "checkpoints": checkpoints,
         "wall_s": summary.get("wall_s"),
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
-        "plots": plots,
-        "lr_find": {"suggestion": probe.suggestion, "suggestions": probe.suggestions} if probe else None,
-        **({"chosen_from_data": chosen} if chosen else {}),
-        **({"thresholds": thresholds} if thresholds else {}),
     }
 
 
@@ -331,6 +387,13 @@ def _tuned_thresholds(run_dir: Path, learner) -> dict[str, Any] | None:
         return None
     record = write_thresholds(run_dir, learner.data.valid, str(learner.device))
     return {"path": str(run_dir / "thresholds.json"), **record["valid"]}
+
+
+def _checkpoint_monitor(learner) -> str | None:
+    from epochal.callbacks.model_checkpoint import ModelCheckpoint
+
+    found = learner.get_callback(ModelCheckpoint) if learner is not None else None
+    return found.monitor if found is not None and found.save_best else None
 
 
 def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) -> dict[str, Any]:

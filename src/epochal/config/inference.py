@@ -17,9 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal.config.data_files import overlap_with_run
 from epochal.config.errors import ConfigError
 
-__all__ = ["EXPORT_FORMATS", "TTAModel", "evaluate", "export", "locate_run", "predict", "restore_model"]
+__all__ = [
+    "EXPORT_FORMATS", "TTAModel", "evaluate", "export", "locate_run", "predict", "restore_model",
+]
 
 #: ``epochal export`` formats and their file suffixes.
 EXPORT_FORMATS = {"safetensors": ".safetensors", "torchscript": ".pt", "onnx": ".onnx"}
@@ -123,6 +126,7 @@ def _labelled_data(
     if config.data.kind == "tabular":
         prep = data.TabularPreprocessor().load_state_dict(info["preprocessor"])
         frame, _ = data.read_table(path)
+        _require_columns(frame, path, [config.data.target], "the target column the run was trained to predict")
         inputs, targets = prep.transform(frame), prep.transform_target(frame[config.data.target])
         loader = data.TensorLoader(inputs, targets, batch_size=size, shuffle=False, device=device)
         return data.DataLoaders(train=loader, valid=loader, classes=info.get("classes"), info=info)
@@ -140,6 +144,15 @@ def _labelled_data(
         drop_last=False,
         progress=False,
     )
+
+
+def _require_columns(frame, path: Path, needed: list[str], what: str) -> None:
+    """Refuse a table that lacks a column, listing the columns it has (not a bare ``KeyError``)."""
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise ConfigError(f"--data {path}: column {', '.join(map(repr, missing))} ({what}) is missing; "
+                          f"the file has the columns: {have}")
 
 
 def _own_validation_data(config, device: str, batch_size: int | None):
@@ -168,14 +181,19 @@ def evaluate(
     :mod:`epochal.config.tta`). A multi-label run also reports F1 micro and macro at 0.5 (``f1``,
     ``f1_macro``) and at its tuned thresholds (``f1_at_thresholds``, ``f1_macro_at_thresholds``).
 
+    With ``data_path`` the images are compared with the file lists the run recorded at train time
+    (:mod:`epochal.config.data_files`): ``overlap`` counts those the run trained or validated on.
+
     Returns:
-        ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated}``.
+        ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated,
+        "checkpoint_info": see checkpoint_statement, "overlap": {"train", "valid", "of"} or None}``.
     """
     from epochal.config.builders import build_loss
     from epochal.config.experiment import resolve_auto, resolve_device, valid_metrics
     from epochal.config.thresholds import run_thresholds, threshold_metrics
     from epochal.config.tta import parse_tta, tta_model
     from epochal.learner import Learner
+    from epochal.runs.folder import checkpoint_statement
 
     tta = parse_tta(tta)
     model, config, info, checkpoint = restore_model(target)
@@ -184,6 +202,8 @@ def evaluate(
     device = resolve_device(device)
     if tta and config.data.kind == "tabular":
         raise ConfigError("--tta is for image models; the run is tabular")
+    run_dir = locate_run(target)[0]
+    overlap = None
     with tempfile.TemporaryDirectory(prefix="epochal-eval-") as cache:
         if data_path is None:
             data = _own_validation_data(config, device, batch_size)
@@ -191,6 +211,7 @@ def evaluate(
         else:
             data = _labelled_data(config, info, data_path, device, batch_size, cache)
             source = str(data_path)
+            overlap = overlap_with_run(run_dir, data)
         learner = Learner(
             tta_model(model, tta),
             data,
@@ -202,10 +223,11 @@ def evaluate(
         metrics = learner.validate()
         n = int(data.info.get("valid_size") or sum(len(y) for _, y in data.valid))
         del data, learner  # release the memory-mapped cache before the folder goes
-    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint), "data": source}
+    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint), "data": source,
+            "checkpoint_info": checkpoint_statement(run_dir, Path(checkpoint)), "overlap": overlap}
 
 
-def _image_files(inputs: list[str | Path]) -> list[Path]:
+def _image_files(inputs: list[str | Path], failed: list[dict[str, str]] | None) -> list[Path]:
     from epochal.data.folders import find_image_files
     from epochal.data.report import warn_skipped
 
@@ -214,14 +236,21 @@ def _image_files(inputs: list[str | Path]) -> list[Path]:
         if item.is_dir():
             found, skipped = find_image_files(item)  # the extensions and skips of training's listing
             warn_skipped(skipped, f"predict input {item}")
+            if not found:
+                _fail(failed, item, "a folder without image files")
             files += map(Path, found)
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"input {item} does not exist")
-    if not files:
-        raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
+            _fail(failed, item, "no such file or folder")
     return files
+
+
+def _fail(failed: list[dict[str, str]] | None, path: Path, reason: str) -> None:
+    """Record an input that cannot be predicted, or raise when the caller wants every input (``failed=None``)."""
+    if failed is None:
+        raise FileNotFoundError(f"input {path}: {reason}")
+    failed.append({"path": str(path), "error": reason})
 
 
 def predict(
@@ -233,6 +262,7 @@ def predict(
     batch_size: int = 64,
     weights: str | list[float] | None = None,
     combine: str = "probs",
+    failed: list[dict[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Class predictions of a run's model (or of an ensemble of runs): for image files (or folders
     of them), or for every row of CSV files for a tabular run (the target column may be absent).
@@ -245,9 +275,16 @@ def predict(
     adds ``"labels"``: every class above its threshold from the run's ``thresholds.json`` (0.5
     without one, and for an ensemble); ``top`` still lists the ``top_k`` highest scores.
 
+    Args:
+        weights: the ensemble's member weights (a list of targets only).
+        combine: how the ensemble combines its members' outputs (a list of targets only).
+        failed: where to record the inputs that cannot be read (``{"path", "error"}`` each), which
+            are then skipped; None: the first one raises.
+
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
-        per table row (with ``"row"``, its 0-based position among the file's rows).
+        per table row (with ``"row"``, its 0-based position among the file's rows); ``top`` lists
+        the ``top_k`` most probable classes, the first being ``class``.
     """
     from epochal.config.experiment import resolve_device
     from epochal.config.thresholds import run_thresholds
@@ -271,9 +308,9 @@ def predict(
     if config.data.kind == "tabular":
         if tta:
             raise ConfigError("--tta is for image models; the run is tabular")
-        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size)
+        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size, failed)
     model = tta_model(model, tta).to(device).eval()
-    return _predict_images(model, config, info, inputs, top_k, device, batch_size, thresholds)
+    return _predict_images(model, config, info, inputs, top_k, device, batch_size, thresholds, failed)
 
 
 def _classes(info: dict[str, Any]) -> list[str]:
@@ -289,24 +326,42 @@ def _top(probs: torch.Tensor, classes: list[str], top_k: int) -> list[dict[str, 
     ]
 
 
-def _predict_images(
-    model, config, info, inputs, top_k: int, device: str, batch_size: int, thresholds: list[float] | None = None
-) -> list[dict[str, Any]]:
+def _decoded(files: list[Path], size: tuple[int, int], failed) -> tuple[list[Path], list[torch.Tensor]]:
+    """The files that decode and their pixels; the others go to ``failed`` (or raise)."""
+    from epochal.data.decode import BadImageError, load_rgb_array
+
+    good, pixels = [], []
+    for path in files:
+        try:
+            pixels.append(torch.from_numpy(load_rgb_array(path, size=size)))
+        except (BadImageError, OSError) as exc:  # undecodable, truncated, unreadable (permissions)
+            if failed is None:
+                raise
+            failed.append({"path": str(path), "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
+            continue
+        good.append(path)
+    return good, pixels
+
+
+def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int,
+                    thresholds: list[float] | None = None, failed=None) -> list[dict[str, Any]]:
     """Rows of :func:`predict` for image files; ``thresholds`` (multi-label) switch softmax for sigmoid."""
     from epochal.config.thresholds import labels_above
     from epochal.data import Normalize
-    from epochal.data.decode import load_rgb_array
 
     classes = _classes(info)
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
     rows = []
-    files = _image_files(inputs)
+    files = _image_files(inputs, failed)
+    if not files and failed is None:
+        raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
     for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels = torch.stack([torch.from_numpy(load_rgb_array(p, size=(shape[-2], shape[-1]))) for p in chunk])
-        images = pixels.to(device).float().div_(255)
+        chunk, pixels = _decoded(files[start : start + batch_size], (shape[-2], shape[-1]), failed)
+        if not chunk:
+            continue
+        images = torch.stack(pixels).to(device).float().div_(255)
         if normalize is not None:
             images = normalize(images)
         with torch.no_grad():
@@ -320,7 +375,8 @@ def _predict_images(
     return rows
 
 
-def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int) -> list[dict[str, Any]]:
+def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int,
+                   failed=None) -> list[dict[str, Any]]:
     """Predictions for every row of each CSV, preprocessed as the run's training rows were."""
     from epochal import data
 
@@ -331,11 +387,18 @@ def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int
     rows = []
     for path in map(Path, inputs):
         if not path.is_file():
-            raise FileNotFoundError(f"input {path} is not a CSV file")
-        frame, _ = data.read_table(path)
-        loader = data.TensorLoader(
-            prep.transform(frame), torch.zeros(len(frame)), batch_size=batch_size, shuffle=False, device=device
-        )
+            _fail(failed, path, "no such CSV file" if not path.exists() else "not a CSV file")
+            continue
+        try:
+            frame, _ = data.read_table(path)
+            inputs_ = prep.transform(frame)
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # unreadable, not a table, columns missing
+            if failed is None:
+                raise ValueError(f"input {path}: {exc}") from None
+            failed.append({"path": str(path), "error": str(exc).splitlines()[0]})
+            continue
+        loader = data.TensorLoader(inputs_, torch.zeros(len(frame)), batch_size=batch_size, shuffle=False,
+                                   device=device)
         with torch.no_grad():
             logits = [model(*x) if isinstance(x, tuple) else model(x) for x, _ in loader.iter_epoch(0)]
         probs = torch.cat(logits).float().softmax(dim=-1).cpu()

@@ -88,6 +88,19 @@ class PackedImages:
         self._resident: dict[str, torch.Tensor] = {}
 
     @property
+    def root(self) -> str:
+        """The folder the images were packed from (as it was when they were packed)."""
+        return str(self.manifest["root"])
+
+    def source_files(self, rows: Sequence[int] | np.ndarray) -> list[tuple[str, int]]:
+        """``(path relative to :attr:`root`, size in bytes)`` of the source file of each global row."""
+        by_row: dict[int, list] = {}
+        for index in self.shard_ids:  # each shard's record lists its files in row order
+            files = json.loads((self.folder / f"shard-{index:05d}.json").read_text())["files"]
+            by_row.update(enumerate(files, self.manifest["shards"][index]["start"]))
+        return [(by_row[int(r)][0], int(by_row[int(r)][1])) for r in rows]
+
+    @property
     def nbytes(self) -> int:
         """Bytes of image data in the opened shards."""
         return sum(t.numel() for t in self._arrays)

@@ -114,6 +114,8 @@ class LearnerCheckpointing:
             if key in states:
                 cb.load_state_dict(states[key])
         self.history = list(payload.get("history", []))
+        if payload.get("version", 1) < 2:  # written when history records numbered epochs from 0
+            self.history = [{**r, "epoch": r["epoch"] + 1} if "epoch" in r else r for r in self.history]
         self._resumed_loss = payload.get("epoch_loss")
         self.metric_directions.update(payload.get("metric_directions", {}))
         restore_rng(payload["rng"])

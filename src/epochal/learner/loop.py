@@ -157,7 +157,9 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         try:
             self(before)
             body()
-        except cancel:
+        except cancel as exc:
+            if cancel is CancelFit:  # why the fit ended early, for the run summary and the caller
+                self.stop_reason = str(exc) or type(exc).__name__
             self(cancelled)
         if finish is not None:
             finish()
@@ -191,6 +193,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             self.load_checkpoint(self.resolve_checkpoint(resume))
         self.fit_start_time = time.perf_counter()
         self.error: BaseException | None = None
+        self.stop_reason: str | None = None
         try:
             self._run_level(self._fit_body, "fit", CancelFit)
         except BaseException as exc:
@@ -493,7 +496,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         if self._epoch_loss_count:
             self.epoch_metrics["train/loss"] = float(self._epoch_loss_sum) / self._epoch_loss_count
             self.metric_directions["train/loss"] = False
-        record = {"epoch": self.state.epoch, "step": self.state.step, "phase": self.state.phase,
+        record = {"epoch": self.state.epoch_number, "step": self.state.step, "phase": self.state.phase,
                   "lr": self.current_lr, **self.epoch_metrics}
         self.history.append(record)
 

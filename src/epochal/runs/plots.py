@@ -57,14 +57,14 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, title: 
     """Loss curves (train and validation) and one panel per other logged metric, by epoch.
 
     Args:
-        history: per-epoch records with ``epoch`` and ``train/...``/``valid/...`` keys (and
-            ``valid_swa/...``, ``valid_ema/...``: drawn as curves of their own).
+        history: per-epoch records with ``epoch`` (numbered from 1) and ``train/...``/``valid/...``
+            keys (and ``valid_swa/...``, ``valid_ema/...``: drawn as curves of their own).
         path: the PNG to write.
         title: figure title (the run name).
     """
     if not history:
         raise ValueError("plot_history: the history is empty (no epoch finished)")
-    epochs = [int(r.get("epoch", i)) + 1 for i, r in enumerate(history)]
+    epochs = [int(r.get("epoch", i + 1)) for i, r in enumerate(history)]  # numbered from 1, as recorded
     keys = sorted({k for r in history for k in r if "/" in k})
     others = sorted({k.split("/", 1)[1] for k in keys} - {"loss"})
     # train and valid first, then other evaluations of the same metrics (valid_swa, valid_ema)

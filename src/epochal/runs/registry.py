@@ -236,7 +236,8 @@ def compare_runs(paths: Sequence[str | Path] | Iterable[RunRecord]) -> dict[str,
     Returns:
         ``{"runs": [names], "run_dirs": [...], "config": {dotted key: [value per run]},
         "metrics": {name: [final value per run]}, "best": {name: [best per run]},
-        "wall_s": [...], "epochs": [...]}``; a key absent in a run shows as ``"<missing>"``.
+        "wall_s": [...], "epochs": [epochs run], "planned_epochs": [the recipe's epochs]}``; a
+        key absent in a run shows as ``"<missing>"``.
     """
     records = [p if isinstance(p, RunRecord) else load_run(p) for p in paths]
     if len(records) < 2:
@@ -258,4 +259,5 @@ def compare_runs(paths: Sequence[str | Path] | Iterable[RunRecord]) -> dict[str,
         "best": {n: [r.best.get(n) for r in records] for n in best_names},
         "wall_s": [r.wall_s for r in records],
         "epochs": [r.epochs for r in records],
+        "planned_epochs": [r.config.get("epochs") for r in records],
     }

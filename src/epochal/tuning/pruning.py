@@ -80,7 +80,7 @@ class OptunaPruning(MonitorCallback):
             prune = self._broadcast(group, prune)
         if prune:
             self.pruned, self.pruned_epoch = True, epoch
-            raise CancelFit(f"OptunaPruning: trial pruned after epoch {epoch} ({self.monitor} {value:.6g})")
+            raise CancelFit(f"OptunaPruning: trial pruned after epoch {epoch + 1} ({self.monitor} {value:.6g})")
 
     def _broadcast(self, group, prune: bool) -> bool:
         """Rank 0's decision on every rank (on the learner's device for NCCL, which has no CPU tensors)."""
