@@ -233,6 +233,8 @@ PLAUSIBLE: dict[str, Any] = {
     "optimizer.lr": 0.05,
     "optimizer.weight_decay": 1e-4,
     "optimizer.momentum": 0.8,
+    "optimizer.lr_scaling": V("linear", extra={"optimizer.reference_batch_size": 16}),
+    "optimizer.reference_batch_size": 256,
     "optimizer:*.lr": 0.02,
     "optimizer:*.momentum": 0.8,
     "optimizer:*.dampening": 0.1,
@@ -373,6 +375,8 @@ PLAUSIBLE: dict[str, Any] = {
     "trainer.log_every": 1,
     "trainer.plots": True,
     "trainer.lr_find": 5,
+    "trainer.devices": 2,  # the Python API trains in this process (epochal train starts torchrun for it)
+    "trainer.sync_bn": True,  # nothing to synchronise in one process
 }
 
 #: Keys whose plausible value is refused when the recipe loads, with a fragment of the reason.

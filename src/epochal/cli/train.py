@@ -24,6 +24,16 @@ DataOpt = Annotated[
     Path | None, typer.Option("--data", help="Data folder (or CSV for tabular recipes); sets data.path.")
 ]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", min=1, help="Number of epochs; sets epochs.")]
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Processes on this machine (one per GPU, or CPU processes on gloo): runs this command under "
+        "`torchrun --standalone --nproc_per_node=N`; default trainer.devices. Several machines: see "
+        "docs/distributed.md.",
+    ),
+]
 
 
 def recipe_config(
@@ -63,9 +73,11 @@ def train(
     ] = None,
     device: DeviceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr).")] = True,
+    nproc: NprocOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Train a recipe (default: the bundled cifar10-mini quick start) into a new run folder."""
+    from epochal import distributed
     from epochal.config import load_config
     from epochal.config.experiment import train as run_training
 
@@ -77,7 +89,15 @@ def train(
             raise FileNotFoundError(f"--resume {resume}: no config.yaml there; give a run folder")
     else:
         config = recipe_config(recipe, set_, data, epochs)
+    processes = nproc or config.trainer.devices
+    if processes > 1 and not distributed.launched():  # one machine: start torchrun for this same command
+        arguments = _train_arguments(recipe, data, set_, epochs, out, resume, device, progress, json_output)
+        from epochal.distributed.launch import relaunch
+
+        raise typer.Exit(relaunch(processes, arguments))
     result = run_training(config, out=out, resume=resume, device=device, progress=progress)
+    if not distributed.is_main():  # in a job, rank 0 reports for all
+        return
     if json_output:
         emit_json({k: result[k] for k in ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files")})
         return
@@ -86,6 +106,21 @@ def train(
     print(f"epochs: {result['epochs']}  wall: {result['wall_s']:.1f} s  {metrics}")
     if result["skipped_files"]:
         print(f"skipped {len(result['skipped_files'])} undecodable file(s); see data.json and summary.json")
+
+
+def _train_arguments(recipe, data, set_, epochs, out, resume, device, progress, json_output) -> list[str]:
+    """The ``epochal train`` arguments that reproduce this command (without ``--nproc``), for torchrun."""
+    from epochal.cli._output import DEBUG
+
+    args = ["--debug"] if DEBUG["enabled"] else []
+    args += ["train", recipe, "--out", str(out)]
+    for option, value in (("--data", data), ("--epochs", epochs), ("--resume", resume), ("--device", device)):
+        if value is not None:
+            args += [option, str(value)]
+    for override in set_ or []:
+        args += ["--set", override]
+    args += [] if progress else ["--no-progress"]
+    return args + (["--json"] if json_output else [])
 
 
 @command
