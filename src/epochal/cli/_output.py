@@ -45,11 +45,13 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from epochal.distributed import RankFailure
     from epochal.runs.lock import RunLockedError
     from epochal.state import CheckpointError
     from epochal.utils import DiskFullError
 
-    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError)
+    # RankFailure: the diagnosis is the message; the traceback of a wait in a collective says no more
+    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError, RankFailure)
 
 
 def emit_json(obj: dict[str, Any]) -> None:

@@ -99,9 +99,12 @@ def diagnose(exc: BaseException) -> RankFailure | None:
         who = ", ".join(str(r) for r in missing)
         message = (f"rank {current.rank}: rank {who} stopped answering (it died, hung or failed; its own message "
                    f"says why) while this rank waited for it in a collective: {original}")
-    elif current.is_main:
-        message = (f"rank {current.rank}: a collective failed, and every rank answered the check that follows "
-                   f"(or it could not run): {original}")
+    elif missing is not None and current.is_main:
+        message = (f"rank {current.rank}: a collective failed, and every rank answered the check that followed: "
+                   f"{original}")
+    elif current.is_main:  # the check itself failed: a peer's connection is gone, so it died
+        message = (f"rank {current.rank}: another rank died while this rank waited for it in a collective (torchrun's "
+                   f"failure table names it, and its own message says why): {original}")
     else:
         message = (f"rank {current.rank}: a collective failed while this rank waited for the others (rank 0's "
                    f"message names the ranks that stopped answering): {original}")

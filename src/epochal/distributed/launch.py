@@ -12,24 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-__all__ = ["relaunch", "torchrun_command", "without_option"]
-
-
-def without_option(args: Sequence[str], option: str) -> list[str]:
-    """``args`` without ``option VALUE`` or ``option=VALUE`` (every occurrence)."""
-    out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg == option:
-            skip = True
-            continue
-        if arg.startswith(f"{option}="):
-            continue
-        out.append(arg)
-    return out
+__all__ = ["relaunch", "torchrun_command"]
 
 
 def torchrun_command(nproc: int, module_args: Sequence[str]) -> list[str]:
