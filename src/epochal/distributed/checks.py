@@ -71,5 +71,7 @@ def _check_validation(strategy, learner) -> None:
 
 def check_learner(strategy, learner) -> None:
     """Raise on every rank, before the first step, for data that would hang or miscount (module docstring)."""
+    if not strategy.world.distributed:  # a group of one process (a test, a tuning trial) shares nothing
+        return
     _check_training(strategy, learner)
     _check_validation(strategy, learner)
