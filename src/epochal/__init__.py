@@ -2,12 +2,14 @@
 
 The public API, re-exported explicitly. Areas stay importable on their own:
 ``epochal.models``, ``epochal.data``, ``epochal.schedules``, ``epochal.optim``, ``epochal.callbacks``,
-``epochal.tuning`` (``epochal.tune``: Optuna searches, with the extra ``epochal[tune]``).
+``epochal.tuning`` (``epochal.tune``: Optuna searches, with the extra ``epochal[tune]``),
+``epochal.losses``, ``epochal.diagnostics`` (the sanity check).
 """
 
 from epochal.callbacks import (
     Callback,
     CSVLogger,
+    Distillation,
     EarlyStopping,
     ModelCheckpoint,
     MonitorCallback,
@@ -30,6 +32,7 @@ from epochal.data import (
     tabular_loaders,
 )
 from epochal.data.base import ArrayLoader, DataLoaders, EpochLoader
+from epochal.diagnostics import SanityReport, sanity_check
 from epochal.events import (
     EVENTS,
     CancelBackward,
@@ -41,6 +44,7 @@ from epochal.events import (
     CancelValidate,
 )
 from epochal.learner import Learner, LRFinderResult
+from epochal.losses import DistillationLoss
 from epochal.metrics import (
     AUROC,
     Accuracy,
@@ -114,6 +118,8 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataLoaders",
+    "Distillation",
+    "DistillationLoss",
     "EarlyStopping",
     "EpochLoader",
     "ErrorRate",
@@ -132,6 +138,7 @@ __all__ = [
     "RMSpropW",
     "ReduceLROnPlateau",
     "RunLogger",
+    "SanityReport",
     "TensorBoard",
     "TensorLoader",
     "TerminateOnNaN",
@@ -165,6 +172,7 @@ __all__ = [
     "phases_sgdr",
     "plot_lr_find",
     "plot_schedule",
+    "sanity_check",
     "seed_everything",
     "seed_worker",
     "sgdr",

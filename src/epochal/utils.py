@@ -11,6 +11,7 @@ import contextlib
 import difflib
 import errno
 import functools
+import hashlib
 import json
 import math
 import numbers
@@ -29,6 +30,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_number",
+    "content_digest",
     "device_constant",
     "did_you_mean",
     "format_bytes",
@@ -155,6 +157,20 @@ def size_pair(size: Any, what: str = "size") -> tuple[int, int]:
 
 
 # ----------------------------------------------------------------------------- files
+def content_digest(*parts: Any) -> str:
+    """A sha256 over tensors (dtype, shape and bytes) and plain data (as JSON), for cache keys."""
+    import torch
+
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            digest.update(str((part.dtype, tuple(part.shape))).encode())
+            digest.update(part.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(json.dumps(part, default=str).encode())
+    return digest.hexdigest()
+
+
 def json_safe(obj: Any) -> Any:
     """A copy of nested dicts, lists and tuples that JSON can hold: NaN and infinities become None."""
     if isinstance(obj, float) and not math.isfinite(obj):

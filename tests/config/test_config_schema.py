@@ -144,6 +144,9 @@ class V:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+#: A cyclic schedule, for the callbacks that act at the end of its cycles.
+SGDR = {"phases": {"schedule": "sgdr", "cycle_len": 1, "n_cycles": 2}}
+
 #: A plausible value per key. ``*`` stands for any entry of the registry (``optimizer:*.eps``);
 #: a callable value is called with the test's workspace (paths of fixtures).
 PLAUSIBLE: dict[str, Any] = {
@@ -170,6 +173,7 @@ PLAUSIBLE: dict[str, Any] = {
     "data_variants.*.balance": V("undersample", extra={"phases": [{"epochs": 1, "data": "v"}]}),
     # model: declared keys, then per family
     "model.weights": lambda ws: ws.weights(),
+    "distillation": lambda ws: {"teacher": ws.weights(), "temperature": 3.0, "alpha": 0.5},
     "model.init_bias": V("priors", "table"),  # airbench's head has no bias: refused there (test_config_loading)
     "model:vgg16_bn_cifar": V({}, extra={"data.image_size": 32}),  # five 2x2 poolings
     "model:densenet121": V({}, extra={"data.image_size": 32}),
@@ -283,6 +287,20 @@ PLAUSIBLE: dict[str, Any] = {
     "schedule:*.pct": 20.0,
     "schedule:*.max_mom": 0.95,
     "schedule:*.min_mom": 0.85,
+    "schedule:*.final_ratio": 0.05,
+    "schedule:swa_phase.anneal_epochs": 0.5,
+    "schedule:swa_phase.cycle_len": V(1, extra={"phases.lr_max": 0.2}),  # cyclic SWA: both
+    "schedule:swa_phase.lr_max": V(0.2, extra={"phases.cycle_len": 1}),
+    # fge's lr (the low rate) comes from optimizer.lr; lr_max must be given
+    "schedule:fge": V({}, extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:fge.epochs": V(2, extra={"phases.lr_max": 0.2}),
+    "schedule:fge.lr": V(0.02, extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:fge.lr_max": V(0.2, extra={"epochs": 2}),
+    "schedule:fge.cycle_len": V(1, extra={"phases.lr_max": 0.2}),
+    "schedule:fge.optimizer": V("adamw", extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:fge.weight_decay": V(1e-4, extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:fge.momentum": V(0.9, extra={"phases.lr_max": 0.2, "epochs": 2}),
+    "schedule:*.pct_decay": 0.3,
     # explicit phases (each in a list of one phase {epochs: 1, lr: 0.01, ...})
     "phase.epochs": 1.5,
     "phase.optimizer": "adamw",
@@ -300,6 +318,32 @@ PLAUSIBLE: dict[str, Any] = {
     "callback:csv_logger.path": lambda ws: str(ws.tmp / "csv" / "log.csv"),
     "callback:csv_logger.separator": ";",
     "callback:csv_logger.append": True,
+    # weight averaging (SWA's phase arguments act with its lr: they shape the SWA phase)
+    # (8 one-step epochs: the default start 0.75 leaves two to average)
+    "callback:swa": V({}, extra={"epochs": 8}),
+    "callback:swa.start": V(6, extra={"epochs": 8}),
+    "callback:swa.update_every": V(1, extra={"epochs": 8}),
+    "callback:swa.lr": V(0.01, extra={"epochs": 8}),
+    "callback:swa.anneal_epochs": V(1, extra={"epochs": 8, "callbacks.swa.lr": 0.01}),
+    "callback:swa.anneal": V("linear", extra={"epochs": 8, "callbacks.swa.lr": 0.01, "callbacks.swa.anneal_epochs": 1}),
+    "callback:swa.cycle_len": V(1, extra={"epochs": 8, "callbacks.swa.lr": 0.01, "callbacks.swa.lr_max": 0.05}),
+    "callback:swa.lr_max": V(0.05, extra={"epochs": 8, "callbacks.swa.lr": 0.01, "callbacks.swa.cycle_len": 1}),
+    "callback:swa.bn_update": V(False, extra={"epochs": 8}),
+    "callback:swa.bn_augment": V(False, extra={"epochs": 8}),
+    "callback:swa.bn_batches": V(1, extra={"epochs": 8}),
+    "callback:swa.final": V(False, extra={"epochs": 8}),
+    "callback:*.bn_update": False,
+    "callback:*.bn_augment": False,
+    "callback:*.bn_batches": 1,
+    "callback:*.final": False,
+    "callback:ema.bn_update": True,
+    "callback:ema.decay": 0.9,
+    "callback:ema.warmup": False,
+    "callback:ema.update_every": 2,
+    "callback:ema.average_buffers": False,
+    "callback:snapshot_ensemble": V({}, extra=SGDR),
+    "callback:snapshot_ensemble.phases": V(r"cycle\d+", extra=SGDR),
+    "callback:snapshot_ensemble.dirpath": V(lambda ws: str(ws.tmp / "snapshots"), extra=SGDR),
     "callback:*.monitor": "valid/accuracy",
     "callback:*.patience": 1,
     "callback:*.min_delta": 0.01,

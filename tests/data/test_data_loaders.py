@@ -156,3 +156,38 @@ def test_uint8_fast_path_equals_the_float_path():
 def test_device_none_means_cpu():
     assert ImageLoader(IMAGES, TARGETS, device=None).device == torch.device("cpu")
     assert TensorLoader(torch.zeros(3, 2), torch.zeros(3), device=None).device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("balance", [None, "oversample"])
+def test_batch_positions_are_the_samples_each_batch_holds(balance):
+    loader = ImageLoader(IMAGES, TARGETS, batch_size=8, augment=None, seed=4, balance=balance)
+    for epoch in (0, 3):
+        for index, (images, targets) in enumerate(loader.iter_epoch(epoch)):
+            positions = loader.batch_positions(epoch, index)
+            assert torch.equal(targets, loader.targets[positions])
+            assert torch.allclose(images, IMAGES[loader.rows[positions]].float() / 255)
+    tensors = TensorLoader(torch.arange(20.0)[:, None], torch.arange(20), batch_size=6, seed=1)
+    for index, (x, _) in enumerate(tensors.iter_epoch(2)):
+        assert torch.equal(x[:, 0].long(), tensors.batch_positions(2, index))
+
+
+def test_fingerprints_change_with_what_the_inputs_depend_on():
+    base = dict(batch_size=8, augment=None, seed=3)
+    fingerprint = ImageLoader(IMAGES, TARGETS, **base).fingerprint()
+    assert fingerprint == ImageLoader(IMAGES, TARGETS, **base).fingerprint()
+    other_pixels = IMAGES.clone()
+    other_pixels[0, 0, 0, 0] ^= 1
+    changed = [
+        ImageLoader(other_pixels, TARGETS, **base),
+        ImageLoader(IMAGES, TARGETS, rows=list(range(40)), **base),
+        ImageLoader(IMAGES, TARGETS, **{**base, "augment": ["flip"]}),
+        ImageLoader(IMAGES, TARGETS, **{**base, "seed": 4}),
+        ImageLoader(IMAGES, TARGETS, image_size=8, **base),
+        ImageLoader(IMAGES, TARGETS, normalize=Normalize(), **base),
+    ]
+    assert len({fingerprint, *(loader.fingerprint() for loader in changed)}) == 7
+    assert not ImageLoader(IMAGES, TARGETS, **base).augmented and changed[2].augmented
+    inputs, labels = torch.randn(10, 3), torch.arange(10)
+    assert TensorLoader(inputs, labels).fingerprint() == TensorLoader(inputs.clone(), labels).fingerprint()
+    assert TensorLoader(inputs, labels).fingerprint() != TensorLoader(inputs + 1, labels).fingerprint()
+    assert TensorLoader(inputs, labels, transform=lambda x, y, g: (x, y)).augmented

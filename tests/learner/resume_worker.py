@@ -1,9 +1,11 @@
 """Child process of the kill -9 resume test: trains, optionally blocks at a step, or resumes.
 
-Usage: python resume_worker.py RUN_DIR full|crash|resume STOP_STEP OUT_WEIGHTS [array|torch]
+Usage: python resume_worker.py RUN_DIR full|crash|resume STOP_STEP OUT_WEIGHTS [array|torch] [swa]
 
 ``array`` trains on epochal's ArrayLoader; ``torch`` on a plain ``torch.utils.data.DataLoader``
-with ``shuffle=True`` over a Dataset that adds random noise in ``__getitem__``.
+with ``shuffle=True`` over a Dataset that adds random noise in ``__getitem__``. With ``swa`` the
+schedule ends with an SWA phase whose weights are averaged every 2 steps, and OUT_WEIGHTS also gets
+the averaged tensors and their count (before the final swap into the model).
 """
 
 import sys
@@ -15,9 +17,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from epochal.callbacks.base import Callback
 from epochal.callbacks.model_checkpoint import ModelCheckpoint
+from epochal.callbacks.swa import SWA
 from epochal.data.base import ArrayLoader
 from epochal.learner import Learner
-from epochal.schedules import one_cycle
+from epochal.schedules import one_cycle, swa_phase
 from epochal.state import seed_everything
 
 
@@ -69,14 +72,23 @@ def main() -> None:
     y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
     train, valid = loaders(kind, x, y)
     model = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 3))
+    averaging = len(sys.argv) > 6 and sys.argv[6] == "swa"
     callbacks = [ModelCheckpoint(monitor="valid/accuracy", every_n_steps=3)]
+    phases = one_cycle(3, 0.2, optimizer="sgd", weight_decay=1e-3)
+    if averaging:
+        swa = SWA(start="swa", update_every=2, lr=0.05, final=False)
+        callbacks.append(swa)
+        phases = [*one_cycle(2, 0.2, optimizer="sgd", weight_decay=1e-3), *swa_phase(2, lr=0.05)]
     if mode == "crash":
         callbacks.append(BlockAtStep(stop_step))
     learner = Learner(model, (train, valid), optimizer="sgd", metrics=["accuracy"], callbacks=callbacks,
                       device="cpu", run_dir=run_dir, seed=0, log_every=2)
-    phases = one_cycle(3, 0.2, optimizer="sgd", weight_decay=1e-3)
     learner.fit(phases, resume=run_dir if mode == "resume" else None)
-    torch.save({k: v.clone() for k, v in learner.model.state_dict().items()}, out)
+    saved = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    if averaging:
+        saved.update({f"swa.{k}": v.clone() for k, v in swa.averaged.state().items()})
+        saved["swa.n_averaged"] = torch.tensor(swa.averaged.n_averaged)
+    torch.save(saved, out)
 
 
 if __name__ == "__main__":

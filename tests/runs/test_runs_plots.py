@@ -49,3 +49,16 @@ def test_confusion_matrix_counts_and_plot(tmp_path):
     _png(plot_confusion_matrix(matrix, ["cat", "dog", "frog"], tmp_path / "cm.png"))
     with pytest.raises(ValueError, match="does not match"):
         plot_confusion_matrix(matrix, ["a", "b"], tmp_path / "bad.png")
+
+
+def test_plot_history_draws_averaged_weights_beside_the_live_model(tmp_path, monkeypatch):
+    import epochal.runs.plots as plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    records = [{"epoch": e, "train/loss": 1.0 - 0.1 * e, "valid/loss": 1.1 - 0.1 * e, "valid_swa/loss": 1.0 - 0.15 * e,
+                "valid/accuracy": 0.5 + 0.1 * e, "valid_swa/accuracy": 0.55 + 0.1 * e} for e in range(3)]
+    plot_history(records, tmp_path / "curves.png")
+    loss, accuracy = figures[0].axes[:2]
+    assert [line.get_label() for line in loss.lines] == ["train", "valid", "valid_swa"]
+    assert [line.get_label() for line in accuracy.lines] == ["valid", "valid_swa"]

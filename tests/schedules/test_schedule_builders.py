@@ -14,13 +14,17 @@ from epochal.schedules import (
     PhaseSchedule,
     TrainingPhase,
     build_phases,
+    fge,
     flat_cos,
+    flat_linear,
     one_cycle,
     phases_1cycle,
     phases_from_config,
     phases_sgdr,
+    phases_to_config,
     sgdr,
     step_schedule,
+    swa_phase,
     warmup_cosine,
 )
 
@@ -33,6 +37,9 @@ SAMPLE_ARGS = {
     "constant": {"epochs": 4, "lr": 0.1},
     "phases_1cycle": {"cycle_len": 4, "lr": 0.1},
     "phases_sgdr": {"lr": 0.1, "opt": "sgd", "n_cycles": 3, "cycle_len": 1, "cycle_mult": 2},
+    "flat_linear": {"epochs": 4, "lr": 0.1},
+    "swa_phase": {"epochs": 4, "lr": 0.01, "cycle_len": 1, "lr_max": 0.1},
+    "fge": {"epochs": 4, "lr": 0.01, "lr_max": 0.1, "cycle_len": 2},
 }
 
 
@@ -114,6 +121,9 @@ CONTINUATIONS = {
     "constant": [False],
     "phases_1cycle": [False, True, True],
     "phases_sgdr": [False, False, False, False],
+    "fge": [False, True, True, True],  # each cycle climbs from where the last one ended
+    "flat_linear": [False, True, True],
+    "swa_phase": [False, False, False, False],  # cyclical SWA: every cycle restarts at lr_max
 }
 
 
@@ -252,3 +262,80 @@ def test_phases_from_config_lists_and_errors():
         phases_from_config({"epochs": 1})
     with pytest.raises(ValueError, match="non-empty list"):
         phases_from_config([])
+
+
+# ----------------------------------------------------------------------------- weight averaging (SWA, FGE)
+def test_flat_linear_is_the_swa_papers_sgd_schedule():
+    schedule = PhaseSchedule(flat_linear(10, 0.1), 10)  # 100 steps
+    assert [p.name for p in schedule.phases] == ["flat", "decay", "final"]
+    assert schedule.boundaries == (0, 50, 90, 100)
+    lrs = [schedule.values(s)["lr"] for s in range(101)]
+    assert lrs[:50] == [pytest.approx(0.1)] * 50
+    # the decay continues from the flat part: its j-th of 40 steps is at t = (j + 1) / 40
+    assert lrs[50] == pytest.approx(0.1 - 0.099 / 40)
+    assert lrs[69] == pytest.approx(0.1 - 0.099 * 0.5)  # halfway down the linear decay
+    assert lrs[89:] == [pytest.approx(0.001)] * 12  # 0.01x from 90% of the budget on
+    assert [p.name for p in flat_linear(10, 0.1, pct_decay=0.5)] == ["flat", "decay"]
+    with pytest.raises(ValueError, match="pct_flat"):
+        flat_linear(10, 0.1, pct_flat=0.7, pct_decay=0.4)
+
+
+def test_an_open_start_anneals_from_the_previous_phase_and_round_trips():
+    phases = [TrainingPhase(2, lr=0.002), TrainingPhase(2, lr=(None, 0.05), lr_decay="cosine")]
+    schedule = PhaseSchedule(phases, 10)
+    # the open start is the previous phase's last value (step 19); the phase's j-th of 20 steps is at
+    # t = (j + 1) / 20, so it reaches its end on its last step (39) and is halfway at step 29
+    assert schedule.values(19)["lr"] == pytest.approx(0.002) and schedule.values(39)["lr"] == pytest.approx(0.05)
+    assert schedule.values(29)["lr"] == pytest.approx((0.002 + 0.05) / 2)
+    plain = phases_to_config(phases)
+    assert plain[1]["lr"] == [None, 0.05]
+    again = phases_from_config(yaml.safe_load(yaml.safe_dump(plain)))
+    assert PhaseSchedule(again, 10).values(30)["lr"] == pytest.approx(schedule.values(30)["lr"])
+
+
+def test_swa_phase_constant_annealed_and_cyclic():
+    before = TrainingPhase(3, lr=0.2)
+    constant = PhaseSchedule([before, *swa_phase(2, lr=0.05)], 10)
+    assert [constant.values(s)["lr"] for s in (29, 30, 49)] == pytest.approx([0.2, 0.05, 0.05])
+    annealed = swa_phase(3, lr=0.05, anneal_epochs=1, anneal="linear")
+    assert [p.name for p in annealed] == ["swa", "swa"]
+    schedule = PhaseSchedule([before, *annealed], 10)
+    # the anneal continues from 0.2: its j-th of 10 steps is at t = (j + 1) / 10
+    assert [schedule.values(s)["lr"] for s in (29, 30, 34, 39, 59)] == pytest.approx([0.2, 0.185, 0.125, 0.05, 0.05])
+    cyclic = PhaseSchedule([before, *swa_phase(3, lr=0.01, cycle_len=1, lr_max=0.05)], 10)
+    assert cyclic.boundaries == (0, 30, 40, 50, 60)
+    # each cycle restarts at lr_max and reaches the SWA rate on its last step, where the average is taken
+    assert [cyclic.values(s)["lr"] for s in (30, 39, 40, 49)] == pytest.approx([0.05, 0.01, 0.05, 0.01])
+    assert cyclic.values(60)["lr"] == pytest.approx(0.01)  # every cycle ends at the SWA rate
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"cycle_len": 1}, "both cycle_len and lr_max"),
+    ({"cycle_len": 2, "lr_max": 0.1}, "whole number"),
+    ({"cycle_len": 1, "lr_max": 0.01}, "lr_max=0.01 must be > lr"),
+    ({"anneal_epochs": 3}, "anneal_epochs"),
+])
+def test_swa_phase_errors_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        swa_phase(3, lr=0.05, **kwargs)
+
+
+def test_fge_cycles_end_at_the_low_rate_in_phases_named_cycle_i():
+    phases = fge(6, lr=0.01, lr_max=0.05, cycle_len=2)
+    assert [p.name for p in phases] == ["cycle0_up", "cycle0", "cycle1_up", "cycle1", "cycle2_up", "cycle2"]
+    schedule = PhaseSchedule(phases, 10)
+    lrs = [schedule.values(s)["lr"] for s in range(61)]
+    assert max(lrs) == pytest.approx(0.05) and lrs.index(max(lrs)) == 9  # the first climb's last step
+    lows = [schedule.boundaries[k + 1] - 1 for k, p in enumerate(phases) if "_" not in p.name]  # cycles' last steps
+    assert lows == [19, 39, 59] and all(lrs[s] == pytest.approx(0.01) for s in lows)
+    with pytest.raises(ValueError, match="whole number"):
+        fge(5, lr=0.01, lr_max=0.05, cycle_len=2)
+
+
+def test_step_at_inverts_epoch_at_and_hits_phase_starts_exactly():
+    phases = [*flat_linear(7.5, 0.1), *swa_phase(2.5, lr=0.05)]
+    schedule = PhaseSchedule(phases, 13)
+    swa_start = schedule.boundaries[[p.name for p in phases].index("swa")]
+    assert schedule.step_at(7.5) == schedule.step_at(0.75 * 10) == swa_start
+    assert schedule.step_at(0) == 0 and schedule.step_at(10) == schedule.total_steps
+    assert schedule.step_at(6) == 78

@@ -66,6 +66,10 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    def run_summary(self) -> dict[str, Any]:
+        """Keys this callback adds to the run's ``summary.json`` (plain data; mappings merge one level deep)."""
+        return {}
+
     def in_run_dir(self, name: str, argument: str) -> Path:
         """``learner.run_dir / name``, for callbacks that write there unless given their own path.
 

@@ -23,7 +23,9 @@ class RunLogger(Callback):
     crashed and resumed run has exactly one line per epoch); ``summary.json`` is rewritten after
     every epoch with ``status: "running"`` and at the end with the final status. Its
     ``mid_epoch_resume`` entry says whether a resume in the middle of an epoch is exact for the
-    training data, and lists the epochs that a resume had to restart (see :meth:`resume_statement`).
+    training data, and lists the epochs that a resume had to restart (see :meth:`resume_statement`);
+    callbacks add their own keys through :meth:`~epochal.callbacks.base.Callback.run_summary` (SWA
+    and EMA say which weights the run ends with under ``final_weights``).
     """
 
     order = 90
@@ -116,6 +118,10 @@ class RunLogger(Callback):
             "mid_epoch_resume": self.resume_statement(),
             **environment_info(learner.device),
         }
+        for callback in learner.callbacks:  # e.g. SWA's final_weights, SnapshotEnsemble's snapshots
+            for key, value in callback.run_summary().items():
+                merged = isinstance(value, dict) and isinstance(summary.get(key), dict)
+                summary[key] = {**summary[key], **value} if merged else value
         write_json_atomic(learner.run_dir / "summary.json", summary)
         return summary
 

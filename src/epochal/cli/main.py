@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli import cache, inspect, train, tune, use
+from epochal.cli import cache, inspect, sanity, train, tune, use
 from epochal.cli._output import DEBUG
 
 __all__ = ["app", "main"]
@@ -36,6 +36,7 @@ app.command("eval")(use.evaluate)
 app.command("predict")(use.predict)
 app.command("lr-find")(train.lr_find)
 app.command("plot-schedule")(train.plot_schedule)
+app.command("sanity")(sanity.sanity)
 app.command("tune")(tune.tune)
 app.command("models")(inspect.models)
 app.command("recipes")(inspect.recipes)

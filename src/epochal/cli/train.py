@@ -99,7 +99,8 @@ def train(
     if not distributed.is_main():  # in a job, rank 0 reports for all
         return
     if json_output:
-        emit_json({k: result[k] for k in ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files")})
+        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights")
+        emit_json({k: result[k] for k in keys if k in result})
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
     print(f"run folder: {result['run_dir']}")

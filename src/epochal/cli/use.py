@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from epochal.cli._output import DeviceOpt, JsonOpt, command, emit_json
+from epochal.cli.ensemble import CombineOpt, SnapshotsOpt, WeightsOpt, print_ensemble, split_members
 
 __all__ = ["evaluate", "export", "predict"]
 
@@ -15,9 +16,14 @@ TargetArg = Annotated[Path, typer.Argument(help="A run folder, or a checkpoint f
 TtaOpt = Annotated[bool, typer.Option("--tta", help="Average the logits of each image and its mirror image.")]
 
 
+TargetsArg = Annotated[
+    list[Path], typer.Argument(help="Run folders or checkpoint files; several evaluate their ensemble.")
+]
+
+
 @command
 def evaluate(
-    target: TargetArg,
+    targets: TargetsArg,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -27,13 +33,23 @@ def evaluate(
     ] = None,
     tta: TtaOpt = False,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Evaluation batch size.")] = None,
+    weights: WeightsOpt = None,
+    combine: CombineOpt = "probs",
+    snapshots: SnapshotsOpt = False,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Evaluate a trained run on labelled data, or again on its own validation split."""
+    """Evaluate a trained run (or an ensemble of runs) on labelled data, or again on its own validation split."""
     from epochal.config.inference import evaluate as run_evaluate
 
-    result = run_evaluate(target, data, tta=tta, device=device, batch_size=batch_size)
+    if len(targets) > 1 or snapshots or weights is not None:
+        from epochal.config.ensembles import evaluate_ensemble
+
+        result = evaluate_ensemble(targets, data, weights=weights, combine=combine, tta=tta, snapshots=snapshots,
+                                   device=device, batch_size=batch_size)
+        print_ensemble(result, json_output)
+        return
+    result = run_evaluate(targets[0], data, tta=tta, device=device, batch_size=batch_size)
     if json_output:
         emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
         return
@@ -49,13 +65,24 @@ def predict(
     tta: TtaOpt = False,
     top_k: Annotated[int, typer.Option(min=1, help="Classes listed per image.")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the predictions to this CSV.")] = None,
+    weights: WeightsOpt = None,
+    combine: CombineOpt = "probs",
+    snapshots: SnapshotsOpt = False,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Predict the classes of images with a trained run."""
+    """Predict the classes of images with a trained run; leading run folders or checkpoints make an ensemble."""
     from epochal.config.inference import predict as run_predict
 
-    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device)
+    members, inputs = split_members(inputs)
+    if members or snapshots or weights is not None:
+        target = [target, *members]
+    kwargs = {"weights": weights, "combine": combine} if isinstance(target, list) else {}
+    if snapshots:
+        from epochal.config.ensembles import ensemble_members
+
+        target = ensemble_members(target, snapshots=True)
+    rows = run_predict(target, [str(i) for i in inputs], tta=tta, top_k=top_k, device=device, **kwargs)
     if out is not None:
         import csv
 

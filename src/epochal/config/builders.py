@@ -30,6 +30,7 @@ from epochal.config.data_builders import (
 )
 from epochal.config.errors import check_kwargs
 from epochal.config.model_builders import (
+    build_distillation,
     build_model,
     check_model_for_data,
     class_priors,
@@ -43,6 +44,7 @@ __all__ = [
     "LOSSES",
     "build_callbacks",
     "build_data",
+    "build_distillation",
     "build_loss",
     "build_model",
     "build_optimizer_spec",
@@ -73,8 +75,9 @@ _CALLBACK_NAMES = {
     "ReduceLROnPlateau": "reduce_lr_on_plateau",
 }
 _REGISTERED_CALLBACKS: dict[str, type] = {}
-#: Callbacks the Learner or the builders add themselves; not selectable by name.
-_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback"}
+#: Callbacks the Learner or the builders add themselves; not selectable by name (Distillation comes
+#: from the top-level ``distillation`` section, which turns a run folder into its teacher model).
+_INTERNAL_CALLBACKS = {"RunLogger", "PhaseFreezing", "Callback", "MonitorCallback", "WeightAveraging", "Distillation"}
 
 
 def _snake(name: str) -> str:
@@ -222,7 +225,9 @@ def build_phases(config, data=None) -> tuple[list, list]:
     """The training phases, and per phase how many leading layer groups are frozen (None: leave as is).
 
     ``{schedule: NAME, ...}`` calls the schedule builder with the run's ``epochs`` and
-    ``optimizer.lr`` filled in under whatever name the builder uses for them.
+    ``optimizer.lr`` filled in under whatever name the builder uses for them. With
+    ``callbacks.swa.lr`` the builder gets the epochs before SWA starts and the SWA phase is
+    appended (:mod:`epochal.config.averaging`).
 
     Args:
         config: the recipe.
@@ -230,9 +235,11 @@ def build_phases(config, data=None) -> tuple[list, list]:
             training loader built from it. None leaves every phase's ``data`` unset (the schedule
             alone, e.g. to plot it for a given number of steps per epoch).
     """
+    from epochal.config.averaging import swa_schedule_split
     from epochal.schedules import TrainingPhase
 
     spec = config.phases
+    swa_epochs, swa_phases = swa_schedule_split(config)
     if isinstance(spec, list):
         from epochal.config.phase_data import phase_loaders
 
@@ -243,19 +250,30 @@ def build_phases(config, data=None) -> tuple[list, list]:
         ]
         freeze = [_freeze_groups(e.get("freeze")) for e in spec]
         return phases, freeze
-    phases = _call_schedule(spec, config.epochs, config.optimizer.lr)
+    epochs = config.epochs if swa_epochs is None else swa_epochs
+    phases = _call_schedule(spec, epochs, config.optimizer.lr) + swa_phases
     return phases, [None] * len(phases)
 
 
 def _call_schedule(spec, epochs: int, lr: float) -> list:
-    """The phases of ``{schedule: NAME, ...}``, the run's ``epochs`` and ``lr`` filled in where not given."""
+    """The phases of ``{schedule: NAME, ...}``, the run's ``epochs`` and ``lr`` filled in where not given.
+
+    A builder's first missing required length or rate argument is filled (``swa_phase``'s
+    ``epochs`` and ``lr`` next to a given ``cycle_len`` and ``lr_max``); one value never fills two
+    arguments (``fge(lr, lr_max)`` gets ``lr`` and asks for ``lr_max``). A builder with only
+    optional ones (``sgdr``'s ``cycle_len``) gets its first unless the recipe gives one of the group.
+    """
     builder = _schedule_builder(spec.schedule)
     kwargs = spec.kwargs
     accepted = inspect.signature(builder).parameters
     for group, value in ((_EPOCH_ARGS, epochs), (_LR_ARGS, lr)):
-        name = next((a for a in group if a in accepted), None)
-        if name is not None and not any(a in kwargs for a in group):
-            kwargs[name] = value
+        names = [a for a in group if a in accepted]
+        required = [a for a in names if accepted[a].default is inspect.Parameter.empty]
+        missing = [a for a in required if a not in kwargs]
+        if missing:
+            kwargs[missing[0]] = value
+        elif not required and names and not any(a in kwargs for a in group):
+            kwargs[names[0]] = value
     return builder(**kwargs)
 
 
@@ -324,5 +342,3 @@ def _label_kind(info: Mapping[str, Any]) -> str:
     if info.get("multi_label"):
         return "multi_hot"
     return "values" if info.get("task") == "regression" else "class_indices"
-
-

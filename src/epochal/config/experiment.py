@@ -26,6 +26,7 @@ from epochal import distributed
 from epochal.config.builders import (
     build_callbacks,
     build_data,
+    build_distillation,
     build_loss,
     build_model,
     build_optimizer_spec,
@@ -39,6 +40,7 @@ __all__ = [
     "data_facts",
     "lr_find",
     "read_data_info",
+    "sanity",
     "schedule_plot",
     "train",
     "valid_metrics",
@@ -126,6 +128,9 @@ def build_learner(
                 stacklevel=2,
             )
         callbacks.append(PhaseFreezing(freeze))
+    distillation = build_distillation(config, data)
+    if distillation is not None:
+        callbacks.append(distillation)
     learner = Learner(
         model,
         data,
@@ -201,12 +206,12 @@ def read_data_info(run_dir: str | Path) -> dict[str, Any]:
     return read_json(path) if path.is_file() else {}
 
 
-def valid_metrics(record: dict[str, Any]) -> dict[str, float | None]:
-    """``valid/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
+def valid_metrics(record: dict[str, Any], prefix: str = "valid") -> dict[str, float | None]:
+    """``<prefix>/<name>`` values of a history record or metrics dict, keyed by name, NaN as None."""
     out = {}
     for key, value in record.items():
-        if key.startswith("valid/"):
-            out[key[6:]] = json_safe(value)
+        if key.startswith(f"{prefix}/"):
+            out[key[len(prefix) + 1:]] = json_safe(value)
     return out
 
 
@@ -228,8 +233,9 @@ def train(
 
     Returns:
         ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``: metrics
-        are the final validation values by name (``accuracy``, ``loss``), ``best`` the best
-        value of each.
+        are the final validation values by name (``accuracy``, ``loss``) of the weights the run
+        ends with (a run that ends with SWA or EMA weights: their ``valid_swa``/``valid_ema``
+        values, and then ``final_weights`` names them), ``best`` the best value of each.
     """
     _check_devices(config)
     with distributed.process_group(_device(config, device)):  # under torchrun: join the job (no-op alone)
@@ -335,10 +341,13 @@ def _result(learner, run_dir: Path, config, probe) -> dict[str, Any]:
     best = {k[6:]: v.get("value") for k, v in summary.get("best", {}).items() if k.startswith("valid/")}
     info = learner.data.info
     skipped = info.get("skipped_files", info.get("skipped_rows", []))
+    final = summary.get("final_weights")
+    prefix = f"valid_{final['source']}" if final else "valid"
     return {
+        **({"final_weights": final} if final else {}),
         "run_dir": str(run_dir),
         "epochs": summary.get("epochs", len(learner.history)),
-        "metrics": valid_metrics(learner.history[-1]) if learner.history else {},
+        "metrics": valid_metrics(learner.history[-1], prefix) if learner.history else {},
         "best": best,
         "wall_s": summary.get("wall_s"),
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
@@ -357,6 +366,19 @@ def lr_find(config, plot: str | Path, device: str | None = None, **kwargs: Any) 
         "plot": str(result.plot) if result.plot is not None else None,
         "steps": len(result.lrs),
     }
+
+
+def sanity(config, device: str | None = None, **kwargs: Any):
+    """The sanity check (:meth:`~epochal.learner.Learner.overfit_batch`) on the recipe's data, model,
+    loss and optimizer; returns the :class:`~epochal.diagnostics.SanityReport` (``to_dict()`` is
+    what ``epochal sanity --json`` prints).
+
+    Args:
+        kwargs: ``batch_size``, ``max_steps``, ``lr``, ``loss_target``, ``skip``, ``sweep_steps``,
+            ``sample_size``.
+    """
+    learner, _ = build_learner(config, device=device, progress=False)
+    return learner.overfit_batch(**kwargs)
 
 
 def schedule_plot(

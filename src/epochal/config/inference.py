@@ -29,13 +29,19 @@ _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".t
 def locate_run(target: str | Path, which: str | None = None) -> tuple[Path, Path]:
     """``(run_dir, checkpoint)`` for a run folder or a checkpoint file inside one.
 
+    A run folder gives its final weights: the file ``summary.json`` names under ``final_weights``
+    (``swa.pt``/``ema.pt`` of a run that ended with averaged weights), else ``best.pt``, else ``last.pt``.
+
     Raises:
         FileNotFoundError: when ``target`` is neither, or the run has no checkpoint.
     """
+    from epochal.runs.folder import final_checkpoint
+
     target = Path(target)
     if target.is_dir():
         run_dir = target
-        names = [which] if which else ["best", "last"]
+        final = final_checkpoint(run_dir) if which is None else None  # SWA/EMA: the averaged weights
+        names = [which] if which else [*([final.stem] if final else []), "best", "last"]
         for name in names:
             if (run_dir / "checkpoints" / f"{name}.pt").is_file():
                 checkpoint = run_dir / "checkpoints" / f"{name}.pt"
@@ -203,15 +209,20 @@ def _image_files(inputs: list[str | Path]) -> list[Path]:
 
 
 def predict(
-    target: str | Path,
+    target: str | Path | list[str | Path],
     inputs: list[str | Path],
     tta: bool = False,
     top_k: int = 1,
     device: str | None = None,
     batch_size: int = 64,
+    weights: str | list[float] | None = None,
+    combine: str = "probs",
 ) -> list[dict[str, Any]]:
-    """Class predictions of a run's model: for image files (or folders of them), or for every row
-    of CSV files for a tabular run (the target column may be absent).
+    """Class predictions of a run's model (or of an ensemble of runs): for image files (or folders
+    of them), or for every row of CSV files for a tabular run (the target column may be absent).
+
+    A list of targets predicts with their :class:`~epochal.averaging.Ensemble` (``weights``:
+    equal, ``"fit"`` or one per member; ``combine``: see :func:`epochal.config.ensembles.evaluate_ensemble`).
 
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
@@ -219,8 +230,13 @@ def predict(
     """
     from epochal.config.experiment import resolve_device
 
-    model, config, info, _ = restore_model(target)
     device = resolve_device(device)
+    if isinstance(target, (list, tuple)):
+        from epochal.config.ensembles import restore_ensemble
+
+        model, config, info, _ = restore_ensemble(target, weights, combine, device=device)
+    else:
+        model, config, info, _ = restore_model(target)
     if config.data.kind == "tabular":
         if tta:
             raise ConfigError("--tta is for image models; the run is tabular")

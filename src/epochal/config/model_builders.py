@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "build_distillation",
     "build_model",
     "build_on_meta",
     "check_model_for_data",
@@ -131,10 +134,14 @@ def class_priors(data) -> torch.Tensor:
 def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, list[str]]:
     """Load the weights of a run folder, checkpoint or safetensors file whose names and shapes match.
 
+    A run folder gives its final weights (``swa.pt``/``ema.pt`` when ``summary.json`` names one),
+    else ``best.pt``, else ``last.pt``.
+
     Tensors that are missing or differ in shape (a classifier for another number of classes)
     keep the model's own initialisation; their names are returned.
     """
     from epochal.learner import resolve_checkpoint
+    from epochal.runs.folder import final_checkpoint
     from epochal.state import load_checkpoint
 
     source = Path(source)
@@ -143,7 +150,8 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
 
         state = load_file(str(source))
     else:
-        path = (
+        final = final_checkpoint(source) if source.is_dir() else None  # a run that ended with SWA/EMA weights
+        path = final or (
             resolve_checkpoint(source, "best")
             if source.is_dir() and (source / "checkpoints/best.pt").is_file()
             else resolve_checkpoint(source)
@@ -155,3 +163,41 @@ def load_matching_weights(model: nn.Module, source: str | Path) -> dict[str, lis
         raise ValueError(f"model.weights {source}: no tensor matches model {type(model).__name__} by name and shape")
     model.load_state_dict(matched, strict=False)
     return {"skipped": sorted(set(own) - set(matched)), "unused": sorted(set(state) - set(matched))}
+
+
+# ----------------------------------------------------------------------------------------- distillation
+def build_distillation(config, data):
+    """The :class:`~epochal.callbacks.Distillation` of ``config.distillation`` (None without one).
+
+    The teacher run's model is rebuilt with :func:`~epochal.config.inference.restore_model`; its
+    classes must be the data's, and a different normalisation or input shape is warned about (the
+    teacher would see inputs unlike those it was trained on).
+    """
+    spec = config.distillation
+    if spec is None:
+        return None
+    from epochal.callbacks.distillation import Distillation
+    from epochal.config.errors import ConfigError
+    from epochal.config.inference import restore_model
+    from epochal.state import CheckpointError
+
+    try:
+        teacher, _, info, _ = restore_model(spec.teacher)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise ConfigError(f"distillation.teacher {spec.teacher!r}: {exc}") from None
+    classes = list(data.classes) if data.classes is not None else None
+    if info.get("classes") is not None and classes is not None and list(info["classes"]) != classes:
+        raise ConfigError(
+            f"distillation.teacher {spec.teacher!r} predicts the classes {info['classes']}, "
+            f"but this recipe's data has {classes}; distil from a run trained on the same classes"
+        )
+    for key in ("normalize", "input_shape"):
+        theirs, ours = info.get(key), data.info.get(key)
+        ours = json.loads(json.dumps(ours))  # as data.json holds it: tuples become lists
+        if theirs is not None and ours is not None and theirs != ours:
+            warnings.warn(
+                f"distillation.teacher {spec.teacher!r} was trained with {key} {theirs}, this recipe's data "
+                f"has {ours}: the teacher sees inputs unlike its training data",
+                stacklevel=2,
+            )
+    return Distillation(teacher, spec.temperature, spec.alpha, cache_dir=spec.cache_dir)

@@ -30,6 +30,7 @@ from epochal.utils import unknown_name_error
 __all__ = [
     "Config",
     "DataConfig",
+    "DistillationConfig",
     "LossConfig",
     "ModelConfig",
     "OpenSection",
@@ -253,7 +254,6 @@ class TrainerConfig(Section):
     devices: int = Field(1, ge=1)
     sync_bn: bool = False
 
-
     @field_validator("compile")
     @classmethod
     def _backend(cls, value: bool | str) -> bool | str:
@@ -264,6 +264,24 @@ class TrainerConfig(Section):
             if value not in backends:
                 raise unknown_name_error("torch.compile backend", value, backends)
         return value
+
+
+class DistillationConfig(Section):
+    """Knowledge distillation (Hinton et al. 2015) from a trained run into this recipe's model.
+
+    Attributes:
+        teacher: a run folder (its ``best.pt``, else ``last.pt``) or a checkpoint inside one; its
+            model is rebuilt from the run's ``config.yaml`` and must predict the same classes.
+        temperature: ``T`` of the soft targets.
+        alpha: weight of the soft term ``T^2 * KL``; ``1 - alpha`` weighs the recipe's ``loss``.
+        cache_dir: keep the teacher's logits of the training samples there (refused, with a
+            warning, when ``data.augment`` is on).
+    """
+
+    teacher: str
+    temperature: float = Field(4.0, gt=0.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    cache_dir: str | None = None
 
 
 class Config(Section):
@@ -283,6 +301,7 @@ class Config(Section):
         phases: a schedule builder (``{schedule: one_cycle, ...}``) or an explicit list of phases;
             a phase's ``data`` (a ``data_variants`` name or a mapping) changes its batching.
         callbacks: callback name -> keyword arguments (``null`` or ``false`` removes an inherited one).
+        distillation: a teacher run to distil from (``null``: none).
     """
 
     name: str = "run"
@@ -300,6 +319,7 @@ class Config(Section):
     phases: ScheduleConfig | list[dict[str, Any]] = Field(default_factory=lambda: ScheduleConfig(schedule="one_cycle"))
     callbacks: dict[str, dict[str, Any] | None | Literal[False]] = Field(default_factory=dict)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    distillation: DistillationConfig | None = None
 
     @field_validator("metrics")
     @classmethod

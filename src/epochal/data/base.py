@@ -14,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from epochal.utils import content_digest
+
 __all__ = ["ArrayLoader", "Batch", "DataLoaders", "EpochLoader", "batch_generator", "batch_seed"]
 
 #: A batch is ``(inputs, targets)``; inputs may be a tensor or a tuple of tensors.
@@ -100,6 +102,20 @@ class ArrayLoader:
             return torch.arange(self.n)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.n, generator=g)
+
+    def batch_positions(self, epoch: int, index: int) -> torch.Tensor:
+        """The sample positions that batch ``index`` of ``epoch`` holds (see ``ImageLoader.batch_positions``)."""
+        return self._order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+
+    @property
+    def augmented(self) -> bool:
+        """Whether a per-batch ``transform`` changes the inputs (treated as random augmentation)."""
+        return self.transform is not None
+
+    def fingerprint(self) -> str:
+        """A hash of the inputs' bytes and the transform's seed."""
+        parts = tuple(self.inputs) if isinstance(self.inputs, (tuple, list)) else (self.inputs,)
+        return content_digest(*parts, [repr(self.transform), self.seed])
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = self._order(epoch)

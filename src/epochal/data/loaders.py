@@ -29,7 +29,7 @@ from epochal.data.augment import BatchContext, Compose, Normalize, build_augment
 from epochal.data.base import Batch, batch_generator
 from epochal.data.packed_images import PackedImages
 from epochal.data.samplers import Sampler, make_sampler
-from epochal.utils import host_to_device, size_pair
+from epochal.utils import content_digest, host_to_device, size_pair
 
 __all__ = ["RESIDENCIES", "ImageLoader", "TensorLoader", "choose_residency"]
 
@@ -47,6 +47,7 @@ class _IndexedLoader:
             raise ValueError(f"batch_size={batch_size} must be >= 1")
         self.sampler, self.batch_size, self.drop_last = sampler, batch_size, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self._epoch_order: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         full, rest = divmod(len(self.sampler), self.batch_size)
@@ -63,11 +64,22 @@ class _IndexedLoader:
         for index in range(start, len(self)):
             yield index, order[index * self.batch_size : (index + 1) * self.batch_size]
 
+    def batch_positions(self, epoch: int, index: int) -> torch.Tensor:
+        """The sample positions (CPU ``int64``) that batch ``index`` of ``epoch`` holds, in batch order.
+
+        Positions index the loader's samples (``targets``); a callback that keeps per-sample
+        values (cached teacher logits) reads them here without touching the batch.
+        """
+        if self._epoch_order is None or self._epoch_order[0] != epoch:  # one order per epoch, not per batch
+            self._epoch_order = (epoch, self.sampler.indices(epoch))
+        return self._epoch_order[1][index * self.batch_size : (index + 1) * self.batch_size]
+
     def __iter__(self) -> Iterator[Batch]:
         return self.iter_epoch(0)
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         raise NotImplementedError
+
 
 
 def _memory_bytes() -> int:
@@ -178,6 +190,7 @@ class ImageLoader(_IndexedLoader):
         self.normalize, self.dtype, self.channels_last = normalize, dtype, channels_last
         self.prefetch, self.image_size = max(1, prefetch), image_size
         self._targets = (targets.float() if self.multi_label else targets.long()).to(self.device)
+        self._pixel_digest: str | None = None
         self.residency = self._place(residency)
 
     def _place(self, residency: str) -> str:
@@ -284,6 +297,24 @@ class ImageLoader(_IndexedLoader):
         """Targets of this loader's rows, in row order, on ``device``."""
         return self._targets
 
+    @property
+    def augmented(self) -> bool:
+        """Whether batches are augmented (random), so that one sample gives other inputs each epoch."""
+        return len(self.augment) > 0
+
+    def fingerprint(self) -> str:
+        """A hash of everything a delivered input depends on: the images (the cache's source
+        fingerprint, or the pixels of a tensor), the rows, size, normalisation, augmentation and seed."""
+        if isinstance(self.images, PackedImages):
+            source = self.images.manifest["fingerprint"]
+        else:  # the pixels' bytes, hashed once per loader (a device-resident tensor is copied for it)
+            if self._pixel_digest is None:
+                self._pixel_digest = content_digest(self.images)
+            source = self._pixel_digest
+        norm = None if self.normalize is None else self.normalize.to_spec()
+        settings = [self.image_size, norm, str(self.dtype), self.augment.to_spec(), self.seed]
+        return content_digest(source, self.rows, settings)
+
     def output_shape(self) -> tuple[int, ...]:
         """``(C, H, W)`` of delivered images, found by running the pipeline on two blank images."""
         channels, height, width = self.images.shape[1:]
@@ -360,6 +391,18 @@ class TensorLoader(_IndexedLoader):
         )
         super().__init__(sampler, batch_size, drop_last, seed, rank, world_size)
         self.transform = transform
+        self._fingerprint: str | None = None
+
+    @property
+    def augmented(self) -> bool:
+        """Whether a per-batch ``transform`` changes the inputs (treated as random augmentation)."""
+        return self.transform is not None
+
+    def fingerprint(self) -> str:
+        """A hash of the inputs (their bytes, computed once) and the transform's seed."""
+        if self._fingerprint is None:
+            self._fingerprint = content_digest(*self.inputs)
+        return content_digest(self._fingerprint, [repr(self.transform), self.seed])
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         for index, positions in self._slices(epoch, start):

@@ -149,6 +149,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.epoch_metrics: dict[str, float] = {}
         self.running: dict[str, float] = {}
         self.training = False
+        self.valid_prefix = "valid"  # key prefix of validation metrics (averaged weights log under their own)
         self._compiled: dict[bool, nn.Module] = {}  # by "is the strategy's training wrapper"
         self.callbacks: list[Callback] = []
         self._index_handlers()
@@ -475,33 +476,37 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                     metric.update(self.pred.float(), self.yb)
         # each rank evaluated its share: sums and counts of all of them, every sample once
         loss_sum, count = self.strategy.combine_validation(loader, loss_sum, count, self.metrics)
-        self.epoch_metrics["valid/loss"] = float(loss_sum) / count if count else float("nan")
-        self.metric_directions["valid/loss"] = False
+        prefix = self.valid_prefix
+        self.epoch_metrics[f"{prefix}/loss"] = float(loss_sum) / count if count else float("nan")
+        self.metric_directions[f"{prefix}/loss"] = False
         for metric in self.metrics:
-            key = f"valid/{metric.name}"
+            key = f"{prefix}/{metric.name}"
             self.epoch_metrics[key] = metric.compute()
             self.metric_directions[key] = metric.higher_is_better
 
     def _valid_batch_body(self) -> None:
         self._forward_and_loss()
 
-    def validate(self, data=None) -> dict[str, float]:
-        """Evaluate on ``data`` (default: the validation loader) and return ``valid/<metric>`` values.
+    def validate(self, data=None, prefix: str = "valid") -> dict[str, float]:
+        """Evaluate on ``data`` (default: the validation loader) and return ``<prefix>/<metric>`` values.
 
         ``data`` may be any kind the learner takes as validation data: a loader, an iterable of
-        batches or ``(inputs, targets)`` arrays.
+        batches or ``(inputs, targets)`` arrays. ``prefix`` names the keys (and their directions in
+        ``metric_directions``): SWA and EMA evaluate their averaged weights through this same level
+        as ``valid_swa``/``valid_ema``.
         """
+        saved, saved_prefix = self.data, self.valid_prefix
         if data is not None:
             world = self.strategy.world
             valid = as_evaluation_loader(data, world.rank, world.world_size)
-            saved, self.data = self.data, DataLoaders(self.data.train, valid, self.data.classes, self.data.info)
+            self.data = DataLoaders(self.data.train, valid, self.data.classes, self.data.info)
+        self.valid_prefix = prefix
         try:
             self.epoch_metrics = {}
             self._run_level(self._validate_body, "validate", CancelValidate)
             return dict(self.epoch_metrics)
         finally:
-            if data is not None:
-                self.data = saved
+            self.data, self.valid_prefix = saved, saved_prefix
 
     def predict(self, data, activation: str | None = None, with_targets: bool = False):
         """Model outputs for every batch of ``data`` (concatenated on the CPU).

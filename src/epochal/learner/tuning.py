@@ -44,7 +44,7 @@ class LRFinderResult:
 
 
 class LearnerTuning:
-    """``lr_find``, ``freeze``/``freeze_to``/``unfreeze`` and ``fine_tune``."""
+    """``lr_find``, ``overfit_batch``, ``freeze``/``freeze_to``/``unfreeze`` and ``fine_tune``."""
 
     _freeze_record = None
 
@@ -77,6 +77,39 @@ class LearnerTuning:
             if scaler_state:
                 self.scaler.load_state_dict(scaler_state)
             restore_rng(rng)
+
+    def probe(self):
+        """A context manager for temporary work on the learner: on exit (also on error) the weights,
+        BatchNorm buffers, train/eval modes, ``requires_grad`` flags, gradients, optimizer, schedule,
+        loop state, loss scaler, callbacks and every RNG are what they were on entry. Callbacks are
+        detached inside, so no event fires.
+
+        Example:
+            >>> with learner.probe():
+            ...     learner.fit(1)      # an experiment that leaves no trace
+        """
+        return self._probe()
+
+    def overfit_batch(self, batch_size: int | None = None, max_steps: int = 200, lr: float | None = None,
+                      loss_target: float = 0.05, skip=(), **kwargs):
+        """The sanity check: overfit one training batch and test the likely causes when that or
+        anything else fails; the learner is unchanged afterwards.
+
+        Args:
+            batch_size: samples of the batch (default: the training loader's batch size).
+            max_steps: steps after which the overfit gives up.
+            lr: the overfit's constant rate (default: the learner's ``lr``).
+            loss_target: the loss to reach, with batch accuracy 1.0.
+            skip: names of checks not to run.
+            **kwargs: ``sweep_steps``, ``sample_size`` (see :func:`epochal.diagnostics.sanity_check`).
+
+        Returns:
+            A :class:`~epochal.diagnostics.SanityReport` (``passed``, ``failed``, ``to_dict()``).
+        """
+        from epochal.diagnostics import sanity_check  # diagnostics builds on the learner, not the reverse
+
+        return sanity_check(self, batch_size=batch_size, max_steps=max_steps, lr=lr, loss_target=loss_target,
+                            skip=skip, **kwargs)
 
     def lr_find(self, start: float = 1e-7, end: float = 10.0, num: int = 100, mode: str = "exp",
                 stop_div: bool = True, div_factor: float = 4.0, plot: str | Path | None = None,

@@ -1,8 +1,10 @@
-"""Losses: the registry recipes build from, class weights, and regression losses for one-output heads.
+"""Losses: the registry recipes build from, class weights, regression losses for one-output heads,
+and knowledge distillation (Hinton et al. 2015).
 
 Example:
-    >>> from epochal.losses import LOSSES
+    >>> from epochal.losses import LOSSES, DistillationLoss
     >>> loss = LOSSES["cross_entropy"].build({"weight": "balanced"}, counts=[90, 10], n_samples=100)
+    >>> soft = DistillationLoss(temperature=4.0, alpha=0.9)(student_logits, teacher_logits, targets)
 """
 
 from epochal.losses.class_weights import (
@@ -11,12 +13,14 @@ from epochal.losses.class_weights import (
     balanced_pos_weight,
     class_weight_tensor,
 )
+from epochal.losses.distillation import DistillationLoss, distillation_loss, soft_target_loss
 from epochal.losses.registry import LOSSES, LossEntry, register_loss
 from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 
 __all__ = [
     "BALANCED",
     "LOSSES",
+    "DistillationLoss",
     "L1Loss",
     "LossEntry",
     "MSELoss",
@@ -24,5 +28,7 @@ __all__ = [
     "balanced_class_weights",
     "balanced_pos_weight",
     "class_weight_tensor",
+    "distillation_loss",
     "register_loss",
+    "soft_target_loss",
 ]

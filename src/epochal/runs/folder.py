@@ -5,7 +5,7 @@
     config.yaml        the resolved configuration
     metrics.jsonl      one JSON object per epoch
     summary.json       final and best metrics, wall time, throughput, versions, device, git, seed
-    checkpoints/       last.pt, best.pt
+    checkpoints/       last.pt, best.pt (and swa.pt/ema.pt, snapshot_<k>.pt with those callbacks)
     tensorboard/       event files
     plots/             PNG figures
     trial.json         only in a search's trials: the study, the trial number, its parameters and state
@@ -34,6 +34,7 @@ __all__ = [
     "TRIAL_FILE",
     "create_run_dir",
     "environment_info",
+    "final_checkpoint",
     "git_commit",
     "read_json",
     "remove_if_empty",
@@ -80,6 +81,23 @@ def remove_if_empty(folder: str | Path) -> bool:
         return False
     shutil.rmtree(folder)
     return True
+
+
+def final_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint that holds a run's final weights when a callback replaced them at the end of the fit.
+
+    SWA and EMA write their averaged weights to ``checkpoints/<kind>.pt`` and name that file in
+    ``summary.json`` under ``final_weights``; None for other runs (or when the file is gone).
+    """
+    path = Path(run_dir) / "summary.json"
+    try:
+        entry = json.loads(path.read_text()).get("final_weights") if path.is_file() else None
+    except (ValueError, OSError):
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("checkpoint"), str):
+        return None
+    checkpoint = Path(run_dir) / entry["checkpoint"]
+    return checkpoint if checkpoint.is_file() else None
 
 
 def read_json(path: str | Path) -> Any:

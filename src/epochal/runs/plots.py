@@ -57,7 +57,8 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, title: 
     """Loss curves (train and validation) and one panel per other logged metric, by epoch.
 
     Args:
-        history: per-epoch records with ``epoch`` and ``train/...``/``valid/...`` keys.
+        history: per-epoch records with ``epoch`` and ``train/...``/``valid/...`` keys (and
+            ``valid_swa/...``, ``valid_ema/...``: drawn as curves of their own).
         path: the PNG to write.
         title: figure title (the run name).
     """
@@ -66,13 +67,15 @@ def plot_history(history: Sequence[Mapping[str, Any]], path: str | Path, title: 
     epochs = [int(r.get("epoch", i)) + 1 for i, r in enumerate(history)]
     keys = sorted({k for r in history for k in r if "/" in k})
     others = sorted({k.split("/", 1)[1] for k in keys} - {"loss"})
+    # train and valid first, then other evaluations of the same metrics (valid_swa, valid_ema)
+    splits = ["train", "valid", *sorted({k.split("/", 1)[0] for k in keys} - {"train", "valid"})]
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 1 + len(others), figsize=(4.5 * (1 + len(others)), 3.5), squeeze=False)
     panels = [("loss", axes[0][0])] + [(name, axes[0][i + 1]) for i, name in enumerate(others)]
     for name, ax in panels:
-        for split in ("train", "valid"):
+        for split in splits:
             key = f"{split}/{name}"
             if key in keys:
                 ax.plot(epochs, _finite([r.get(key) for r in history]), "-o", label=split, markersize=3)

@@ -16,13 +16,16 @@ from epochal.schedules.builders import (
     SCHEDULES,
     build_phases,
     constant,
+    fge,
     flat_cos,
+    flat_linear,
     one_cycle,
     phases_1cycle,
     phases_sgdr,
     register_schedule,
     sgdr,
     step_schedule,
+    swa_phase,
     warmup_cosine,
 )
 from epochal.schedules.config import (
@@ -52,7 +55,9 @@ __all__ = [
     "TrainingPhase",
     "build_phases",
     "constant",
+    "fge",
     "flat_cos",
+    "flat_linear",
     "lr_finder_schedule",
     "one_cycle",
     "parse_decay",
@@ -69,5 +74,6 @@ __all__ = [
     "smooth_losses",
     "step_schedule",
     "suggest_lr",
+    "swa_phase",
     "warmup_cosine",
 ]

@@ -13,6 +13,15 @@
 * :func:`phases_1cycle` and :func:`phases_sgdr`: the shapes of Gugger's TrainPhase notebook
   (fastai 0.7): a linear triangle followed by a short annihilation phase, and SGDR with the
   notebook's warm-up.
+* :func:`flat_linear`: the SGD schedule of Izmailov et al., *Averaging Weights Leads to Wider
+  Optima and Better Generalization* (SWA, 2018): constant for half the budget, linear decay to
+  ``final_ratio`` of the rate by 90%, then constant.
+* :func:`swa_phase`: SWA's own phase, a constant or cyclic rate, entered from the current rate
+  (annealed, as ``torch.optim.swa_utils.SWALR`` does); every phase it returns is named ``swa``.
+* :func:`fge`: the triangular cycles of fast geometric ensembling (Garipov et al., *Loss Surfaces,
+  Mode Connectivity, and Fast Ensembling of DNNs*, 2018); each cycle ends at its lowest rate, in a
+  phase named ``cycle<i>`` where :class:`~epochal.callbacks.snapshot_ensemble.SnapshotEnsemble`
+  takes its snapshots (as it does at the end of every SGDR cycle).
 
 Where a phase starts and ends (the last step of a run is at the final value; a warm restart
 starts on its ``lr``) is :class:`~epochal.schedules.PhaseSchedule`'s rule, the same for every
@@ -34,13 +43,16 @@ __all__ = [
     "SCHEDULES",
     "build_phases",
     "constant",
+    "fge",
     "flat_cos",
+    "flat_linear",
     "one_cycle",
     "phases_1cycle",
     "phases_sgdr",
     "register_schedule",
     "sgdr",
     "step_schedule",
+    "swa_phase",
     "warmup_cosine",
 ]
 
@@ -351,6 +363,134 @@ def phases_sgdr(
         warmup=cycle_len / 20,
         optimizer=opt,
     )
+
+
+@register_schedule("flat_linear")
+def flat_linear(
+    epochs: float,
+    lr: Any,
+    final_ratio: float = 0.01,
+    pct_flat: float = 0.5,
+    pct_decay: float = 0.4,
+    optimizer: Any = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+) -> list[TrainingPhase]:
+    """SWA paper's SGD schedule: ``lr`` for ``pct_flat``, linear to ``lr * final_ratio`` over ``pct_decay``, then flat.
+
+    With ``final_ratio = swa_lr / lr`` over the epochs before SWA starts, it is also the paper's
+    schedule of the SWA runs up to the averaging (see :func:`swa_phase` for the rest).
+    """
+    positive_number(epochs, "epochs")
+    positive_number(final_ratio, "final_ratio")
+    if not (0 < pct_flat and 0 < pct_decay and pct_flat + pct_decay <= 1):
+        raise ValueError(f"pct_flat and pct_decay must be > 0 with a sum <= 1, got {pct_flat} and {pct_decay}")
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum}
+    low = _scale(lr, final_ratio)
+    phases = [
+        TrainingPhase(epochs * pct_flat, lr=_scale(lr, 1), name="flat", **common),
+        TrainingPhase(epochs * pct_decay, lr=(_scale(lr, 1), low), lr_decay="linear", name="decay", **common),
+    ]
+    rest = epochs * (1 - pct_flat - pct_decay)
+    if rest > 1e-9 * epochs:
+        phases.append(TrainingPhase(rest, lr=low, name="final", **common))
+    return phases
+
+
+def _cycles(epochs: float, cycle_len: float, what: str) -> int:
+    count = epochs / cycle_len
+    if count < 1 - 1e-9 or abs(count - round(count)) > 1e-6:
+        raise ValueError(f"{what}: epochs={epochs} must be a whole number (>= 1) of cycles of cycle_len={cycle_len}")
+    return round(count)
+
+
+@register_schedule("swa_phase")
+def swa_phase(
+    epochs: float,
+    lr: float,
+    anneal_epochs: float = 0.0,
+    anneal: Any = "cosine",
+    cycle_len: float | None = None,
+    lr_max: float | None = None,
+    optimizer: Any = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+) -> list[TrainingPhase]:
+    """The SWA learning-rate phase: constant at ``lr`` or cyclic down to ``lr``, named ``swa``.
+
+    Append it to the phases that train up to the start of averaging, so the hand-over is part of
+    the schedule (plotted, checkpointed, resumable) instead of a swap of the optimizer's rate.
+
+    Args:
+        epochs: the length of the SWA part, annealing included.
+        lr: the SWA rate: the constant rate, or the low end of every cycle (where SWA averages).
+        anneal_epochs: epochs at the start spent moving from the previous phase's final rate to
+            the SWA rate (``lr``; ``lr_max`` when cyclic), as ``torch.optim.swa_utils.SWALR`` does;
+            0 jumps straight to it.
+        anneal: how that move goes (``cosine``, ``linear`` ...).
+        cycle_len: cyclic SWA (the paper's section 3.1): cycles of this many epochs, each linear
+            from ``lr_max`` down to ``lr``; the epochs after annealing must be whole cycles.
+        lr_max: the rate at the start of each cycle (cyclic only).
+        optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
+
+    Example:
+        >>> learner.fit([*flat_linear(30, 0.1, final_ratio=0.5), *swa_phase(10, lr=0.05)])
+    """
+    positive_number(epochs, "epochs")
+    positive_number(lr, "lr")
+    if not 0 <= anneal_epochs < epochs:
+        raise ValueError(f"anneal_epochs must be in [0, epochs={epochs}), got {anneal_epochs}")
+    if (cycle_len is None) != (lr_max is None):
+        raise ValueError("cyclic SWA takes both cycle_len and lr_max (constant SWA: neither)")
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum, "name": "swa"}
+    top = lr if lr_max is None else positive_number(lr_max, "lr_max")
+    phases = []
+    if anneal_epochs > 0:
+        phases.append(TrainingPhase(anneal_epochs, lr=(None, top), lr_decay=anneal, **common))
+    rest = epochs - anneal_epochs
+    if cycle_len is None:
+        return [*phases, TrainingPhase(rest, lr=lr, **common)]
+    if lr_max <= lr:
+        raise ValueError(f"cyclic SWA goes from lr_max down to lr: lr_max={lr_max} must be > lr={lr}")
+    count = _cycles(rest, positive_number(cycle_len, "cycle_len"), "swa_phase")
+    return phases + [TrainingPhase(cycle_len, lr=(lr_max, lr), lr_decay="linear", **common) for _ in range(count)]
+
+
+@register_schedule("fge")
+def fge(
+    epochs: float,
+    lr: float,
+    lr_max: float,
+    cycle_len: float = 2.0,
+    optimizer: Any = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+) -> list[TrainingPhase]:
+    """Fast geometric ensembling's triangular cycles between ``lr`` and ``lr_max``.
+
+    Each cycle of ``cycle_len`` epochs climbs linearly from ``lr`` to ``lr_max`` (phase
+    ``cycle<i>_up``) and comes back down to ``lr`` (phase ``cycle<i>``); Garipov et al. collect a
+    model at every low point, which here is the end of every ``cycle<i>``. The paper's cycle runs
+    down first; starting from the low rate instead (the same wave, half a cycle later) lets a
+    run that continues a trained model start where that model ended and end on a snapshot.
+
+    Args:
+        epochs: total length; a whole number of cycles.
+        lr: the low rate (alpha_2 in the paper), where snapshots are taken.
+        lr_max: the high rate (alpha_1).
+        cycle_len: epochs per cycle (the paper uses 2 to 4).
+        optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
+    """
+    positive_number(lr, "lr")
+    if positive_number(lr_max, "lr_max") <= lr:
+        raise ValueError(f"fge cycles between lr and lr_max: lr_max={lr_max} must be > lr={lr}")
+    count = _cycles(positive_number(epochs, "epochs"), positive_number(cycle_len, "cycle_len"), "fge")
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum}
+    phases = []
+    for i in range(count):
+        phases.append(TrainingPhase(cycle_len / 2, lr=(lr, lr_max), lr_decay="linear", name=f"cycle{i}_up", **common))
+        phases.append(TrainingPhase(cycle_len / 2, lr=(lr_max, lr), lr_decay="linear", name=f"cycle{i}", **common))
+    return phases
 
 
 def _scale(lr: Any, factor: float) -> Any:

@@ -3,7 +3,8 @@
 YAML has no tuples, so the plain spellings are:
 
 * a rate or momentum: ``0.1`` (also the string ``"1e-3"``: PyYAML reads ``1e-3`` as a string),
-* a ``(start, end)`` pair: ``[0.001, 0.1]`` or ``{start: 0.001, end: 0.1}``,
+* a ``(start, end)`` pair: ``[0.001, 0.1]`` or ``{start: 0.001, end: 0.1}``; ``[null, 0.05]`` anneals
+  from the previous phase's final rate to 0.05,
 * discriminative rates: ``{slice: [1e-5, 1e-3]}``, ``{slice: 1e-3}`` or ``{groups: [1e-5, 1e-4, 1e-3]}``,
   also as elements of a pair,
 * a decay: ``cosine``, ``poly2``, ``[polynomial, 2]`` or ``{type: polynomial, power: 2}``.
@@ -197,6 +198,8 @@ def _pair_from_plain(value: Any, where: str) -> Any:
 
 
 def _rate_to_plain(value: Any) -> Any:
+    if value is None:  # the open start of a (None, end) pair
+        return None
     if isinstance(value, tuple):
         return [_rate_to_plain(v) for v in value]
     if isinstance(value, slice):

@@ -36,7 +36,8 @@ class TrainingPhase:
             optimizer (or the Learner's default for the first phase).
         lr: the top group's learning rate: a value, a ``(start, end)`` pair, ``slice(lo, hi)`` or a
             list of per-group values (discriminative); pairs may hold slices/lists with equal
-            ratios. None continues from the previous phase's final value.
+            ratios. None continues from the previous phase's final value; ``(None, end)`` anneals
+            from the previous phase's final value to ``end`` (SWA's hand-over to its rate).
         lr_decay: how ``lr`` moves from start to end (see :func:`parse_decay`; stored parsed, as
             an :class:`Annealer`); None means linear for a pair and constant for a single value.
             A decaying single value goes to zero.
@@ -177,6 +178,9 @@ def _parse_lr(lr: Any) -> tuple[float | None, float | None, slice | tuple[float,
             raise ValueError(
                 f"lr tuple must be (start, end), got {len(lr)} values; use a list for per-group values"
             )
+        if lr[0] is None:  # (None, end): from wherever the previous phase ended, to end
+            end, end_groups = _lr_value(lr[1], "lr end")
+            return None, end, end_groups
         start, start_groups = _lr_value(lr[0], "lr start")
         end, end_groups = _lr_value(lr[1], "lr end")
         if start_groups is not None and end_groups is not None and not _same_ratios(start_groups, end_groups):

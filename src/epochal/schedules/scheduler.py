@@ -164,6 +164,26 @@ class PhaseSchedule:
         done = (step - self._boundaries[index]) / self.phase_length(index)
         return self._epoch_starts[index] + done * self.phases[index].epochs
 
+    def step_at(self, epoch: float) -> int:
+        """The optimizer step at which a (fractional) epoch count is reached; the inverse of :meth:`epoch_at`.
+
+        Rounded like the boundaries (the cumulative step count rounded once), so the epoch at
+        which a phase starts maps exactly to that phase's first step.
+        """
+        total = self._epoch_starts[-1] + self.phases[-1].epochs
+        tolerance = 1e-9 * max(1.0, total)
+        if epoch <= tolerance:
+            return 0
+        if epoch >= total - tolerance:
+            return self.total_steps
+        index = bisect.bisect_right(self._epoch_starts, epoch + tolerance) - 1
+        offset = epoch - self._epoch_starts[index]
+        if abs(offset) <= tolerance:
+            return self._boundaries[index]
+        done = math.fsum(p.epochs * s for p, s in zip(self.phases[:index], self.steps_per_epoch, strict=False))
+        step = math.floor(done + offset * self.steps_per_epoch[index] + 0.5 + 1e-9)
+        return min(max(step, self._boundaries[index]), self._boundaries[index + 1])
+
     def values(self, step: int) -> dict[str, float | None]:
         """``{"lr", "momentum", "weight_decay"}`` at an optimizer step (top-group lr, base decay).
 
@@ -269,6 +289,9 @@ def _resolve(phases: Sequence[TrainingPhase], default_lr: float | None) -> list[
             )
         if phase.lr_start is not None:
             end = phase.lr_end
+        elif phase.lr is not None:  # (None, end): anneal from the previous phase's final rate
+            end = phase.lr_end
+            phase.lr_annealer.validate(start, end, f"lr of phase {k}")
         else:
             end = 0.0 if phase.lr_annealer.decays else start
             phase.lr_annealer.validate(start, end, f"lr of phase {k}")
