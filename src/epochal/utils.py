@@ -419,11 +419,17 @@ def to_device(obj, device, non_blocking: bool = True, memory_format=None):
     import torch
 
     if isinstance(obj, torch.Tensor):
+        # a tensor already in place is returned as is: cheaper than a no-op .to() in the batch loop
         if memory_format is not None and obj.ndim == 4 and obj.is_floating_point():
+            if obj.device == device and obj.is_contiguous(memory_format=memory_format):
+                return obj
             return obj.to(device, non_blocking=non_blocking, memory_format=memory_format)
+        if obj.device == device:
+            return obj
         return obj.to(device, non_blocking=non_blocking)
     if isinstance(obj, tuple | list):
-        return type(obj)(to_device(o, device, non_blocking, memory_format) for o in obj)
+        moved = [to_device(o, device, non_blocking, memory_format) for o in obj]
+        return tuple(moved) if type(obj) is tuple else moved if type(obj) is list else type(obj)(moved)
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking, memory_format) for k, v in obj.items()}
     return obj

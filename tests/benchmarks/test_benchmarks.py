@@ -34,7 +34,9 @@ def test_loop_overhead_reports_the_ratio_of_the_two_loops():
                                                                                          "mlp", 8)
     assert result["plain_s"] > 0 and result["learner_s"] > 0
     assert result["ratio"] == pytest.approx(result["learner_s"] / result["plain_s"], rel=0.01)
-    assert result["target_ratio"] == 1.05
+    assert result["plain_cpu_s"] > 0 and result["learner_cpu_s"] > 0
+    assert result["cpu_ratio"] == pytest.approx(result["learner_cpu_s"] / result["plain_cpu_s"], rel=0.01)
+    assert result["target_ratio"] == 1.05 and len(result["load_average"]) == 3
 
 
 @pytest.mark.realdata

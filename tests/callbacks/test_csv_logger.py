@@ -65,6 +65,24 @@ def test_append_keeps_earlier_rows_and_default_overwrites(make_learner, tmp_path
     assert [r[0] for r in read(path, "\t")] == ["epoch", "0", "0", "1"]
 
 
+def test_a_fresh_fit_pays_for_no_fsync_and_a_rewrite_stays_atomic(make_learner, tmp_path, monkeypatch):
+    import os
+
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    stale = tmp_path / "metrics.csv"
+    stale.write_text("old,rows\n1,2\n")
+    learner = make_learner(None, [CSVLogger(stale)])  # no run folder: only the CSV is written
+    learner.fit(2)
+    assert calls == [] and [r[0] for r in read(stale)] == ["epoch", "0", "1"]  # the stale file was replaced
+    learner.fit(1)
+    assert calls == []
+    appending = make_learner(None, [CSVLogger(stale, append=True)])
+    appending.fit(1)  # rows already on disk are rewritten through a temporary file and fsync
+    assert len(calls) >= 1 and [r[0] for r in read(stale)] == ["epoch", "0", "0"]
+
+
 def test_no_folder_and_bad_separator_raise(make_learner):
     with pytest.raises(ValueError, match="run_dir.*path"):
         make_learner(None, [CSVLogger()]).fit(1)

@@ -26,6 +26,13 @@ def test_one_concise_line_per_epoch_when_not_a_terminal(make_learner, capsys):
         assert "\x1b[" not in line  # no terminal escape codes in logs
 
 
+def test_a_recording_console_records_the_lines(make_learner):
+    console = Console(file=io.StringIO(), record=True)
+    make_learner(None, [ProgressBar(console=console)]).fit(2)
+    text = console.export_text()
+    assert text.count("\n") == 2 and text.startswith("epoch 1/2  step 4")
+
+
 def test_quiet_prints_nothing_but_keeps_the_lines(make_learner, capsys):
     bar = ProgressBar(quiet=True)
     make_learner(None, [bar]).fit(2)

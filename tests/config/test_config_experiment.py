@@ -370,3 +370,74 @@ def test_onehot_adult_trains_and_its_run_evaluates_predicts_and_exports(adult_cs
     assert json.loads(predicted.stdout.splitlines()[-1])["n"] > 30000
     exported = invoke("export", result["run_dir"], "--format", "torchscript", "--json")
     assert exported.exit_code == 0, exported.output
+
+
+SPEEDRUN = ["data.batch_size=8", "data.valid_pct=0.25", "model.data_init=20", "callbacks.progress_bar=null",
+            "epochs=4"]
+
+
+def test_speedrun_recipe_builds_airbench94_muon_and_trains(rgb):
+    from epochal.models import AirbenchNet
+    from epochal.optim import Muon
+
+    config = load_config("cifar10-speedrun", ["data.path=" + str(rgb), *SPEEDRUN])
+    learner, phases = build_learner(config, device="cpu", progress=False)
+    assert (learner.precision, learner.compile, learner.channels_last) == ("fp32", False, True)  # auto on a CPU
+    whiten = learner.model.stem.whiten.weight
+    reference = AirbenchNet(num_classes=3)
+    reference.init_whitening(learner.data.train.sample_images(20, config.seed))
+    assert not whiten.requires_grad and torch.equal(whiten, reference.stem.whiten.weight)
+    learner.fit(phases)
+    optimizer = learner.optimizer
+    assert isinstance(optimizer, Muon) and learner.schedule.total_steps == 12  # 27 images, 3 batches, 4 epochs
+    by_rule = {}
+    for group in optimizer.param_groups:
+        by_rule.setdefault(group["name"].rsplit(".", 1)[-1], []).append(group)
+    assert {n for g in by_rule["norm_biases"] for n in g["param_names"]} == {
+        n for n, _ in learner.model.named_parameters() if "norm" in n and n.endswith("bias")}
+    (head,), (whiten_bias,) = by_rule["head"], by_rule["whiten_bias"]
+    assert head["param_names"] == ["head.fc.weight"] and whiten_bias["param_names"] == ["stem.whiten.bias"]
+    assert all(g["muon"] is False and g["momentum"] == 0.85 for gs in by_rule.values() for g in gs if "rule" in g)
+    filters = [g for g in optimizer.param_groups if "rule" not in g and not g["norm_or_bias"]]
+    assert all(g["momentum"] == 0.6 for g in filters)
+    assert all(n.endswith("weight") for g in filters for n in g["param_names"])
+    # step 6 of 12: the line is at 6 / 11; the whitening bias trains for 3 of 4 epochs (9 steps), its
+    # compressed line at 6 / 8 (every schedule reaches its end value on its last step)
+    learner.schedule.apply(optimizer, 6)
+    assert head["lr"] == pytest.approx(1340 * (1 - 6 / 11)) and whiten_bias["lr"] == pytest.approx(106 * (1 - 6 / 8))
+    assert head["weight_decay"] == pytest.approx(1.99e-5) and whiten_bias["weight_decay"] == pytest.approx(2.5157e-4)
+    learner.schedule.apply(optimizer, 9)
+    assert whiten_bias["lr"] == 0.0
+    assert all(np.isfinite(r["train/loss"]) for r in learner.history) and len(learner.history) == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.groups=[{params: head.*, lrr: 1}]", r"optimizer.groups.0: unknown key 'lrr'.*did you mean 'lr'"),
+        ("optimizer.groups=[{lr: 1}]", "optimizer.groups.0 needs 'params'"),
+        ("optimizer.groups=[{params: x, lr: 1, lr_scale: 2}]", "gives both lr and lr_scale"),
+        ("optimizer.weight_decay=0", r"groups.0.weight_decay is relative to optimizer.weight_decay, which is 0"),
+        ("optimizer.groups=[{params: x, momentum: 1.5}]", "momentum must be < 1"),
+    ],
+)
+def test_speedrun_group_rules_are_checked_when_the_recipe_loads(override, message):
+    from epochal.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config("cifar10-speedrun", [override])
+
+
+def test_data_init_needs_a_model_with_init_from_data(rgb):
+    tiny = [o for o in TINY if not o.startswith("model.")]
+    config = load_config("default", [*tiny, "data.path=" + str(rgb), "model={name: resnet18, data_init: 4}"])
+    with pytest.raises(ValueError, match="model 'resnet18' has no init_from_data"):
+        build_learner(config, device="cpu", progress=False)
+
+
+def test_auto_precision_and_compile_follow_the_device():
+    from epochal.config.experiment import resolve_auto
+
+    assert resolve_auto("auto", "cuda:1", "bf16", "fp32") == "bf16"
+    assert resolve_auto("auto", "cpu", True, False) is False
+    assert resolve_auto("fp16", "cpu", "bf16", "fp32") == "fp16"

@@ -60,7 +60,8 @@ def test_unknown_nested_keys_name_the_section(tmp_path):
 
 
 def test_bad_values_name_the_key_and_allowed_values():
-    with pytest.raises(ConfigError, match=r"trainer.precision.*'fp32', 'bf16' or 'fp16'.*'bf61'.*did you mean 'bf16'"):
+    expected = r"trainer.precision.*'fp32', 'bf16', 'fp16' or 'auto'.*'bf61'.*did you mean 'bf16'"
+    with pytest.raises(ConfigError, match=expected):
         load_config("default", ["trainer.precision=bf61"])
     with pytest.raises(ConfigError, match=r"epochs: Input should be greater than or equal to 1.*got 0"):
         load_config("default", ["epochs=0"])

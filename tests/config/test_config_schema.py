@@ -174,6 +174,7 @@ PLAUSIBLE: dict[str, Any] = {
     # model: declared keys, then per family
     "model.weights": lambda ws: ws.weights(),
     "distillation": lambda ws: {"teacher": ws.weights(), "temperature": 3.0, "alpha": 0.5},
+    "model.data_init": 4,  # airbench's whitening from 4 training images
     "model.init_bias": V("priors", "table"),  # airbench's head has no bias: refused there (test_config_loading)
     "model:vgg16_bn_cifar": V({}, extra={"data.image_size": 32}),  # five 2x2 poolings
     "model:densenet121": V({}, extra={"data.image_size": 32}),
@@ -190,6 +191,8 @@ PLAUSIBLE: dict[str, Any] = {
     "model:airbench.whiten_kernel": 2,
     "model:airbench.bn_momentum": 0.5,
     "model:airbench.scale": 0.5,
+    "model:airbench.head_std": 1.0,
+    "model:airbench.trainable_bn_scale": True,
     "model:autoencoder.input_size": 16,
     "model:autoencoder.latent_dim": 8,
     "model:autoencoder.n_features": 16,
@@ -239,6 +242,12 @@ PLAUSIBLE: dict[str, Any] = {
     "optimizer.momentum": 0.8,
     "optimizer.lr_scaling": V("linear", extra={"optimizer.reference_batch_size": 16}),
     "optimizer.reference_batch_size": 256,
+    "optimizer.groups": [{"params": "head.*", "lr_scale": 0.5, "muon": False}],
+    "optimizer:muon.ns_steps": 3,
+    "optimizer:muon.ns_coefficients": [3.4445, -4.775, 2.0315],
+    "optimizer:muon.adjust_lr_fn": "match_rms_adamw",
+    "optimizer:muon.normalize_weights": True,
+    "optimizer:muon.ns_dtype": "float32",
     "optimizer:*.lr": 0.02,
     "optimizer:*.momentum": 0.8,
     "optimizer:*.dampening": 0.1,

@@ -355,6 +355,21 @@ def test_tta_views_and_prediction():
     assert torch.allclose(mean[:, 0], images.mean(dim=(1, 2, 3)))
 
 
+def test_tta_with_airbench_weights():
+    """translate_weight=0.5: the image and its mirror 1/4 each, the four shifted views 1/8 each."""
+    images = _images()
+    corner = lambda x: x[:, :1, 0, 0]  # noqa: E731 - a "model" that tells the views apart
+    views = tta_views(images, flip=True, translate=1)
+    expected = sum(w * corner(v) for w, v in zip([1 / 4, 1 / 4, 1 / 8, 1 / 8, 1 / 8, 1 / 8], views))
+    torch.testing.assert_close(predict_tta(corner, images, flip=True, translate=1, translate_weight=0.5), expected)
+    equal = predict_tta(corner, images, flip=True, translate=1)
+    torch.testing.assert_close(equal, sum(corner(v) for v in views) / 6)
+    plain = predict_tta(corner, images, flip=False, translate=0, translate_weight=0.5)
+    assert torch.equal(plain, corner(images))
+    with pytest.raises(ValueError, match="translate_weight=2"):
+        predict_tta(corner, images, translate=1, translate_weight=2)
+
+
 @pytest.mark.parametrize(
     "mode, torch_mode", [("reflect", "reflect"), ("replicate", "replicate"), ("zeros", "constant")]
 )

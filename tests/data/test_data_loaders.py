@@ -100,6 +100,19 @@ def test_with_rows_and_relabelled_targets():
         ImageLoader(IMAGES, TARGETS - 1, rows=[0, 1, 5])
 
 
+def test_sample_images_is_a_seeded_unaugmented_normalised_choice_of_rows():
+    loader = _loader(rows=list(range(10, 40)))
+    norm = Normalize()
+    picked = loader.sample_images(12, seed=1)
+    assert picked.shape == (12, 3, 12, 12) and torch.equal(picked, loader.sample_images(12, seed=1))
+    assert not torch.equal(picked, loader.sample_images(12, seed=2))
+    originals = [i for i in range(10, 40) if any(torch.allclose(norm.from_uint8(IMAGES[i]), p) for p in picked)]
+    assert len(originals) == 12  # each is one of the loader's rows, unchanged but for normalisation
+    assert len(loader.sample_images(100)) == 30  # all rows when there are fewer
+    with pytest.raises(ValueError, match="count=0"):
+        loader.sample_images(0)
+
+
 def test_multi_label_targets_are_float_rows():
     hot = (torch.rand(50, 4, generator=torch.Generator().manual_seed(1)) > 0.5).to(torch.uint8)
     loader = ImageLoader(IMAGES, hot, batch_size=16, shuffle=False)

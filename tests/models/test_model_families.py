@@ -107,6 +107,43 @@ def test_airbench_shape_frozen_bn_scales_and_scaled_logits():
     assert torch.equal(conv.weight[:, :, 1, 1][:64, :64], torch.eye(64))  # Dirac (identity) start
 
 
+def test_airbench_matches_airbench94_layer_for_layer():
+    model = AirbenchNet()
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    # whiten 2x2 (24 filters + bias), three groups of conv3x3-BN-conv3x3-BN (64, 256, 256), bias-free head
+    assert shapes[:2] == [(24, 3, 2, 2), (24,)] and shapes[-1] == (10, 256)
+    convs = [s for s in shapes if len(s) == 4][1:]
+    assert convs == [(64, 24, 3, 3), (64, 64, 3, 3), (256, 64, 3, 3), *[(256, 256, 3, 3)] * 3]
+    assert sum(p.numel() for p in model.parameters()) == 1_972_792
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert [(b.eps, round(b.momentum, 9)) for b in bns] == [(1e-12, 0.4)] * 6
+    x = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, 256, 3, 3)  # 32 -> 31 (2x2 whitening, no padding) -> 15 -> 7 -> 3
+    torch.testing.assert_close(model(x), model.head.fc(nn.functional.max_pool2d(features, 3).flatten(1)) / 9)
+
+
+def test_airbench_muon_head_and_trainable_bn_scales():
+    torch.manual_seed(0)
+    model = AirbenchNet(scale=1 / 256, head_std=1.0, trainable_bn_scale=True)
+    assert model.head.fc.weight.std().item() == pytest.approx(1.0)
+    assert model.head.scale == 1 / 256
+    assert all(m.weight.requires_grad for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(ValueError, match="head_std must be > 0"):
+        AirbenchNet(head_std=0.0)
+
+
+def test_airbench_init_from_data_sets_and_freezes_the_whitening():
+    torch.manual_seed(0)
+    images = torch.randn(50, 3, 8, 8)
+    model, reference = AirbenchNet(), AirbenchNet()
+    assert model.stem.whiten.weight.requires_grad
+    model.init_from_data(images)
+    reference.init_whitening(images)
+    assert torch.equal(model.stem.whiten.weight, reference.stem.whiten.weight)
+    assert not model.stem.whiten.weight.requires_grad and model.stem.whiten.bias.requires_grad
+
+
 def test_airbench_whitening_decorrelates_patches():
     torch.manual_seed(0)
     mixing = torch.tensor([[1.0, 0.8, 0.3], [0.0, 0.5, 0.9], [0.2, 0.0, 0.4]])

@@ -11,6 +11,7 @@ from epochal.optim import (
     LARS,
     OPTIMIZERS,
     SGDW,
+    Muon,
     RMSpropW,
     build_optimizer,
     optimizer_family,
@@ -28,6 +29,7 @@ EXPECTED_CLASSES = {
     "rmsprop": RMSpropW,
     "lars": LARS,
     "lamb": LAMB,
+    "muon": Muon,
 }
 
 
@@ -98,6 +100,8 @@ def test_build_errors(spec, kwargs, error, message):
 def test_fused_and_foreach_are_left_to_torch_on_cpu_and_can_be_forced():
     model = _model()
     assert not build_optimizer("adamw", model).param_groups[0]["fused"]
+    # torch's CPU default said once, so no step searches for it per group
+    assert build_optimizer("sgd", model).param_groups[0]["foreach"] is False
     assert build_optimizer("adamw", model, fused=True).param_groups[0]["fused"]
 
 

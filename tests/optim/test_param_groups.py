@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from epochal.optim import get_layer_groups, lr_scales, param_groups
+from epochal.optim import GroupRule, build_optimizer, get_layer_groups, lr_scales, param_groups, split_by_rules
 
 
 class Grouped(nn.Module):
@@ -113,3 +113,62 @@ def test_param_groups_errors():
         param_groups(Grouped(), layer_groups=[nn.Linear(1, 1), 3])
     with pytest.raises(ValueError, match="has no parameters"):
         param_groups(nn.ReLU())
+
+
+# ----------------------------------------------------------------------------------------- group rules
+def test_groups_record_parameter_names():
+    model = Grouped()
+    names = dict(model.named_parameters())
+    for group in param_groups(model):
+        assert [id(names[n]) for n in group["param_names"]] == [id(p) for p in group["params"]]
+
+
+def test_rules_move_matching_parameters_into_groups_of_their_own():
+    model = Grouped()
+    rules = [
+        GroupRule("head.weight", lr_scale=10.0, wd_scale=0.5, momentum=0.85, muon=False, name="head"),
+        GroupRule(("*.bias", "scale"), wd_scale=1.0, train_epochs=3),
+        GroupRule("head.*", lr_scale=99.0),  # head.bias: the earlier bias rule wins
+    ]
+    with pytest.raises(ValueError, match=r"rule\(s\) \[\('head.\*',\)\] match no parameter"):
+        param_groups(model, weight_decay=0.1, lr=0.2, rules=rules)
+    groups = param_groups(model, weight_decay=0.1, lr=0.2, rules=rules[:2])
+    by_name = {g["name"]: g for g in groups}
+    head = by_name["group2.head"]
+    assert head["param_names"] == ["head.weight"] and "group2" not in by_name  # emptied groups go
+    assert (head["lr"], head["lr_scale"], head["weight_decay"], head["wd_scale"]) == pytest.approx((2.0, 10, 0.05, 0.5))
+    assert (head["momentum"], head["muon"], head["layer_group"]) == (0.85, False, 2)
+    biases = by_name["group2.no_decay.rule1"]
+    assert sorted(biases["param_names"]) == ["head.bias", "scale"]
+    assert (biases["weight_decay"], biases["train_epochs"], biases["lr"]) == pytest.approx((0.1, 3, 0.2))
+    assert by_name["group1.no_decay.rule1"]["param_names"] == ["body.0.bias", "body.1.bias"]  # per layer group
+    every = [p for g in groups for p in g["params"]]
+    assert len(every) == len(set(map(id, every))) == len(list(model.parameters()))
+    again = split_by_rules(groups, rules[:2])  # a second pass changes nothing
+    summary = lambda gs: [(g["name"], g["lr"], g["param_names"]) for g in gs]  # noqa: E731
+    assert summary(again) == summary(groups)
+
+
+def test_build_optimizer_applies_rules_to_the_learners_groups():
+    model = Grouped()
+    rules = [GroupRule("head.*", lr_scale=4.0)]
+    optimizer = build_optimizer("sgd", param_groups(model, lr=0.1), rules=rules)
+    head = [g for g in optimizer.param_groups if g["name"].endswith("rule0")]
+    assert {n for g in head for n in g["param_names"]} == {"head.weight", "head.bias"}
+    assert [g["lr"] for g in head] == pytest.approx([0.4, 0.4])
+    with pytest.raises(ValueError, match="has no 'param_names'"):
+        build_optimizer("sgd", [{"params": list(model.parameters())}], rules=rules)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": ""}, "non-empty glob"),
+        ({"params": "x", "lr_scale": -1.0}, "lr_scale must be a finite value >= 0"),
+        ({"params": "x", "momentum": 1.0}, "momentum must be < 1"),
+        ({"params": "x", "train_epochs": 0}, "train_epochs must be > 0"),
+    ],
+)
+def test_bad_rules_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GroupRule(**kwargs)

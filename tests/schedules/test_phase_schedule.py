@@ -246,3 +246,27 @@ def test_apply_multiplies_by_a_callback_lr_factor():
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx(
         [0.2 * (1e-2, 1e-1, 0.5)[g["layer_group"]] for g in optimizer.param_groups]
     )
+
+
+def test_group_with_train_epochs_runs_the_schedule_compressed_then_stops():
+    # airbench94_muon: 8 epochs of linear decay; the whitening bias decays to 0 at epoch 3
+    schedule = PhaseSchedule([TrainingPhase(8, lr=(1.0, 0.0), lr_decay="linear")], 22)
+    assert (schedule.step_at(3), schedule.step_at(8), schedule.step_at(20)) == (66, 176, 176)
+    model = nn.Linear(2, 2)
+    groups = param_groups(model, lr=1.0)
+    groups[1]["train_epochs"] = 3
+    optimizer = torch.optim.SGD(groups, lr=1.0)
+    seen = []
+    for step in range(176):
+        schedule.apply(optimizer, step)
+        seen.append([g["lr"] for g in optimizer.param_groups])
+    # every line reaches its end on its last step: the run's at step 175, the bias's at step 65
+    assert [s[0] for s in seen] == pytest.approx([1 - s / 175 for s in range(176)])
+    assert [s[1] for s in seen] == pytest.approx([max(0.0, 1 - s / 65) for s in range(176)])
+    assert seen[65][1] == 0.0 and seen[64][1] > 0.0
+    two_phases = PhaseSchedule([TrainingPhase(1, lr=(0.0, 1.0)), TrainingPhase(3, lr=(1.0, 0.0))], [10, 20])
+    assert two_phases.step_at(2.5) == 40
+    # the compressed schedule keeps the warm-up: train_epochs=2 is 30 of 70 steps, steps 0..29 map onto
+    # 0..69, so step 3 reads the warm-up (0 -> 1 over steps 0..9) at 3 * 69 / 29
+    assert two_phases.compressed_lr(3, 2) == pytest.approx(3 * 69 / 29 / 9)
+    assert two_phases.compressed_lr(29, 2) == pytest.approx(0.0) and two_phases.compressed_lr(30, 2) == 0.0

@@ -17,6 +17,7 @@ from epochal.schedules import (
     fge,
     flat_cos,
     flat_linear,
+    linear_decay,
     one_cycle,
     phases_1cycle,
     phases_from_config,
@@ -35,6 +36,7 @@ SAMPLE_ARGS = {
     "step_schedule": {"epochs": 4, "lr": 0.1, "milestones": [2, 3]},
     "flat_cos": {"epochs": 4, "lr": 0.1},
     "constant": {"epochs": 4, "lr": 0.1},
+    "linear_decay": {"epochs": 4, "lr": 0.1},
     "phases_1cycle": {"cycle_len": 4, "lr": 0.1},
     "phases_sgdr": {"lr": 0.1, "opt": "sgd", "n_cycles": 3, "cycle_len": 1, "cycle_mult": 2},
     "flat_linear": {"epochs": 4, "lr": 0.1},
@@ -55,6 +57,17 @@ def test_registered_builders_give_positive_finite_schedules(name):
     assert all(0 <= lr <= 0.1 + 1e-12 for lr in lrs)
     assert max(lrs) == pytest.approx(0.1)
     assert sum(p.epochs for p in phases) == pytest.approx(schedule.epoch_at(schedule.total_steps))
+
+
+def test_linear_decay_goes_from_lr_on_the_first_step_to_zero_on_the_last():
+    schedule = PhaseSchedule(linear_decay(8, 0.24), 25)
+    assert schedule.total_steps == 200
+    lrs = [schedule.values(s)["lr"] for s in range(200)]
+    assert lrs == pytest.approx([0.24 * (1 - s / 199) for s in range(200)])
+    # airbench94_muon steps 0.24 * (1 - s / 200): at most 0.24 / 200 away, the same line one step longer
+    assert max(abs(a - 0.24 * (1 - s / 200)) for s, a in enumerate(lrs)) <= 0.24 / 200 + 1e-12
+    assert schedule.values(199)["lr"] == schedule.values(200)["lr"] == 0.0
+    assert PhaseSchedule(linear_decay(2, 0.1, lr_end=0.01), 10).values(19)["lr"] == pytest.approx(0.01)
 
 
 def test_one_cycle_peaks_at_pct_start_and_ends_at_lr_max_over_div_final_div():
@@ -124,6 +137,7 @@ CONTINUATIONS = {
     "fge": [False, True, True, True],  # each cycle climbs from where the last one ended
     "flat_linear": [False, True, True],
     "swa_phase": [False, False, False, False],  # cyclical SWA: every cycle restarts at lr_max
+    "linear_decay": [False],
 }
 
 

@@ -84,15 +84,26 @@ class CSVLogger(Callback):
         return bool(new)
 
     def _rewrite(self) -> None:
+        """Write every row; atomically when a file is there, whose rows a crash must not lose.
+
+        A fresh fit has no rows yet: a stale file is removed and the first epoch writes the new
+        one plainly, so an ordinary fit pays for no ``fsync`` (two cost 10-30 ms on a busy disk).
+        """
         rows = self._rows()
+        if not rows:
+            self.file.unlink(missing_ok=True)
+            return
         for row in rows:
             self._extend_columns(row)
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, delimiter=self.separator, lineterminator="\n")
-        if self.columns:
-            writer.writeheader()
+        writer.writeheader()
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-        atomic_write_text(self.file, buffer.getvalue())
+        if self.file.exists():
+            atomic_write_text(self.file, buffer.getvalue())
+        else:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            self.file.write_text(buffer.getvalue(), encoding="utf-8")
 
     def after_epoch(self) -> None:
         history = self.learner.history

@@ -172,5 +172,10 @@ class ProgressBar(Callback):
             self._progress.update(self._epoch_task, completed=self.learner.state.epoch + 1,
                                   total=max(self.n_epochs, self.learner.state.epoch + 1))
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        elif not self.quiet:
+        elif self.quiet:
+            return
+        elif self.console.record:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:  # plain text, no bars: rich's rendering (about 1 ms a line) buys nothing here
+            self.console.file.write(line + "\n")
+            self.console.file.flush()

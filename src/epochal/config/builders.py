@@ -36,6 +36,7 @@ from epochal.config.model_builders import (
     class_priors,
     create_model,
     load_matching_weights,
+    training_images,
 )
 from epochal.losses import LOSSES, register_loss
 from epochal.utils import unknown_name_error
@@ -64,6 +65,7 @@ __all__ = [
     "register_callback",
     "register_loss",
     "resolve_data_path",
+    "training_images",
 ]
 
 # ----------------------------------------------------------------------------------------- callbacks
@@ -308,6 +310,10 @@ def build_optimizer_spec(config) -> Any:
     extra = opt.kwargs
     if opt.momentum is not None:
         extra["momentum"] = opt.momentum
+    if opt.groups:
+        from epochal.config.groups import build_group_rules
+
+        extra["rules"] = build_group_rules(opt)
     if not extra:
         return opt.name
     from epochal.optim import build_optimizer

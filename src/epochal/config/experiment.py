@@ -63,6 +63,13 @@ def _device(config, device: str | None) -> str:
     return resolve_device(device or config.trainer.device)
 
 
+def resolve_auto(value, device: str, on_cuda, elsewhere):
+    """A trainer setting of ``auto`` (precision, compile) resolved for the device."""
+    if value != "auto":
+        return value
+    return on_cuda if str(device).startswith("cuda") else elsewhere
+
+
 #: Callbacks that write into the run folder unless given a path of their own (name -> path argument).
 _RUN_FOLDER_CALLBACKS = {"model_checkpoint": "dirpath", "csv_logger": "path", "tensorboard": "log_dir"}
 
@@ -141,9 +148,9 @@ def build_learner(
         metrics=config.metrics,
         callbacks=callbacks,
         device=device,
-        precision=trainer.precision,
+        precision=resolve_auto(trainer.precision, device, "bf16", "fp32"),
         channels_last=trainer.channels_last,
-        compile=trainer.compile,
+        compile=resolve_auto(trainer.compile, device, True, False),
         grad_accum=trainer.grad_accum,
         clip_grad_norm=trainer.clip_grad_norm,
         clip_grad_value=trainer.clip_grad_value,

@@ -166,7 +166,7 @@ def evaluate(
         ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated}``.
     """
     from epochal.config.builders import build_loss
-    from epochal.config.experiment import resolve_device, valid_metrics
+    from epochal.config.experiment import resolve_auto, resolve_device, valid_metrics
     from epochal.learner import Learner
 
     model, config, info, checkpoint = restore_model(target)
@@ -186,7 +186,7 @@ def evaluate(
             loss=build_loss(config, info),
             metrics=config.metrics,
             device=device,
-            precision=config.trainer.precision,
+            precision=resolve_auto(config.trainer.precision, device, "bf16", "fp32"),
         )
         metrics = learner.validate()
         n = int(data.info.get("valid_size") or sum(len(y) for _, y in data.valid))

@@ -19,6 +19,7 @@ __all__ = [
     "class_priors",
     "create_model",
     "load_matching_weights",
+    "training_images",
 ]
 
 
@@ -101,7 +102,7 @@ def create_model(config, info: Mapping[str, Any]) -> nn.Module:
 
 
 def build_model(config, data) -> nn.Module:
-    """:func:`create_model`, then ``model.weights`` loaded and ``model.init_bias`` applied."""
+    """:func:`create_model`, then ``model.weights`` loaded, ``model.init_bias`` and ``model.data_init`` applied."""
     from epochal.models import init_output_bias
 
     model = create_model(config, data.info)
@@ -109,7 +110,32 @@ def build_model(config, data) -> nn.Module:
         load_matching_weights(model, config.model.weights)
     if config.model.init_bias == "priors":
         init_output_bias(model, class_priors(data), multilabel=bool(data.info.get("multi_label", False)))
+    if config.model.data_init:
+        init = getattr(model, "init_from_data", None)
+        if not callable(init):
+            raise ValueError(
+                f"model.data_init={config.model.data_init}: model {config.model.name!r} has no "
+                "init_from_data(images) method; set model.data_init to 0"
+            )
+        init(training_images(data.train, config.model.data_init, config.seed))
     return model
+
+
+def training_images(loader, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` training inputs for a data-dependent initialisation, as the model will see them.
+
+    An :class:`~epochal.data.ImageLoader` gives a seeded random choice of its images, normalised
+    but not augmented; any other loader the inputs of its first batches of epoch 0.
+    """
+    if hasattr(loader, "sample_images"):
+        return loader.sample_images(count, seed)
+    parts, total = [], 0
+    for inputs, _ in loader.iter_epoch(0):
+        parts.append(inputs)
+        total += len(inputs)
+        if total >= count:
+            break
+    return torch.cat(parts)[:count]
 
 
 def class_priors(data) -> torch.Tensor:

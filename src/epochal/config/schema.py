@@ -99,11 +99,14 @@ class ModelConfig(OpenSection):
             differs (a new classifier) keep their fresh initialisation.
         init_bias: set the output bias from the training class frequencies (``"priors"``), so the
             first predictions match the label distribution, or leave it (``"default"``).
+        data_init: pass this many training images (normalised, not augmented) to the model's
+            ``init_from_data`` before training, e.g. airbench's whitening layer (5000); 0: none.
     """
 
     name: str
     weights: str | None = None
     init_bias: Literal["default", "priors"] = "default"
+    data_init: int = Field(0, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -152,6 +155,10 @@ class OptimizerConfig(OpenSection):
             global batch being ``data.batch_size`` (per rank) x processes x ``trainer.grad_accum``.
             The run prints it at the start and records it in ``summary.json``.
         reference_batch_size: the global batch the rates were tuned for (needed by linear/sqrt).
+        groups: parameter-group rules, first match wins: ``{params: GLOB, lr, lr_scale,
+            weight_decay, wd_scale, momentum, muon, train_epochs, name}`` (see
+            :class:`epochal.optim.GroupRule`; ``lr`` is the group's rate when the schedule is at
+            ``optimizer.lr``, ``weight_decay`` its decay in the units of ``optimizer.weight_decay``).
     """
 
     name: str = "adamw"
@@ -160,6 +167,7 @@ class OptimizerConfig(OpenSection):
     momentum: float | None = Field(None, ge=0.0, lt=1.0)
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     reference_batch_size: int | None = Field(None, ge=1)
+    groups: list[Any] | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> OptimizerConfig:
@@ -182,8 +190,13 @@ class OptimizerConfig(OpenSection):
             )
             from epochal.config.builders import check_optimizer_values
 
-            constructor = self.model_dump(exclude={"name", "lr_scaling", "reference_batch_size"}, exclude_none=True)
-            check_optimizer_values(self.name, {**self.kwargs, **constructor})
+            declared = self.model_dump(exclude={"name", "groups", "lr_scaling", "reference_batch_size"},
+                                       exclude_none=True)
+            check_optimizer_values(self.name, {**self.kwargs, **declared})
+        if self.groups:
+            from epochal.config.groups import build_group_rules
+
+            build_group_rules(self)
         return self
 
 
@@ -229,8 +242,10 @@ class TrainerConfig(Section):
     """How the Learner runs: device, precision and the loop's numeric options.
 
     Attributes:
+        precision: ``auto`` is bf16 on CUDA and fp32 elsewhere.
         compile: wrap the model in ``torch.compile``; a string names its backend (``inductor``,
-            ``eager``, ``aot_eager``, ``cudagraphs`` ...; ``true`` is ``inductor``).
+            ``eager``, ``aot_eager``, ``cudagraphs`` ...; ``true`` is ``inductor``); ``auto``
+            compiles on CUDA only (CPU compilation rarely pays for itself).
         plots: write the run's plots into ``<run>/plots`` after training.
         lr_find: steps of a learning-rate range test run (and undone) before training, plotted
             into ``plots/lr_find.png`` with its suggestions in the train result; 0 runs none.
@@ -242,7 +257,7 @@ class TrainerConfig(Section):
     """
 
     device: str | None = None
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False
     compile: bool | str = False
     grad_accum: int = Field(1, ge=1)
@@ -257,7 +272,7 @@ class TrainerConfig(Section):
     @field_validator("compile")
     @classmethod
     def _backend(cls, value: bool | str) -> bool | str:
-        if isinstance(value, str):
+        if isinstance(value, str) and value != "auto":
             from torch._dynamo import list_backends
 
             backends = list_backends(exclude_tags=())

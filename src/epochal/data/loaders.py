@@ -323,6 +323,25 @@ class ImageLoader(_IndexedLoader):
         images, _ = self._finish(probe, positions, 0, 0)
         return tuple(images.shape[1:])
 
+    def sample_images(self, count: int, seed: int | None = None) -> torch.Tensor:
+        """``count`` of this loader's images, normalised as batches are but not augmented.
+
+        A seeded random choice of rows (in row order), for data-dependent initialisation such
+        as airbench's whitening layer; all of them when there are fewer.
+
+        Args:
+            count: how many images.
+            seed: seed of the choice (default: the loader's).
+        """
+        if count < 1:
+            raise ValueError(f"count={count} must be >= 1")
+        generator = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        pick = torch.randperm(len(self.rows), generator=generator)[:count].sort().values
+        plain = self.with_rows(self.rows[pick], augment=None, shuffle=False, balance=None,
+                               batch_size=len(pick), drop_last=False, rank=0, world_size=1)
+        images, _ = next(plain.iter_epoch(0))
+        return images
+
     def with_rows(self, rows: Sequence[int], row_targets=None, **changes) -> ImageLoader:
         """A loader like this one over other image ``rows``.
 

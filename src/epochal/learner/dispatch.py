@@ -73,7 +73,7 @@ class LearnerCallbacks:
         strategy = getattr(self, "strategy", None)
         if strategy is not None and not strategy.is_main:
             ordered = [cb for cb in ordered if not getattr(cb, "rank_zero_only", False)]
-        self._handlers = {e: [getattr(cb, e) for cb in ordered if hasattr(cb, e)] for e in EVENTS}
+        self._handlers = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(cb, e)) for e in EVENTS}
 
     def __call__(self, event: str) -> None:
         """Run every callback that implements ``event``, in order."""

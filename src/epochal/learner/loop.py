@@ -50,6 +50,13 @@ from epochal.utils import to_device, unknown_name_error
 __all__ = ["Learner"]
 
 _PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: (before, after_cancel, after) event names of each loop level, built once (not per batch).
+_LEVEL_EVENTS = {
+    level: (f"before_{level}", f"after_cancel_{level}", f"after_{level}")
+    for level in ("fit", "epoch", "train", "validate", "batch", "backward", "step")
+}
+#: fp32's autocast: one reusable no-op context instead of a new one per forward.
+_NO_AUTOCAST = contextlib.nullcontext()
 
 
 def _batch_size(targets: Any) -> int:
@@ -168,14 +175,15 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         ``finish`` (bookkeeping that must happen even when the level is cancelled) runs just
         before ``after_<level>``.
         """
+        before, cancelled, after = _LEVEL_EVENTS[level]
         try:
-            self(f"before_{level}")
+            self(before)
             body()
         except cancel:
-            self(f"after_cancel_{level}")
+            self(cancelled)
         if finish is not None:
             finish()
-        self(f"after_{level}")
+        self(after)
 
     # ----------------------------------------------------------------- fit
     def fit(
@@ -343,9 +351,12 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             self("after_loss")
 
     def _backward_body(self) -> None:
-        group = self.iteration // self.grad_accum * self.grad_accum
-        size = min(self.grad_accum, self.n_batches - group)
-        self.scaler.scale(self.loss / size if size > 1 else self.loss).backward()
+        loss = self.loss
+        if self.grad_accum > 1:
+            group = self.iteration // self.grad_accum * self.grad_accum
+            size = min(self.grad_accum, self.n_batches - group)
+            loss = loss / size if size > 1 else loss
+        (self.scaler.scale(loss) if self.scaler.is_enabled() else loss).backward()
 
     def _step_body(self) -> None:
         self.schedule.apply(self.optimizer, self.state.step)
@@ -356,8 +367,11 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                 torch.nn.utils.clip_grad_value_(params, self.clip_grad_value)
             if self.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm, foreach=True)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:  # what the disabled scaler would do, without its checks at every step
+            self.optimizer.step()
 
     def _end_train_batch(self) -> None:
         """Advance the counters, log at intervals and enter the next phase at its boundary.
@@ -452,7 +466,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         """The autocast context for the learner's precision (a no-op in fp32)."""
         dtype = _PRECISIONS[self.precision]
         if dtype is None:
-            return contextlib.nullcontext()
+            return _NO_AUTOCAST
         return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     # ----------------------------------------------------------------- validation and prediction

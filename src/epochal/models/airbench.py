@@ -4,9 +4,15 @@ a Single GPU" (airbench, 2024), building on Page's and tysam-code's ResNet-8 var
 A 2x2 *whitening* convolution (24 filters: the eigenvectors of the training-patch covariance and
 their negatives, scaled by the inverse square-root eigenvalues; ``init_whitening`` computes them
 from images), GELU, then three conv groups ``conv-maxpool-BN-GELU-conv-BN-GELU`` of widths
-64-256-256, a global max pool and a bias-free linear classifier whose logits are scaled by 1/9.
-The 3x3 convolutions start as partial identities (Dirac init) and the BatchNorm scales are frozen
-at 1 with only the shifts learned, as in airbench.
+64-256-256, a global max pool (airbench's ``MaxPool2d(3)`` on the 3x3 map of a 32 px input) and a
+bias-free linear classifier whose logits are scaled: by 1/9 in airbench94, by 1/256 (one over the
+width) with unit-variance initial weights in airbench94_muon (``scale=1/256, head_std=1``). The 3x3
+convolutions start as partial identities (Dirac init) and BatchNorm (eps 1e-12, running statistics
+kept with weight 0.6 on the old value) learns only its shifts, its scales frozen at 1, unless
+``trainable_bn_scale``.
+
+``init_from_data(images)`` is the data-dependent initialisation hook the recipe builder calls
+(``model.data_init: 5000``): here it sets the whitening filters and freezes them.
 """
 
 from __future__ import annotations
@@ -28,23 +34,25 @@ def _dirac_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
     return conv
 
 
-def _batchnorm(channels: int, momentum: float) -> nn.BatchNorm2d:
+def _batchnorm(channels: int, momentum: float, trainable_scale: bool) -> nn.BatchNorm2d:
     # airbench's "momentum 0.6" is the weight of the old running value; PyTorch's is the new one's.
     bn = nn.BatchNorm2d(channels, eps=1e-12, momentum=1 - momentum)
-    bn.weight.requires_grad_(False)
+    bn.weight.requires_grad_(trainable_scale)
     return bn
 
 
 class ConvGroup(nn.Module):
     """conv -> 2x2 max pool -> BN -> GELU -> conv -> BN -> GELU."""
 
-    def __init__(self, in_channels: int, out_channels: int, bn_momentum: float = 0.6) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, bn_momentum: float = 0.6, trainable_bn_scale: bool = False
+    ) -> None:
         super().__init__()
         self.conv1 = _dirac_conv(in_channels, out_channels)
         self.pool = nn.MaxPool2d(2)
-        self.norm1 = _batchnorm(out_channels, bn_momentum)
+        self.norm1 = _batchnorm(out_channels, bn_momentum, trainable_bn_scale)
         self.conv2 = _dirac_conv(out_channels, out_channels)
-        self.norm2 = _batchnorm(out_channels, bn_momentum)
+        self.norm2 = _batchnorm(out_channels, bn_momentum, trainable_bn_scale)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,10 +70,13 @@ class AirbenchNet(StagedClassifier):
         whiten_kernel: size of the whitening convolution (its width is ``2 * in_chans * k * k``).
         bn_momentum: airbench's BatchNorm momentum (weight of the old running statistics).
         scale: logit scale.
+        head_std: rescale the classifier's initial weights to this standard deviation
+            (airbench94_muon: 1, with ``scale=1/256``); None keeps PyTorch's initialisation.
+        trainable_bn_scale: train the BatchNorm scales too (airbench freezes them at 1).
 
     Example:
-        >>> model = AirbenchNet()
-        >>> model.init_whitening(normalised_train_images[:5000])
+        >>> model = AirbenchNet(scale=1 / 256, head_std=1.0)
+        >>> model.init_from_data(normalised_train_images[:5000])
     """
 
     family = "airbench"
@@ -78,6 +89,8 @@ class AirbenchNet(StagedClassifier):
         whiten_kernel: int = 2,
         bn_momentum: float = 0.6,
         scale: float = 1 / 9,
+        head_std: float | None = None,
+        trainable_bn_scale: bool = False,
     ) -> None:
         super().__init__((in_chans, 32, 32))
         whiten_width = 2 * in_chans * whiten_kernel**2
@@ -87,10 +100,22 @@ class AirbenchNet(StagedClassifier):
         nn.init.zeros_(self.stem.whiten.bias)
         stages, prev = [], whiten_width
         for width in widths:
-            stages.append(ConvGroup(prev, width, bn_momentum))
+            stages.append(ConvGroup(prev, width, bn_momentum, trainable_bn_scale))
             prev = width
         self.stages = nn.Sequential(*stages)
         self.head = ClassifierHead(prev, num_classes, pool="max", bias=False, scale=scale)
+        if head_std is not None:
+            if not head_std > 0:
+                raise ValueError(f"head_std must be > 0, got {head_std}")
+            with torch.no_grad():
+                self.head.fc.weight.mul_(head_std / self.head.fc.weight.std())
+
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Data-dependent initialisation: the whitening filters from (normalised) training images.
+
+        The hook the recipe builder calls with ``model.data_init`` training images.
+        """
+        self.init_whitening(images)
 
     @torch.no_grad()
     def init_whitening(self, images: torch.Tensor, eps: float = 5e-4, freeze: bool = True) -> None:

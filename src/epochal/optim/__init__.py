@@ -1,5 +1,5 @@
 """Optimizers and parameter groups: no-decay split, layer groups, discriminative learning rates,
-decoupled weight decay for every optimizer, LARS/LAMB, optimizer switching and freezing."""
+decoupled weight decay for every optimizer, LARS/LAMB, Muon, group rules, optimizer switching and freezing."""
 
 from epochal.optim.decoupled import SGDW, DecoupledWeightDecay, RMSpropW, decoupled, is_decoupled
 from epochal.optim.factory import (
@@ -16,16 +16,19 @@ from epochal.optim.factory import (
 from epochal.optim.freeze import FreezeRecord, freeze, freeze_to, frozen, set_frozen_norm_eval, unfreeze
 from epochal.optim.groups import (
     NORM_TYPES,
+    GroupRule,
     LrSpec,
     get_layer_groups,
     is_norm_or_bias,
     lr_scales,
     lr_top,
     param_groups,
+    split_by_rules,
     unwrap_model,
 )
 from epochal.optim.lamb import LAMB
 from epochal.optim.lars import LARS
+from epochal.optim.muon import Muon, zeropower_via_newtonschulz
 
 __all__ = [
     "LAMB",
@@ -35,7 +38,9 @@ __all__ = [
     "SGDW",
     "DecoupledWeightDecay",
     "FreezeRecord",
+    "GroupRule",
     "LrSpec",
+    "Muon",
     "OptimizerEntry",
     "OptimizerSpec",
     "RMSpropW",
@@ -55,7 +60,9 @@ __all__ = [
     "resolve_optimizer",
     "same_optimizer",
     "set_frozen_norm_eval",
+    "split_by_rules",
     "switch_optimizer",
     "unfreeze",
     "unwrap_model",
+    "zeropower_via_newtonschulz",
 ]

@@ -20,6 +20,10 @@ import torch
 __all__ = ["SGDW", "DecoupledWeightDecay", "RMSpropW", "decoupled", "is_decoupled"]
 
 
+#: Optimizer class -> its parent's undecorated ``step`` (see ``DecoupledWeightDecay._parent_step``).
+_PARENT_STEPS: dict[type, Callable] = {}
+
+
 class DecoupledWeightDecay:
     """Mixin that turns an optimizer's ``weight_decay`` into decoupled decay.
 
@@ -50,16 +54,27 @@ class DecoupledWeightDecay:
     def _parent_step(self) -> Callable:
         # torch wraps the step of every optimizer class it instantiates with its hook runner; the
         # subclass's step is wrapped already, so call the parent's undecorated step or the
-        # step hooks would run twice.
-        step = super().step  # type: ignore[misc]
-        function = getattr(step, "__func__", None)
-        if function is not None and getattr(function, "hooked", False):
-            return function.__wrapped__.__get__(self)
-        return step
+        # step hooks would run twice. Found once per class: this runs at every step.
+        function = _PARENT_STEPS.get(type(self))
+        if function is None:
+            step = super().step  # type: ignore[misc]
+            function = getattr(step, "__func__", None)
+            if function is None:
+                return step
+            if getattr(function, "hooked", False):
+                function = function.__wrapped__
+            _PARENT_STEPS[type(self)] = function
+        return function.__get__(self)
 
     def step(self, closure: Callable[[], float] | None = None):
-        self._decay_weights()
         groups = self.param_groups  # type: ignore[attr-defined]
+        for group in groups:
+            decay = group["weight_decay"]
+            if not isinstance(decay, float | int) or decay != 0:
+                break
+        else:  # nothing to decay: the parent's step as it is
+            return self._parent_step()(closure)
+        self._decay_weights()
         saved = [group["weight_decay"] for group in groups]
         for group in groups:
             group["weight_decay"] = 0.0

@@ -8,17 +8,25 @@ of their own with ``wd_scale=0``: decaying them towards zero only fights the nor
 Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, 2019, and the no-bias-decay trick of
 Goyal et al., *Accurate, Large Minibatch SGD*, 2017).
 
-Every group dict carries, besides the torch keys ``params``, ``lr`` and ``weight_decay``:
-``lr_scale`` (its learning rate relative to the top group), ``wd_scale`` (1 or 0), ``name``,
-``layer_group`` (the index of its layer group) and ``norm_or_bias``. Torch optimizers keep such extra
-keys untouched, so a :class:`~epochal.schedules.PhaseSchedule` can read them at every step.
+Every group dict carries, besides the torch keys ``params``, ``lr``, ``weight_decay`` and
+``param_names`` (the parameters' names in ``model.named_parameters()``): ``lr_scale`` (its learning
+rate relative to the top group), ``wd_scale`` (1 or 0), ``name``, ``layer_group`` (the index of its
+layer group) and ``norm_or_bias``. Torch optimizers keep such extra keys untouched, so a
+:class:`~epochal.schedules.PhaseSchedule` can read them at every step.
+
+:class:`GroupRule` moves parameters chosen by name into groups of their own with other settings,
+as MMEngine's ``paramwise_cfg`` and Detectron2's ``overrides`` do: airbench gives BatchNorm biases
+and the classifier much larger rates than the filters, trains the whitening bias only for the
+first epochs, and gives the filters to Muon and the rest to SGD.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import numbers
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,12 +35,14 @@ from epochal.utils import positive_number
 
 __all__ = [
     "NORM_TYPES",
+    "GroupRule",
     "LrSpec",
     "get_layer_groups",
     "is_norm_or_bias",
     "lr_scales",
     "lr_top",
     "param_groups",
+    "split_by_rules",
     "unwrap_model",
 ]
 
@@ -170,6 +180,7 @@ def param_groups(
     lr: LrSpec = 1e-3,
     decay_norm_and_bias: bool = False,
     layer_groups: Sequence[nn.Module] | None = None,
+    rules: Sequence[GroupRule] = (),
 ) -> list[dict]:
     """Split a model's parameters into optimizer groups by layer group and by decay.
 
@@ -179,6 +190,7 @@ def param_groups(
         lr: one rate, ``slice(lo, hi)`` or one rate per layer group (see :func:`lr_scales`).
         decay_norm_and_bias: decay norm weights, biases and 1-D parameters too (``wd_scale=1``).
         layer_groups: explicit layer groups instead of :func:`get_layer_groups`'s.
+        rules: :class:`GroupRule` s applied afterwards (see :func:`split_by_rules`).
 
     Returns:
         Non-empty groups, in layer-group order, decayed group before no-decay group. Every
@@ -193,6 +205,7 @@ def param_groups(
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be a finite value >= 0, got {weight_decay}")
     model = unwrap_model(model)
+    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
     groups = get_layer_groups(model, layer_groups)
     scales = lr_scales(lr, len(groups))
     top = lr_top(lr)
@@ -212,6 +225,7 @@ def param_groups(
             result.append(
                 {
                     "params": params,
+                    "param_names": [names.get(id(p), f"<unnamed {tuple(p.shape)}>") for p in params],
                     "lr": top * scales[i],
                     "weight_decay": weight_decay * wd_scale,
                     "lr_scale": scales[i],
@@ -223,7 +237,7 @@ def param_groups(
             )
     if not result:
         raise ValueError(f"model {type(model).__name__} has no parameters")
-    return result
+    return split_by_rules(result, rules) if rules else result
 
 
 def _split_module(module: nn.Module, seen: set[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -236,3 +250,121 @@ def _split_module(module: nn.Module, seen: set[int]) -> tuple[list[torch.Tensor]
             seen.add(id(param))
             (no_decay if is_norm_or_bias(sub, name, param) else decay).append(param)
     return decay, no_decay
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """Settings for the parameters whose names match ``params``; the first matching rule wins.
+
+    Args:
+        params: a glob (``fnmatch``) or globs over the names of ``model.named_parameters()``,
+            e.g. ``"head.*"`` or ``"*norm*.bias"``.
+        lr_scale: the group's learning rate relative to the schedule's (top) rate, times the
+            layer group's discriminative scale.
+        wd_scale: the group's weight decay relative to the base decay (0 switches it off).
+        momentum: the group's own momentum (a phase that sets momentum overrides it).
+        muon: for :class:`~epochal.optim.Muon`: True takes the Muon step, False the SGD step.
+        train_epochs: train the group only for the first ``train_epochs`` epochs, with the whole
+            learning-rate schedule compressed into them (rate 0 afterwards): airbench trains its
+            whitening bias for 3 of 8 epochs, its rate falling linearly to 0 at epoch 3.
+        name: suffix of the groups' names (default ``rule<k>``).
+
+    Example:
+        >>> rules = [GroupRule("head.*", lr_scale=10.0, muon=False), GroupRule("*norm*.bias", wd_scale=0.0)]
+        >>> groups = param_groups(model, weight_decay=5e-4, lr=0.1, rules=rules)
+    """
+
+    params: str | tuple[str, ...]
+    lr_scale: float | None = None
+    wd_scale: float | None = None
+    momentum: float | None = None
+    muon: bool | None = None
+    train_epochs: float | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        patterns = (self.params,) if isinstance(self.params, str) else tuple(self.params)
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise ValueError(f"GroupRule params must be a non-empty glob or list of globs, got {self.params!r}")
+        object.__setattr__(self, "params", patterns)
+        for key, low in (("lr_scale", 0.0), ("wd_scale", 0.0), ("momentum", 0.0)):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value >= low):
+                raise ValueError(f"GroupRule {key} must be a finite value >= {low}, got {value!r}")
+        if self.momentum is not None and self.momentum >= 1:
+            raise ValueError(f"GroupRule momentum must be < 1, got {self.momentum}")
+        if self.train_epochs is not None and not (math.isfinite(self.train_epochs) and self.train_epochs > 0):
+            raise ValueError(f"GroupRule train_epochs must be > 0, got {self.train_epochs!r}")
+
+    def matches(self, name: str) -> bool:
+        """Whether the parameter called ``name`` falls under this rule."""
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.params)
+
+    def apply(self, group: dict, index: int, base_weight_decay: float) -> dict:
+        """A copy of ``group`` (without its parameters) with this rule's settings."""
+        new = {k: v for k, v in group.items() if k not in ("params", "param_names")}
+        new["name"] = f"{group.get('name', 'group')}.{self.name or f'rule{index}'}"
+        if self.lr_scale is not None:
+            new["lr_scale"] = group.get("lr_scale", 1.0) * self.lr_scale
+            if "lr" in group:
+                new["lr"] = group["lr"] * self.lr_scale
+        if self.wd_scale is not None:
+            new["wd_scale"] = self.wd_scale
+            new["weight_decay"] = base_weight_decay * self.wd_scale
+        for key in ("momentum", "muon", "train_epochs"):
+            if getattr(self, key) is not None:
+                new[key] = getattr(self, key)
+        return new
+
+
+def split_by_rules(groups: Sequence[dict], rules: Sequence[GroupRule]) -> list[dict]:
+    """Move the parameters each rule matches (by name) out of ``groups`` into groups of its own.
+
+    A rule's group is made per source group, so layer groups and the no-decay split survive;
+    applying the same rules twice changes nothing.
+
+    Args:
+        groups: groups with ``param_names`` (as :func:`param_groups` makes them).
+        rules: the rules, first match wins.
+
+    Returns:
+        The remaining groups, each followed by its rule groups; empty groups are dropped.
+
+    Raises:
+        ValueError: when a group has no ``param_names``, or a rule matches no parameter (a typo
+            in a pattern must not silently do nothing).
+    """
+    rules = list(rules)
+    used = [False] * len(rules)
+    # the base decay: known from any decayed group (no-decay groups store 0)
+    base = next((g["weight_decay"] / g["wd_scale"] for g in groups if g.get("wd_scale")), 0.0)
+    result = []
+    for i, group in enumerate(groups):
+        names = group.get("param_names")
+        if names is None or len(names) != len(group["params"]):
+            raise ValueError(
+                f"group {group.get('name', i)} has no 'param_names'; rules choose parameters by name, "
+                "so build the groups with epochal.optim.param_groups(model)"
+            )
+        buckets: list[list[tuple[str, torch.Tensor]]] = [[] for _ in range(len(rules) + 1)]
+        for name, param in zip(names, group["params"], strict=True):
+            k = next((k for k, rule in enumerate(rules) if rule.matches(name)), len(rules))
+            buckets[k].append((name, param))
+        already = group.get("rule")  # a group an earlier pass of these rules made
+        for k, bucket in enumerate(buckets):
+            if not bucket:
+                continue
+            if k < len(rules):
+                used[k] = True
+            if k == len(rules) or k == already:  # unmatched, or the rule's own group again
+                new = {**group}
+            else:
+                new = {**rules[k].apply(group, k, base), "rule": k}
+            new["params"] = [p for _, p in bucket]
+            new["param_names"] = [n for n, _ in bucket]
+            result.append(new)
+    unused = [rule.params for rule, hit in zip(rules, used, strict=True) if not hit]
+    if unused:
+        sample = [n for g in groups for n in g["param_names"]][:8]
+        raise ValueError(f"group rule(s) {unused} match no parameter; parameter names look like {sample}")
+    return result

@@ -46,6 +46,7 @@ __all__ = [
     "fge",
     "flat_cos",
     "flat_linear",
+    "linear_decay",
     "one_cycle",
     "phases_1cycle",
     "phases_sgdr",
@@ -225,6 +226,25 @@ def warmup_cosine(
         )
     )
     return phases
+
+
+@register_schedule("linear_decay")
+def linear_decay(
+    epochs: float,
+    lr: Any,
+    lr_end: float = 0.0,
+    optimizer: Any = None,
+    weight_decay: float | None = None,
+    momentum: float | None = None,
+) -> list[TrainingPhase]:
+    """A straight line from ``lr`` at the first step to ``lr_end`` on the last (airbench94_muon's shape).
+
+    airbench steps ``lr * (1 - s / T)`` and never reaches 0 while training; here, as every phase
+    does, the line reaches ``lr_end`` on its last step: step ``s`` of ``T`` is at ``s / (T - 1)``.
+    """
+    positive_number(epochs, "epochs")
+    common = {"optimizer": optimizer, "weight_decay": weight_decay, "momentum": momentum}
+    return [TrainingPhase(epochs, lr=(_scale(lr, 1), lr_end), lr_decay="linear", name="linear_decay", **common)]
 
 
 @register_schedule("step_schedule")

@@ -115,6 +115,7 @@ class PhaseSchedule:
         self._continues = _continuations(self._resolved, [self.phase_length(k) for k in range(len(phases))])
         self._last_nonempty = max(k for k in range(len(phases)) if self.phase_length(k) > 0)
         self._scale_cache: dict[tuple[int, int], tuple[float, ...]] = {}
+        self._horizons: dict[float, int] = {}
 
     @property
     def total_steps(self) -> int:
@@ -207,13 +208,16 @@ class PhaseSchedule:
         discriminative ratio for the group's ``layer_group`` or else the group's ``lr_scale``, and
         ``lr_factor`` (default 1) is a multiplier that callbacks such as ReduceLROnPlateau keep in
         the group (so it is saved with the optimizer state); ``momentum`` (or ``betas[0]``) when the
-        schedule sets momentum; ``weight_decay = base * wd_scale`` when it sets decay.
+        schedule sets momentum; ``weight_decay = base * wd_scale`` when it sets decay. A group with
+        ``train_epochs`` (see :class:`~epochal.optim.GroupRule`) takes ``base`` from the whole
+        schedule compressed into its first ``train_epochs`` epochs, and 0 after them.
         """
         lr, momentum, weight_decay, index = self._at(step)
         scales = self._scales(index, optimizer.param_groups)
         for group in optimizer.param_groups:
             scale = scales[group["layer_group"]] if scales is not None else group.get("lr_scale", 1.0)
-            value = lr * scale * group.get("lr_factor", 1.0)
+            base = lr if group.get("train_epochs") is None else self.compressed_lr(step, group["train_epochs"])
+            value = base * scale * group.get("lr_factor", 1.0)
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(value)
             else:
@@ -227,14 +231,29 @@ class PhaseSchedule:
                 group["weight_decay"] = weight_decay * group.get("wd_scale", 1.0)
         return lr
 
-    def _position(self, index: int, step: int) -> float:
+    def compressed_lr(self, step: int, train_epochs: float) -> float:
+        """The top rate at ``step`` of the schedule squeezed into its first ``train_epochs`` epochs.
+
+        airbench's whitening bias: the linear decay of the whole run, reaching 0 at epoch 3
+        instead of at the end; from then on the rate is 0. The ``h`` compressed steps map onto
+        the whole run's first and last steps, so the compressed schedule, like every phase, ends
+        on its final value on its last step (step ``h - 1`` is at ``(total_steps - 1)``).
+        """
+        horizon = self._horizons.get(train_epochs)
+        if horizon is None:
+            horizon = self._horizons[train_epochs] = max(self.step_at(train_epochs), 1)
+        if step >= horizon:
+            return 0.0
+        return self._at(step * (self.total_steps - 1) / max(horizon - 1, 1))[0]
+
+    def _position(self, index: int, step: float) -> float:
         """The annealing position ``t`` of ``step`` inside phase ``index`` (module docstring)."""
         length, j = self.phase_length(index), step - self._boundaries[index]
         if self._continues[index]:
             return (j + 1) / length
         return j / (length - 1) if length > 1 else 1.0
 
-    def _at(self, step: int) -> tuple[float, float | None, float | None, int]:
+    def _at(self, step: float) -> tuple[float, float | None, float | None, int]:
         if step >= self._boundaries[-1]:
             index, t = self._last_nonempty, 1.0
         elif step < 0:

@@ -105,8 +105,31 @@ def tta_views(images: torch.Tensor, flip: bool = True, translate: int = 0) -> li
 
 
 def predict_tta(
-    model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, flip: bool = True, translate: int = 0
+    model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    flip: bool = True,
+    translate: int = 0,
+    translate_weight: float | None = None,
 ) -> torch.Tensor:
-    """Mean of the model's outputs over :func:`tta_views` (pass logits; average before softmax)."""
+    """Average of the model's outputs over :func:`tta_views` (pass logits; average before softmax).
+
+    Args:
+        model: called on each view.
+        images: the (normalised) batch.
+        flip: add the mirrored view.
+        translate: add views shifted by ``+-translate`` pixels (see :func:`tta_views`).
+        translate_weight: the share of the shifted views in the average, the unshifted ones
+            sharing the rest; None weighs every view alike. airbench uses 0.5: the image and its
+            mirror count 1/4 each, the four shifted views 1/8 each.
+
+    Returns:
+        The averaged outputs.
+    """
     views = tta_views(images, flip=flip, translate=translate)
-    return torch.stack([model(v) for v in views]).mean(0)
+    outputs = torch.stack([model(v) for v in views])
+    if translate_weight is None or translate <= 0:
+        return outputs.mean(0)
+    if not 0.0 <= translate_weight <= 1.0:
+        raise ValueError(f"translate_weight={translate_weight} must be in [0, 1]")
+    plain = (2 if flip else 1)
+    return (1 - translate_weight) * outputs[:plain].mean(0) + translate_weight * outputs[plain:].mean(0)

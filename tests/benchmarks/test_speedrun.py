@@ -1,0 +1,78 @@
+"""benchmarks/speedrun.py: the recipe and the plain loop on a tiny input, and the plain loop's numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from epochal.config import load_config
+from epochal.config.groups import build_group_rules
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "speedrun.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("speedrun", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_plain_loop_uses_the_recipes_numbers():
+    plain = _script().PLAIN
+    config = load_config("cifar10-speedrun")
+    model, opt = config.model.kwargs, config.optimizer
+    assert (plain["widths"], plain["scale"], plain["head_std"]) == (tuple(model["widths"]), model["scale"],
+                                                                   model["head_std"])
+    assert (plain["whiten_images"], plain["batch_size"]) == (config.model.data_init, config.data.batch_size)
+    assert plain["label_smoothing"] == config.loss.kwargs["label_smoothing"]
+    assert (plain["filter_lr"], plain["filter_momentum"], plain["ns_steps"]) == (opt.lr, opt.momentum,
+                                                                                 opt.kwargs["ns_steps"])
+    whiten, norms, head = build_group_rules(opt)
+    assert whiten.params == ("stem.whiten.bias",) and whiten.train_epochs == plain["whiten_bias_epochs"]
+    for rule, lr, wd in ((whiten, "bias_lr", "bias_wd"), (norms, "bias_lr", "bias_wd"), (head, "head_lr", "head_wd")):
+        assert rule.lr_scale * opt.lr == pytest.approx(plain[lr])
+        assert rule.wd_scale * opt.weight_decay == pytest.approx(plain[wd])
+        assert (rule.momentum, rule.muon) == (plain["sgd_momentum"], False)
+    assert config.data.augment == ["alternating_flip", f"translate(pad={plain['translate']})"]
+
+
+@pytest.mark.realdata
+def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
+    archive = shared_dir / "data" / "cifar10-jpeg-train.tar.gz"
+    args = ["--archive", str(archive), "--images", "300", "--valid", "100", "--epochs", "1", "--runs", "1",
+            "--batch-size", "100", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
+                          env=env, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and lines[0]["complete"]  # one line per finished run
+    result = lines[0]
+    assert (result["benchmark"], result["device"], result["train_images"], result["valid_images"]) == (
+        "speedrun", "cpu", 200, 100)
+    settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"])
+    assert settings == (1, 2, "fp32", False)
+    for loop in ("learner", "plain"):
+        summary = result[loop]
+        assert len(summary["seconds"]) == 1 and summary["median_s"] > 0 and summary["warmup_s"] > 0
+        assert 0 < summary["median_epoch_s"] <= summary["median_s"]
+        for key in ("tta_accuracy", "accuracy"):
+            assert len(summary[key]["values"]) == 1 and 0 <= summary[key]["mean"] <= 1
+    assert result["learner_over_plain"] == pytest.approx(
+        result["learner"]["median_s"] / result["plain"]["median_s"], rel=0.01)
+    assert result["targets"]["learner_over_plain"] == 1.05 and result["targets"]["gpu_median_s"] == 1.69
+    assert result["prepare_s"] > 0 and len(result["load_average_after"]) == 3
+
+
+def test_speedrun_names_a_missing_archive(tmp_path):
+    missing = tmp_path / "nope.tar.gz"
+    done = subprocess.run([sys.executable, str(SCRIPT), "--archive", str(missing)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode != 0 and str(missing) in done.stderr
