@@ -18,6 +18,12 @@ the rows:
   (``f1_macro``) of the thresholded sigmoid.
 
 The ranking metrics (AUROC, mAP) raise a ValueError naming the metric when a score is NaN.
+
+Under data-parallel training each rank evaluates its own share of the validation set, and
+``sync(reducer)`` then gives every rank the state of all of them before ``compute``: sums and
+counts are added (``reducer.sum``), the ranking metrics gather every rank's scores, however many
+each holds (``reducer.gather``). The result is the metric of the whole set, exactly as one process
+computes it: no sample is counted twice and none is left out.
 """
 
 from __future__ import annotations
@@ -66,6 +72,21 @@ class Metric:
     def compute(self) -> float:
         raise NotImplementedError
 
+    def sync(self, reducer) -> None:
+        """Replace this rank's state by the state of every rank together (data-parallel validation).
+
+        Args:
+            reducer: gives ``reducer.sum(tensor)`` (the tensor summed over ranks, in place),
+                ``reducer.gather(tensor_or_None)`` (every rank's rows concatenated; ranks may hold
+                different numbers of rows) and ``reducer.device`` (where the tensors of a
+                collective live). Every rank calls ``sync`` once, after its last ``update``.
+
+        Raises:
+            NotImplementedError: for a metric that does not say how its state combines; the
+                Learner checks this before the first step of a data-parallel fit.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define sync(reducer)")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -86,6 +107,12 @@ class _SumCount(Metric):
         if self._count == 0:
             return float("nan")
         return float(self._sum) / self._count
+
+    def sync(self, reducer) -> None:
+        total = torch.zeros((), dtype=torch.float64, device=reducer.device) if self._sum is None else self._sum
+        pair = reducer.sum(torch.stack([total.to(reducer.device, torch.float64),
+                                        torch.tensor(float(self._count), dtype=torch.float64, device=reducer.device)]))
+        self._sum, self._count = pair[0], int(pair[1])
 
 
 class Accuracy(_SumCount):
@@ -174,6 +201,12 @@ class _Collecting(Metric):
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
         self._preds.append(preds.detach().float())
         self._targets.append(targets.detach())
+
+    def sync(self, reducer) -> None:
+        preds = reducer.gather(torch.cat(self._preds) if self._preds else None)
+        targets = reducer.gather(torch.cat(self._targets) if self._targets else None)
+        self._preds = [] if preds is None else [preds]
+        self._targets = [] if targets is None else [targets]
 
     def _gathered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Every score and target so far (None before any update); NaN scores are an error."""
@@ -339,6 +372,12 @@ class MultiLabelF1(Metric):
         actual = targets.detach() > 0.5
         counts = torch.stack([(predicted & actual).sum(0), (predicted & ~actual).sum(0), (~predicted & actual).sum(0)])
         self._counts = counts if self._counts is None else self._counts + counts
+
+    def sync(self, reducer) -> None:
+        counts = [torch.zeros((), device=reducer.device) if c is None else c.to(reducer.device)
+                  for c in (self._tp, self._fp, self._fn)]
+        tp, fp, fn = reducer.sum(torch.stack([c.double() for c in counts]))
+        self._tp, self._fp, self._fn = tp, fp, fn
 
     def compute(self) -> float:
         if self._counts is None:

@@ -177,3 +177,22 @@ def test_image_loaders_with_augmentation_refuse_and_without_it_cache(tmp_path):
 def test_a_teacher_must_be_a_module():
     with pytest.raises(TypeError, match="restore_model"):
         Distillation("runs/teacher")
+
+
+def test_the_cache_is_refused_in_a_data_parallel_job_and_the_teacher_runs_on_every_batch(tmp_path):
+    from epochal.distributed import World
+
+    teacher = teacher_model()
+    spy = Spy(teacher)
+    callback = Distillation(teacher, cache_dir=tmp_path)
+    run = learner([callback, spy])
+    # a rank of a two-process job as the callback sees it (the collectives stay those of one process)
+    run.strategy.world = World(rank=0, world_size=2, local_world_size=2)
+    with pytest.warns(UserWarning, match="not cached: a data-parallel job"):
+        run.fit(2)
+    assert callback.cache_hits == 0 and not list(tmp_path.iterdir())
+    assert len(spy.records) == 6
+    for r in spy.records:  # every batch got its teacher's fresh logits
+        expected = 0.9 * float(soft_target_loss(r["pred"], r["fresh"], 4.0)) + 0.1 * float(
+            nn.functional.cross_entropy(r["pred"], r["y"]))
+        assert float(r["loss"]) == pytest.approx(expected, rel=1e-6)

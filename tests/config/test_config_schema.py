@@ -244,6 +244,8 @@ PLAUSIBLE: dict[str, Any] = {
     "optimizer.lr": 0.05,
     "optimizer.weight_decay": 1e-4,
     "optimizer.momentum": 0.8,
+    "optimizer.lr_scaling": V("linear", extra={"optimizer.reference_batch_size": 16}),
+    "optimizer.reference_batch_size": 256,
     "optimizer.groups": [{"params": "head.*", "lr_scale": 0.5, "muon": False}],
     "optimizer:muon.ns_steps": 3,
     "optimizer:muon.ns_coefficients": [3.4445, -4.775, 2.0315],
@@ -433,6 +435,8 @@ PLAUSIBLE: dict[str, Any] = {
     "trainer.log_every": 1,
     "trainer.plots": True,
     "trainer.lr_find": 5,
+    "trainer.devices": 2,  # the Python API trains in this process (epochal train starts torchrun for it)
+    "trainer.sync_bn": True,  # nothing to synchronise in one process
 }
 
 #: Keys whose plausible value is refused when the recipe loads, with a fragment of the reason.

@@ -245,3 +245,14 @@ def test_unknown_check_names_and_bad_arguments_are_refused():
         learner.overfit_batch(skip=["duplicate"])
     with pytest.raises(ValueError, match="max_steps"):
         learner.overfit_batch(max_steps=0)
+
+
+def test_a_learner_in_a_data_parallel_job_is_refused_naming_the_way_out():
+    from epochal.distributed import World
+
+    learner = make()
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    learner.strategy.world = World(rank=1, world_size=2, local_world_size=2)  # rank 1 as the check sees it
+    with pytest.raises(ValueError, match=r"rank 1 of a data-parallel job of 2.*without torchrun/--nproc"):
+        learner.overfit_batch()
+    assert all(torch.equal(v, before[k]) for k, v in learner.model.state_dict().items())

@@ -54,6 +54,9 @@ class Callback:
 
     Attributes:
         order: callbacks run in ascending order at every event (default 0; loggers run late).
+        rank_zero_only: in a data-parallel job, only rank 0 runs this callback (for callbacks that
+            write files or print; their state in checkpoints is rank 0's). Callbacks that decide
+            (stop, change the rate, save) run on every rank; they see rank 0's epoch record.
         learner: set when the callback is attached to a Learner.
 
     Example:
@@ -63,6 +66,7 @@ class Callback:
     """
 
     order: int = 0
+    rank_zero_only: bool = False
     learner: Learner
 
     @property

@@ -45,6 +45,7 @@ class CSVLogger(Callback):
     """
 
     order = 85
+    rank_zero_only = True  # in a data-parallel job, rank 0 alone writes and prints
 
     def __init__(self, path: str | Path | None = None, separator: str = ",", append: bool = False):
         if len(separator) != 1:

@@ -22,6 +22,9 @@ warning, so an augmented batch never gets the logits of another view.
 
 Nothing goes into checkpoints: the teacher is fixed, and a resumed run reopens the same cache.
 
+Under data-parallel training (:mod:`epochal.distributed`) every rank runs its own copy of the
+teacher on its own share of each batch; the logit cache is switched off with a warning there.
+
 Example:
     >>> teacher = restore_model("runs/2026-11-23_16-12-40-default")[0]   # epochal.config.inference
     >>> student = epochal.create_model("airbench", widths=[16, 32, 64])
@@ -188,7 +191,11 @@ class Distillation(Callback):
     def _open_cache(self, loader) -> _LogitCache | None:
         missing = [name for name in _CACHE_NEEDS if not hasattr(loader, name)]
         reason = None
-        if missing:
+        world = self.learner.strategy.world
+        if world.distributed:
+            # every rank fills its own share of one file: the ranks' saves would overwrite each other
+            reason = f"a data-parallel job ({world.world_size} ranks) would write one cache file from every rank"
+        elif missing:
             reason = f"the training loader ({type(loader).__name__}) has no {', '.join(missing)}"
         elif loader.augmented:
             reason = ("the training data are augmented, so a sample's input differs from epoch to epoch and "

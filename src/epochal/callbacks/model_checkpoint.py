@@ -69,6 +69,10 @@ class ModelCheckpoint(MonitorCallback):
     state. When a callback cancels the fit at the end of an epoch (early stopping), that epoch is
     saved at ``after_cancel_fit``.
 
+    In a data-parallel job the callback runs on every rank (a save gathers every rank's RNG
+    states) and decides from rank 0's epoch record, so every rank saves at the same points; rank 0
+    alone writes the files.
+
     Args:
         dirpath: the folder for the files (default: ``<run_dir>/checkpoints``).
         monitor: the logged key that decides ``best.pt``, e.g. ``"valid/accuracy"``.
@@ -136,11 +140,13 @@ class ModelCheckpoint(MonitorCallback):
     def before_fit(self) -> None:
         if self.learner.state.step == 0:
             self._reset()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(self.folder)  # half-written checkpoints of killed runs
+        if self.learner.is_main:  # in a job, rank 0 alone writes checkpoints
+            self.folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.folder)  # half-written checkpoints of killed runs
 
     def _finite_or_warn(self, what: str) -> bool:
-        if weights_are_finite(self.learner.model):
+        # a save is a collective in a job: every rank follows rank 0's check, or one would wait forever
+        if self.learner.strategy.agree(weights_are_finite(self.learner.model)):
             return True
         self.skipped.append((self.learner.state.step, what))
         warnings.warn(f"ModelCheckpoint: weights are not finite at step {self.learner.state.step}; {what} was "
@@ -182,6 +188,8 @@ class ModelCheckpoint(MonitorCallback):
         learner.save_checkpoint(self.last_path if write_last else self.best_path)
         if write_last:
             self._saved_step = learner.state.step
+            if not learner.is_main:
+                return
             if improved:
                 _link_or_copy(self.last_path, self.best_path)
             if self.keep_epochs:

@@ -85,6 +85,7 @@ class ProgressBar(Callback):
     """
 
     order = 88  # before EarlyStopping (95), which may cancel the fit at the end of an epoch
+    rank_zero_only = True  # in a data-parallel job, rank 0 alone writes and prints
 
     def __init__(self, quiet: bool = False, console: Console | None = None, refresh_per_second: float = 4.0):
         if refresh_per_second <= 0:

@@ -56,6 +56,7 @@ class RunLogger(Callback):
     """
 
     order = 90
+    rank_zero_only = True  # in a data-parallel job, rank 0 alone writes and prints
 
     def before_fit(self) -> None:
         run = self.learner.run_dir
@@ -124,6 +125,7 @@ class RunLogger(Callback):
         """Write ``summary.json`` now and return it."""
         learner = self.learner
         wall = time.perf_counter() - self._start
+        world_size = learner.strategy.world.world_size
         last = learner.history[-1] if learner.history else {}
         final = {"epoch": last["epoch"], **{k: v for k, v in last.items() if "/" in k}} if last else {}
         summary = {
@@ -134,11 +136,15 @@ class RunLogger(Callback):
             "final": final,
             "best": self.best_metrics(),
             "wall_s": round(self._wall_before + wall, 3),
-            "throughput": {"samples_per_s": (learner.state.samples - self._start_samples) / wall if wall > 0 else None},
+            # every rank trains as many samples as rank 0: the job's throughput is world size times this rank's
+            "throughput": {"samples_per_s": (learner.state.samples - self._start_samples) * world_size / wall
+                           if wall > 0 else None},
             "seed": learner.seed,
             "model": type(learner.model).__name__,
             "params": sum(p.numel() for p in learner.model.parameters()),
             "precision": learner.precision,
+            "batch": learner.batch_summary(),  # global batch = per-rank x world size x grad_accum, lr scaling
+            "distributed": learner.strategy.describe(),
             "mid_epoch_resume": self.resume_statement(),
             **environment_info(learner.device),
         }

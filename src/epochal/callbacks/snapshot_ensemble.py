@@ -14,6 +14,7 @@ epochal checkpoint holding the model weights (``epochal eval RUN --snapshots`` a
 :func:`epochal.config.ensembles.evaluate_ensemble` read them), written atomically; weights that are
 not finite are not written (a warning says so). The list of snapshots written is in every
 checkpoint (so a resumed run numbers the next one right) and in ``summary.json`` (``snapshots``).
+In a data-parallel job the replicas are identical and rank 0 alone writes the files.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class SnapshotEnsemble(Callback):
                              "cyclic schedule (sgdr, fge) or pass phases=<regex of the names to snapshot after>")
         if self.learner.state.step == 0:
             self.snapshots = []
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if self.learner.is_main:
+            self.folder.mkdir(parents=True, exist_ok=True)
         self._seen_step = self.learner.state.step
 
     def after_batch(self) -> None:
@@ -99,8 +101,9 @@ class SnapshotEnsemble(Callback):
             return None
         record = {"step": learner.state.step, "epoch": learner.schedule.epoch_at(learner.state.step),
                   "phase": learner.schedule.phases[phase].name}
-        state = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
-        save_checkpoint(path, {"model": state, "snapshot": record})
+        if learner.is_main:  # in a data-parallel job the replicas are identical: rank 0 alone writes
+            state = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
+            save_checkpoint(path, {"model": state, "snapshot": record})
         shown = path.relative_to(learner.run_dir) if learner.run_dir is not None and path.is_relative_to(
             learner.run_dir) else path
         self.snapshots.append({"path": str(shown), **record})

@@ -70,6 +70,7 @@ class TensorBoard(Callback):
     """
 
     order = 85
+    rank_zero_only = True  # in a data-parallel job, rank 0 alone writes and prints
 
     def __init__(self, log_dir: str | Path | None = None, histogram_every: int | None = None,
                  hparams: Mapping[str, Any] | None = None):

@@ -3,7 +3,9 @@
 Checking ``loss.item()`` after every batch (as Keras' ``TerminateOnNaN`` does) makes the host wait
 for the device at every step. Here every training loss only ORs a flag that stays on the device;
 the flag is read once per logging interval (``after_log``), when the learner reads its running
-loss back anyway, so the check costs no extra synchronisation in the hot loop.
+loss back anyway, so the check costs no extra synchronisation in the hot loop. In a data-parallel
+job the flags of every rank are added at that point, so a NaN on any rank stops every rank at the
+same step.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class TerminateOnNaN(Callback):
     def after_log(self) -> None:
         if self._bad is None:
             return
-        bad = int(self._bad)  # one read per logging interval, right after the learner's own read
+        # one read per logging interval, right after the learner's own read; in a job, of every rank's flags
+        bad = int(self.learner.strategy.sum(self._bad.clone()))
         if bad:
             self.bad_batches = bad
             self.stopped_step = self.learner.state.step

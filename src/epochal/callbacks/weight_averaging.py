@@ -15,6 +15,11 @@ Files and checkpoints: every checkpoint holds the averaged tensors and their upd
 callback's state), so a resumed run continues the same average bit for bit. At the end of a fit
 that did not fail, the averaged weights are copied into the model and written to
 ``<run>/checkpoints/<kind>.pt``, and ``summary.json`` says so under ``final_weights``.
+
+Data-parallel training (:mod:`epochal.distributed`): every rank keeps the same average (DDP keeps
+the replicas identical), the BatchNorm recalibration passes over each rank's share of the
+training data and then averages the statistics over the ranks
+(:func:`~epochal.distributed.average_batchnorm_statistics`), and rank 0 alone writes the file.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from epochal.averaging import AveragedWeights, AveragingRule, recalibrate_bn
 from epochal.callbacks.base import Callback
+from epochal.distributed import average_batchnorm_statistics
 from epochal.state import capture_rng, restore_rng, save_checkpoint
 
 __all__ = ["WeightAveraging"]
@@ -122,8 +128,12 @@ class WeightAveraging(Callback):
         learner = self.learner
         phases = getattr(learner, "phases", None)
         loader = learner.train_loader(phases[learner.state.phase] if phases else None)
-        return recalibrate_bn(learner.model, loader, augment=self.bn_augment, max_batches=self.bn_batches,
+        seen = recalibrate_bn(learner.model, loader, augment=self.bn_augment, max_batches=self.bn_batches,
                               device=learner.device, memory_format=learner.memory_format, autocast=learner.autocast)
+        # in a data-parallel job each rank passed over its own share: the statistics of all the shares
+        # together are those of one pass over the whole training set (a no-op for one process)
+        average_batchnorm_statistics(learner.model)
+        return seen
 
     def keeps_calibration(self) -> bool:
         """Whether recalibrated statistics are stored in the average (they stay valid until it changes)."""
@@ -177,9 +187,10 @@ class WeightAveraging(Callback):
             restore_rng(rng)
         if learner.run_dir is not None:
             path = learner.run_dir / "checkpoints" / f"{self.kind}.pt"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            state = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
-            save_checkpoint(path, {"model": state, "averaging": self.description()})
+            if learner.is_main:  # every rank holds the same averaged weights: rank 0 alone writes them
+                path.parent.mkdir(parents=True, exist_ok=True)
+                state = {k: v.detach().clone() for k, v in learner.model.state_dict().items()}
+                save_checkpoint(path, {"model": state, "averaging": self.description()})
             self.final_checkpoint = str(path.relative_to(learner.run_dir))
 
     def description(self) -> dict[str, Any]:

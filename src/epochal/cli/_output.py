@@ -2,7 +2,9 @@
 
 * ``--json``: the last line of stdout is one JSON object (progress and logs go to stderr).
 * Errors: exit status 1 and one line on stderr, ``error: <message>`` (plus ``{"error": ...}`` on
-  stdout with ``--json``); no traceback unless ``epochal --debug`` asked for it.
+  stdout with ``--json``); no traceback unless ``epochal --debug`` asked for it. In a job of several
+  processes (torchrun) the message starts with ``rank N:`` and also goes to torchrun's error file,
+  so its failure table shows it.
 * Ctrl-C: ``interrupted`` on stderr and exit status 130 (``train`` says where it stopped and how
   to resume).
 """
@@ -45,11 +47,13 @@ _USER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from epochal.distributed import RankFailure
     from epochal.runs.lock import RunLockedError
     from epochal.state import CheckpointError
     from epochal.utils import DiskFullError
 
-    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError)
+    # RankFailure: the diagnosis is the message; the traceback of a wait in a collective says no more
+    return (*_USER_ERRORS, CheckpointError, RunLockedError, DiskFullError, RankFailure)
 
 
 def emit_json(obj: dict[str, Any]) -> None:
@@ -78,6 +82,18 @@ def console():
     return Console(soft_wrap=True, width=160 if piped else None)
 
 
+def _in_job(exc: BaseException, message: str) -> str:
+    """``message`` prefixed with this process's rank, and recorded for torchrun, in a job of several."""
+    from epochal.distributed import launched, rank_prefix, record_failure
+
+    if not launched():
+        return message
+    prefix = rank_prefix()
+    message = message if message.startswith(prefix) else f"{prefix}{message}"
+    record_failure(exc, message)
+    return message
+
+
 def command(fn: Callable) -> Callable:
     """Wrap a command: user errors become one line on stderr and exit status 1."""
 
@@ -99,6 +115,7 @@ def command(fn: Callable) -> Callable:
             message = one_line(exc)
             if not isinstance(exc, _user_errors()):
                 message = f"{type(exc).__name__}: {message} (run `epochal --debug ...` for the traceback)"
+            message = _in_job(exc, message)
             if json_output:
                 emit_json({"error": message})
             print(f"error: {message}", file=sys.stderr, flush=True)

@@ -28,6 +28,16 @@ EpochsOpt = Annotated[
     int | None,
     typer.Option("--epochs", min=1, help="Number of epochs; sets epochs (a recipe's listed phases are scaled to it)."),
 ]
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        min=1,
+        help="Processes on this machine (one per GPU, or CPU processes on gloo): runs this command under "
+        "`torchrun --standalone --nproc_per_node=N`; default trainer.devices. Several machines: see "
+        "docs/distributed.md.",
+    ),
+]
 
 
 def recipe_config(
@@ -77,6 +87,7 @@ def train(
     ] = None,
     device: DeviceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars (on stderr).")] = True,
+    nproc: NprocOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Train a recipe (default: the bundled cifar10-mini quick start) into a new run folder.
@@ -85,6 +96,7 @@ def train(
     --json). Ctrl-C or SIGTERM stops at the next batch boundary with that exact position saved,
     and prints the --resume command that continues it (exit status 130, or 143 for SIGTERM).
     """
+    from epochal import distributed
     from epochal.callbacks.save_on_interrupt import Interrupted
     from epochal.cli.report import RunHeader, interrupted_lines, print_end
     from epochal.config import load_config
@@ -98,13 +110,23 @@ def train(
             raise FileNotFoundError(f"--resume {resume}: no config.yaml there; give a run folder")
     else:
         config = recipe_config(recipe, set_, data, epochs)
+    processes = nproc or config.trainer.devices
+    if processes > 1 and not distributed.launched():  # one machine: start torchrun for this same command
+        arguments = _train_arguments(recipe, data, set_, epochs, out, resume, device, progress, json_output)
+        from epochal.distributed.launch import relaunch
+
+        raise typer.Exit(relaunch(processes, arguments))
+    main = distributed.is_main()  # in a job, rank 0 reports for all
     report = sys.stderr if json_output else sys.stdout
     try:
         result = run_training(config, out=out, resume=resume, device=device, progress=progress,
-                              callbacks=[RunHeader(config, report)])
+                              callbacks=[RunHeader(config, report)] if main else [])
     except Interrupted as stop:
-        print("\n".join(interrupted_lines(stop)), file=sys.stderr, flush=True)
+        if main:
+            print("\n".join(interrupted_lines(stop)), file=sys.stderr, flush=True)
         raise typer.Exit(stop.exit_code) from None
+    if not main:
+        return
     print_end(result, report)
     if json_output:
         emit_json({k: result[k] for k in TRAIN_JSON_KEYS if k in result or k not in OPTIONAL_JSON_KEYS})
@@ -132,6 +154,21 @@ def _print_data_report(path: Path) -> None:
     report = read_json(path) if path.is_file() else {}
     if report.get("skipped_files", {}).get("count") or report.get("empty_classes") or report.get("tables"):
         print(f"data: {report['summary']}; every path and row with its reason: {path}")
+
+
+def _train_arguments(recipe, data, set_, epochs, out, resume, device, progress, json_output) -> list[str]:
+    """The ``epochal train`` arguments that reproduce this command (without ``--nproc``), for torchrun."""
+    from epochal.cli._output import DEBUG
+
+    args = ["--debug"] if DEBUG["enabled"] else []
+    args += ["train", recipe, "--out", str(out)]
+    for option, value in (("--data", data), ("--epochs", epochs), ("--resume", resume), ("--device", device)):
+        if value is not None:
+            args += [option, str(value)]
+    for override in set_ or []:
+        args += ["--set", override]
+    args += [] if progress else ["--no-progress"]
+    return args + (["--json"] if json_output else [])
 
 
 @command

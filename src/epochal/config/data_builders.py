@@ -104,8 +104,15 @@ def _resolve_augment(spec: list[Any], model_name: str | None) -> list[Any]:
     return resolved
 
 
-def build_data(config, device: torch.device | str | None = None):
-    """The :class:`~epochal.data.DataLoaders` of ``config.data`` (validation split seeded by ``seed``)."""
+def build_data(config, device: torch.device | str | None = None, rank: int = 0, world_size: int = 1):
+    """The :class:`~epochal.data.DataLoaders` of ``config.data`` (validation split seeded by ``seed``).
+
+    Args:
+        config: the recipe.
+        device: where batches are delivered.
+        rank, world_size: this process's share in a data-parallel job (every rank splits the same
+            data the same way, then reads its own part; ``data.batch_size`` is per rank).
+    """
     data = config.data
     kwargs: dict[str, Any] = {
         "valid_pct": data.valid_pct,
@@ -113,6 +120,8 @@ def build_data(config, device: torch.device | str | None = None):
         "batch_size": data.batch_size,
         "device": device,
     }
+    if world_size > 1:
+        kwargs.update(rank=rank, world_size=world_size)
     if data.balance is not None:
         kwargs["balance"] = data.balance
     path = resolve_data_path(data.path)

@@ -7,17 +7,25 @@ the Learner writes (``config.yaml``, ``metrics.jsonl``, ``summary.json``, ``chec
 ``data.json``: the class names and input facts that evaluation and prediction need later, and
 ``data_report.json``: every file or row the data pipeline skipped and every value it
 reinterpreted, with the reason (:mod:`epochal.data.report`).
+
+Under torchrun every process runs :func:`train`: rank 0 creates the run folder (and holds its lock)
+and sends its path to the others, every rank builds the same recipe on its own share of the data,
+rank 0 alone writes files, and every rank returns rank 0's result. An error that rank 0 meets
+while preparing the folder is raised on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from epochal import distributed
 from epochal.config.builders import (
     build_callbacks,
     build_data,
@@ -116,8 +124,15 @@ def build_learner(
     from epochal.state import seed_everything
 
     seed_everything(config.seed, config.deterministic)
-    device = _device(config, device)
-    data = data if data is not None else build_data(config, device)
+    trainer = config.trainer
+    strategy = distributed.auto_strategy(_device(config, device), sync_bn=trainer.sync_bn)
+    device = str(strategy.set_device(_device(config, device)))  # in a job: cuda:<LOCAL_RANK>
+    if data is None:
+        world = strategy.world
+        # a shared packed cache is written by the first rank of each machine, then read by the others
+        first = distributed.main_process_first() if config.data.options.get("cache_dir") else contextlib.nullcontext()
+        with first:
+            data = build_data(config, device, rank=world.rank, world_size=world.world_size)
     config, _ = with_data_defaults(config, data_facts(data))
     model = build_model(config, data)
     phases, freeze = build_phases(config, data)
@@ -133,7 +148,6 @@ def build_learner(
     distillation = build_distillation(config, data)
     if distillation is not None:
         callbacks.append(distillation)
-    trainer = config.trainer
     learner = Learner(
         model,
         data,
@@ -154,8 +168,18 @@ def build_learner(
         run_dir=run_dir,
         config=config.to_dict(),
         seed=config.seed,
+        strategy=strategy,
+        lr_scaling=_lr_scaling(config),
     )
     return learner, phases
+
+
+def _lr_scaling(config) -> distributed.LRScaling | None:
+    """``optimizer.lr_scaling`` with its reference batch size (None: the rates as written)."""
+    opt = config.optimizer
+    if opt.lr_scaling == "none":
+        return None
+    return distributed.LRScaling(opt.lr_scaling, opt.reference_batch_size)
 
 
 def data_facts(data) -> dict[str, Any]:
@@ -280,45 +304,76 @@ def train(
         Interrupted: Ctrl-C or SIGTERM stopped the fit (at a batch boundary, with the position
             saved in ``last.pt``; ``run_dir`` set); ``KeyboardInterrupt`` before the fit started.
     """
-    from epochal.runs import create_run_dir, run_lock
+    _check_devices(config)
+    with distributed.process_group(_device(config, device)):  # under torchrun: join the job (no-op alone)
+        folder = distributed.run_on_main(lambda: _prepare_folder(config, out, resume, run_dir))
+        with contextlib.ExitStack() as lock:
+            # rank 0 alone holds the lock (a second `epochal train --resume` fails at once); its errors,
+            # like a resume without checkpoint, are raised on every rank
+            distributed.run_on_main(lambda: _lock_and_check(lock, folder, resume is not None))
+            return _train_in(folder, config, resume is not None, device, progress, callbacks)
+
+
+def _prepare_folder(config, out, resume, run_dir) -> Path:
+    """The run folder: the one to resume, the given new one, or a new dated one under ``out`` (rank 0)."""
+    from epochal.runs import create_run_dir
 
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"--resume {run_dir}: not a run folder (no config.yaml, no checkpoints/last.pt)")
-    elif run_dir is not None:
+        return run_dir
+    if run_dir is not None:
         run_dir = Path(run_dir)
         if (run_dir / "summary.json").exists() or (run_dir / "checkpoints" / "last.pt").exists():
             raise ConfigError(f"run folder {run_dir} already holds a run; give a new folder")
         run_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        run_dir = create_run_dir(out, config.name)
-    with run_lock(run_dir):  # a second `epochal train --resume` of this folder fails at once
-        if resume is not None:  # checked under the lock: a live run may not have its first checkpoint yet
-            check_resumable(run_dir)
-            check_not_finished(run_dir)
-        return _train_in(run_dir, config, resume is not None, device, progress, callbacks)
+        return run_dir
+    return create_run_dir(out, config.name)
+
+
+def _lock_and_check(lock: contextlib.ExitStack, run_dir: Path, resuming: bool) -> None:
+    from epochal.runs import run_lock
+
+    lock.enter_context(run_lock(run_dir))
+    if resuming:  # checked under the lock: a live run may not have its first checkpoint yet
+        check_resumable(run_dir)
+        check_not_finished(run_dir)
+
+
+def _check_devices(config) -> None:
+    """Say when ``trainer.devices`` cannot be what this process does (only ``epochal train`` starts torchrun)."""
+    devices, here = config.trainer.devices, distributed.world()
+    if devices > 1 and not distributed.launched():
+        warnings.warn(f"trainer.devices={devices}: `epochal train` starts torchrun with {devices} processes for this; "
+                      "called from Python, the recipe trains in this one process (run it under torchrun "
+                      "to train on several)", stacklevel=3)
+    elif distributed.launched() and devices not in (1, here.local_world_size) and here.is_main:
+        warnings.warn(f"trainer.devices={devices} is not used: the launcher started {here.local_world_size} "
+                      "process(es) on this machine", stacklevel=3)
 
 
 def _train_in(
     run_dir: Path, config, resuming: bool, device: str | None, progress: bool, callbacks: Sequence = ()
 ) -> dict[str, Any]:
-    """The body of :func:`train`, run while holding the run folder's lock."""
+    """The body of :func:`train`, run while rank 0 holds the run folder's lock."""
     from epochal.callbacks.save_on_interrupt import Interrupted, SaveOnInterrupt
     from epochal.runs.folder import remove_if_empty
-    from epochal.runs.plots import write_run_plots
 
     try:
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
         for callback in [*callbacks, SaveOnInterrupt()]:  # Ctrl-C: stop at a batch boundary, save it
             learner.add_callback(callback)
     except BaseException:
-        if not resuming:  # bad data or model settings: leave no empty run folder behind
+        if not resuming and distributed.is_main():  # bad data or model settings: leave no empty run folder
             remove_if_empty(run_dir)
         raise
-    write_data_info(run_dir, learner.data)
-    write_data_report(run_dir, learner.data)
-    write_data_files(run_dir, learner.data)
+    if learner.is_main:
+        write_data_info(run_dir, learner.data)
+        write_data_report(run_dir, learner.data)
+        write_data_files(run_dir, learner.data)
+        if progress:  # the global batch and any lr scaling, before the first step
+            print(f"{learner.describe_batch()}", file=sys.stderr, flush=True)
     probe = None
     try:
         if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
@@ -328,6 +383,13 @@ def _train_in(
         raise
     except KeyboardInterrupt:  # before the fit installed its handler: nothing trained, nothing to save
         raise Interrupted(signal.SIGINT, run_dir=run_dir) from None
+    return learner.strategy.run_on_main(lambda: _result(learner, run_dir, config, probe))
+
+
+def _result(learner, run_dir: Path, config, probe) -> dict[str, Any]:
+    """The train result, from the run folder rank 0 wrote (its thresholds and plots made first)."""
+    from epochal.runs.plots import write_run_plots
+
     thresholds = _tuned_thresholds(run_dir, learner)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:

@@ -162,6 +162,11 @@ class OptimizerConfig(OpenSection):
     ``phases.schedule``.
 
     Attributes:
+        lr_scaling: ``none`` (the rates as written), ``linear`` or ``sqrt``: every rate of the
+            schedule is multiplied by ``global / reference_batch_size`` (or its square root), the
+            global batch being ``data.batch_size`` (per rank) x processes x ``trainer.grad_accum``.
+            The run prints it at the start and records it in ``summary.json``.
+        reference_batch_size: the global batch the rates were tuned for (needed by linear/sqrt).
         groups: parameter-group rules, first match wins: ``{params: GLOB, lr, lr_scale,
             weight_decay, wd_scale, momentum, muon, train_epochs, name}`` (see
             :class:`epochal.optim.GroupRule`; ``lr`` is the group's rate when the schedule is at
@@ -172,10 +177,15 @@ class OptimizerConfig(OpenSection):
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float | None = Field(None, ge=0.0, lt=1.0)
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    reference_batch_size: int | None = Field(None, ge=1)
     groups: list[Any] | None = None
 
     @model_validator(mode="after")
     def _valid(self) -> OptimizerConfig:
+        if self.lr_scaling != "none" and self.reference_batch_size is None:
+            raise ValueError(f"optimizer.lr_scaling {self.lr_scaling!r} needs optimizer.reference_batch_size, the "
+                             "global batch size optimizer.lr was tuned for")
         from epochal.optim.factory import OPTIMIZERS, OptimizerEntry, resolve_optimizer
 
         try:
@@ -192,7 +202,8 @@ class OptimizerConfig(OpenSection):
             )
             from epochal.config.builders import check_optimizer_values
 
-            declared = self.model_dump(exclude={"name", "groups"}, exclude_none=True)
+            declared = self.model_dump(exclude={"name", "groups", "lr_scaling", "reference_batch_size"},
+                                       exclude_none=True)
             check_optimizer_values(self.name, {**self.kwargs, **declared})
         if self.groups:
             from epochal.config.groups import build_group_rules
@@ -281,6 +292,11 @@ class TrainerConfig(Section):
         plots: write the run's plots into ``<run>/plots`` after training.
         lr_find: steps of a learning-rate range test run (and undone) before training, plotted
             into ``plots/lr_find.png`` with its suggestions in the train result; 0 runs none.
+        devices: processes on this machine: ``epochal train`` with ``devices: N > 1`` starts itself
+            under torchrun (``--nproc_per_node=N``), one process per GPU (or CPU process, gloo).
+            Under a torchrun you started, the launcher decides and this key is not used.
+        sync_bn: in a data-parallel job, BatchNorm normalises with the statistics of every rank's
+            batch (``torch.nn.SyncBatchNorm``, CUDA only); one process needs nothing.
     """
 
     device: str | None = None
@@ -293,6 +309,8 @@ class TrainerConfig(Section):
     log_every: int = Field(50, ge=1)
     plots: bool = True
     lr_find: int = Field(0, ge=0)
+    devices: int = Field(1, ge=1)
+    sync_bn: bool = False
 
     @field_validator("compile")
     @classmethod

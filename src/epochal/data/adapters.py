@@ -22,6 +22,14 @@ gives becomes that. epochal's own loaders pass through unchanged. For the rest:
   new pass over the data starts whenever one ends.
 - ``(inputs, targets)`` tensors or NumPy arrays become a :class:`~epochal.data.loaders.TensorLoader`.
 - Batches may be pairs, longer tuples or dicts (:class:`~epochal.data.batches.BatchFormat`).
+
+Under data-parallel training (``rank``/``world_size`` given, as the Learner does from its
+strategy) the rebuilt DataLoaders and the tensor loaders give each rank a disjoint share: the
+training order is cut to a multiple of ``world_size`` (equal shares: every step waits for every
+rank), evaluation reads every sample exactly once over the ranks (no padding duplicates; shares
+differ by at most one sample). A DataLoader with torch's ``DistributedSampler`` is rebuilt the same
+way. Anything that cannot be rebuilt is read whole by every rank (``world_size == 1`` on the
+loader), which the Learner warns about for training; its validation results need no combining.
 """
 
 from __future__ import annotations
@@ -64,7 +72,8 @@ def _tensor(obj: Any, what: str) -> torch.Tensor:
 
 
 def from_tensors(inputs, targets, batch_size: int = 64, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
-                 device: torch.device | str = "cpu", balance: str | None = None) -> TensorLoader:
+                 device: torch.device | str = "cpu", balance: str | None = None, rank: int = 0,
+                 world_size: int = 1) -> TensorLoader:
     """Tensors or NumPy arrays (or anything ``numpy.asarray`` reads) as an epoch-addressable loader.
 
     NumPy float64 becomes the default float dtype and integer arrays int64 (what a model and
@@ -79,6 +88,7 @@ def from_tensors(inputs, targets, batch_size: int = 64, shuffle: bool = True, se
         drop_last: drop the last incomplete batch.
         device: where the tensors are kept (``"cuda"`` serves batches from GPU memory).
         balance: class balancing, as for :class:`~epochal.data.loaders.TensorLoader`.
+        rank, world_size: this process's share under data-parallel training.
 
     Example:
         >>> loader = from_tensors(np.random.rand(10, 3), np.arange(10) % 2, batch_size=4)
@@ -90,7 +100,8 @@ def from_tensors(inputs, targets, batch_size: int = 64, shuffle: bool = True, se
     else:
         x = _tensor(inputs, "inputs")
     return TensorLoader(x, _tensor(targets, "targets"), batch_size=batch_size, shuffle=shuffle,
-                        balance=balance, device=device, seed=seed, drop_last=drop_last)
+                        balance=balance, device=device, seed=seed, drop_last=drop_last, rank=rank,
+                        world_size=world_size)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -115,7 +126,8 @@ def _unreadable(data: Any) -> TypeError:
                      "(inputs, targets) batches, or (inputs, targets) tensors or arrays")
 
 
-def from_loader(loader, *, inputs=None, targets=None, steps_per_epoch: int | None = None, seed: int = 0):
+def from_loader(loader, *, inputs=None, targets=None, steps_per_epoch: int | None = None, seed: int = 0,
+                rank: int = 0, world_size: int = 1):
     """Your own loader as an epoch-addressable loader for the Learner.
 
     Args:
@@ -124,6 +136,7 @@ def from_loader(loader, *, inputs=None, targets=None, steps_per_epoch: int | Non
         targets: for dict batches, the key of the targets; default: guessed.
         steps_per_epoch: batches per epoch; needed for training when the loader has no length.
         seed: the seed of the epoch orders (torch DataLoaders with torch's default samplers).
+        rank, world_size: this process's share of a torch DataLoader under data-parallel training.
 
     Returns:
         ``loader`` itself when it is already an epochal loader; a :class:`TorchLoader` for a torch
@@ -141,35 +154,43 @@ def from_loader(loader, *, inputs=None, targets=None, steps_per_epoch: int | Non
                              "steps_per_epoch= are for loaders of your own")
         return loader
     if isinstance(loader, torch_data.DataLoader):
-        return TorchLoader(loader, inputs, targets, steps_per_epoch, seed)
+        return TorchLoader(loader, inputs, targets, steps_per_epoch, seed, rank=rank, world_size=world_size)
     _reject_samples(loader)
     if not isinstance(loader, Iterable):
         raise _unreadable(loader)
     return IterableLoader(loader, inputs, targets, steps_per_epoch)
 
 
-def as_epoch_loader(data, seed: int = 0):
+def as_epoch_loader(data, seed: int = 0, rank: int = 0, world_size: int = 1):
     """Training data of any supported kind as an epoch-addressable loader (None stays None)."""
     if data is None:
         return None
+    split = {"rank": rank, "world_size": world_size}
     if _is_arrays_pair(data):
-        return from_tensors(*data, seed=seed)
-    return from_loader(data, seed=seed)
+        return from_tensors(*data, seed=seed, **split)
+    return from_loader(data, seed=seed, **split)
 
 
-def as_evaluation_loader(data):
-    """Validation or prediction data of any supported kind as a loader; never reordered or rebuilt."""
+def as_evaluation_loader(data, rank: int = 0, world_size: int = 1):
+    """Validation or prediction data of any supported kind as a loader, in its own order.
+
+    With ``world_size > 1``, arrays and torch DataLoaders over map-style datasets are split so that
+    every sample is read exactly once over the ranks; everything else is read whole by every rank.
+    """
     if data is None or _is_epoch_loader(data):
         return data
+    split = {"rank": rank, "world_size": world_size}
     if _is_arrays_pair(data):
-        return from_tensors(*data, batch_size=256, shuffle=False)
+        return from_tensors(*data, batch_size=256, shuffle=False, **split)
+    if world_size > 1 and isinstance(data, torch_data.DataLoader):
+        return TorchLoader(data, shuffle=False, **split)
     _reject_samples(data)
     if not isinstance(data, Iterable):
         raise _unreadable(data)
     return IterableLoader(data)
 
 
-def as_data_loaders(data, valid=None, seed: int = 0) -> DataLoaders:
+def as_data_loaders(data, valid=None, seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoaders:
     """The :class:`~epochal.data.base.DataLoaders` of whatever the Learner was given.
 
     Args:
@@ -177,6 +198,7 @@ def as_data_loaders(data, valid=None, seed: int = 0) -> DataLoaders:
             ``(train, valid)`` pair of loaders, one training loader, or ``(inputs, targets)`` arrays.
         valid: validation data, when ``data`` holds none: a loader or ``(inputs, targets)`` arrays.
         seed: the seed of adapted training loaders.
+        rank, world_size: this process's share of adapted loaders under data-parallel training.
 
     Raises:
         ValueError: when validation data are given twice.
@@ -193,8 +215,8 @@ def as_data_loaders(data, valid=None, seed: int = 0) -> DataLoaders:
         train, given_valid = data, None
     if valid is not None and given_valid is not None:
         raise ValueError("validation data given twice: in data and as valid=; give them once")
-    train_loader = as_epoch_loader(train, seed)
-    valid_loader = as_evaluation_loader(valid if valid is not None else given_valid)
+    train_loader = as_epoch_loader(train, seed, rank, world_size)
+    valid_loader = as_evaluation_loader(valid if valid is not None else given_valid, rank, world_size)
     if isinstance(data, DataLoaders) and train_loader is data.train and valid_loader is data.valid:
         return data
     return DataLoaders(train_loader, valid_loader, classes, info)

@@ -2,7 +2,9 @@
 
 :class:`IterableLoader` reads any iterable as it comes (lists exactly); :class:`TorchLoader`
 rebuilds a torch ``DataLoader`` around epochal's seeded sampler where it can, so that a run
-resumes exactly mid-epoch, and reads it as it comes otherwise.
+resumes exactly mid-epoch, and reads it as it comes otherwise. Under data-parallel training the
+rebuilt sampler is rank-aware: each rank reads a disjoint share (training: the seeded permutation
+cut to a multiple of ``world_size``; evaluation: every sample exactly once, no padding).
 """
 
 from __future__ import annotations
@@ -198,9 +200,21 @@ def _why_not_positionable(loader: torch_data.DataLoader) -> str | None:
     if type(sampler) is torch_data.RandomSampler:
         if sampler.replacement or sampler.num_samples != len(loader.dataset):
             return "a DataLoader whose RandomSampler draws with replacement or a different number of samples"
-    elif type(sampler) is not torch_data.SequentialSampler:
+    elif type(sampler) not in (torch_data.SequentialSampler, torch_data.DistributedSampler):
         return f"a DataLoader with a custom sampler ({type(sampler).__name__})"
     return None
+
+
+def _sampler_split(loader: torch_data.DataLoader, rank: int, world_size: int) -> tuple[int, int]:
+    """The ``(rank, world_size)`` share to read: the Learner's, or a DistributedSampler's own (which must agree)."""
+    sampler = loader.sampler
+    if type(sampler) is not torch_data.DistributedSampler:
+        return rank, world_size
+    own = (sampler.rank, sampler.num_replicas)
+    if world_size > 1 and own != (rank, world_size):
+        raise ValueError(f"the DataLoader's DistributedSampler is for rank {own[0]} of {own[1]}, but this process is "
+                         f"rank {rank} of {world_size}")
+    return own
 
 
 def _seed_worker_generators(seed: int) -> None:
@@ -238,11 +252,12 @@ class _EpochBatches(torch_data.Sampler):
     """Batch sampler of a rebuilt DataLoader: pass ``number`` of the seeded order from batch ``offset``.
 
     Yields ``(batch seed, positions)``: :class:`_SeededDataset` seeds the generators with the
-    first and reads the samples at the second.
+    first and reads the samples at the second. Ranks seed the same batch index differently.
     """
 
     def __init__(self, order: RandomSampler | SequentialSampler, batch_size: int, drop_last: bool, seed: int):
         self.order, self.batch_size, self.drop_last, self.seed = order, batch_size, drop_last, seed
+        self.rank, self.world_size = order.rank, order.world_size
         self.number, self.offset = 0, 0
 
     def batches_per_pass(self) -> int:
@@ -255,7 +270,8 @@ class _EpochBatches(torch_data.Sampler):
     def __iter__(self) -> Iterator[tuple[int, list[int]]]:
         positions, size = self.order.indices(self.number).tolist(), self.batch_size
         for index in range(self.offset, self.batches_per_pass()):
-            yield batch_seed(self.seed, self.number, index), positions[index * size:(index + 1) * size]
+            slot = index * self.world_size + self.rank  # one rank: the batch index itself
+            yield batch_seed(self.seed, self.number, slot), positions[index * size:(index + 1) * size]
 
 
 class TorchLoader(IterableLoader):
@@ -267,6 +283,15 @@ class TorchLoader(IterableLoader):
         targets: for dict batches, the key of the targets; default: guessed.
         steps_per_epoch: batches per epoch; needed for training when the loader has no length.
         seed: the seed of the epoch orders and of the per-batch randomness.
+        rank, world_size: this process's share under data-parallel training. A DataLoader with
+            torch's ``DistributedSampler`` brings its own (which must agree); a loader that cannot
+            be rebuilt (see :func:`_why_not_positionable`) is read whole by every rank and says so
+            with ``world_size == 1``.
+        shuffle: the order: None keeps the DataLoader's (shuffled or not), False reads it in order
+            (evaluation: every sample exactly once over the ranks).
+
+    Attributes:
+        world_size: the number of shares this loader's data is split into (1: every rank reads all).
 
     Example:
         >>> from torch.utils.data import DataLoader, TensorDataset
@@ -277,13 +302,14 @@ class TorchLoader(IterableLoader):
     """
 
     def __init__(self, loader: torch_data.DataLoader, inputs=None, targets=None, steps_per_epoch: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool | None = None):
         if not isinstance(loader, torch_data.DataLoader):
             raise TypeError(f"TorchLoader takes a torch.utils.data.DataLoader, got {type(loader).__name__}")
-        self.seed = seed
+        self.seed, self.rank, self.world_size = seed, 0, 1
         super().__init__(loader, inputs, targets, steps_per_epoch)
         if self.exact_resume:
-            self._rebuild()
+            self.rank, self.world_size = _sampler_split(loader, rank, world_size)
+            self._rebuild(shuffle)
 
     def describe(self) -> str:
         return f"a DataLoader over a {type(self.data.dataset).__name__}"
@@ -291,23 +317,36 @@ class TorchLoader(IterableLoader):
     def _why_not_exact(self) -> str | None:
         return _why_not_positionable(self.data)
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, shuffle: bool | None) -> None:
         old = self.data
-        shuffled = type(old.sampler) is torch_data.RandomSampler
+        sampler = old.sampler
+        if shuffle is None:
+            shuffle = type(sampler) is torch_data.RandomSampler or (
+                type(sampler) is torch_data.DistributedSampler and sampler.shuffle)
         n = len(old.dataset)
-        order = RandomSampler(n, seed=self.seed) if shuffled else SequentialSampler(n)
+        split = {"rank": self.rank, "world_size": self.world_size}
+        order = RandomSampler(n, seed=self.seed, **split) if shuffle else SequentialSampler(n, **split)
         self._batches = _EpochBatches(order, old.batch_size, old.drop_last, self.seed)
-        self._generator = torch.Generator()  # worker base seeds: from (seed, pass), never the global RNG
+        self._generator = torch.Generator()  # worker base seeds: from (seed, pass, rank), never the global RNG
         accepted = inspect.signature(torch_data.DataLoader.__init__).parameters
         kept = {name: getattr(old, name) for name in _KEPT_SETTINGS if name in accepted and hasattr(old, name)}
         self._loader = torch_data.DataLoader(_SeededDataset(old.dataset), batch_sampler=self._batches,
                                              generator=self._generator, **kept)
-        if shuffled:
+        self._announce(type(sampler).__name__, shuffle)
+
+    def _announce(self, sampler: str, shuffle: bool) -> None:
+        """Say once what replaced the DataLoader's sampler, when the order or the split changes."""
+        share = (f"; rank {self.rank} of {self.world_size} reads its disjoint share" if self.world_size > 1 else "")
+        if sampler == "DistributedSampler":
+            _warn(f"the DataLoader's DistributedSampler was replaced by epochal's {'seeded ' if shuffle else ''}"
+                  f"rank-aware sampler (seed={self.seed}{share}): no padding with repeated samples, and an order "
+                  "that is a function of (seed, epoch), so a run resumes exactly mid-epoch", UserWarning)
+        elif shuffle:
             _warn(
-                f"the training DataLoader shuffles with torch's RandomSampler; epochal swapped in its seeded sampler "
-                f"(seed={self.seed}; batch_size={old.batch_size}, drop_last={old.drop_last}, "
-                f"num_workers={old.num_workers} and the other settings kept) so that the order of every epoch is "
-                "a function of (seed, epoch) and a run resumes exactly mid-epoch",
+                f"the training DataLoader shuffles with torch's {sampler}; epochal swapped in its seeded sampler "
+                f"(seed={self.seed}; batch_size={self.data.batch_size}, drop_last={self.data.drop_last}, "
+                f"num_workers={self.data.num_workers} and the other settings kept{share}) so that the order of "
+                "every epoch is a function of (seed, epoch) and a run resumes exactly mid-epoch",
                 UserWarning,
             )
 
@@ -316,5 +355,5 @@ class TorchLoader(IterableLoader):
 
     def _pass(self, number: int, offset: int) -> Iterator:
         self._batches.number, self._batches.offset = number, offset
-        self._generator.manual_seed(batch_seed(self.seed, number, -1))
+        self._generator.manual_seed(batch_seed(self.seed, number, -1 - self.rank))
         return iter(self._loader)

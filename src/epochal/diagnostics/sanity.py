@@ -83,7 +83,17 @@ def sanity_check(learner, batch_size: int | None = None, max_steps: int = 200, l
     Returns:
         A :class:`~epochal.diagnostics.report.SanityReport`; ``report.passed`` is False when any
         check failed.
+
+    Raises:
+        ValueError: for bad arguments, or a learner in a data-parallel job (the check is one process's).
     """
+    world = learner.strategy.world
+    if world.distributed:
+        # the overfit trains the bare model on one rank's batch: replicas would part and probe() restore
+        # only each rank's own copy; one process is the check's whole point anyway
+        raise ValueError(f"sanity_check: runs in one process, but this learner is rank {world.rank} of a "
+                         f"data-parallel job of {world.world_size}; run `epochal sanity` (or overfit_batch) "
+                         "without torchrun/--nproc and with trainer.devices unset")
     skip = set(skip)
     for name in skip:
         if name not in CHECKS:

@@ -5,6 +5,14 @@ within the epoch, optimizer step, phase), every callback's state, the RNG states
 generators, and the history. Loading it and calling ``fit`` with the same phases continues
 mid-epoch as if nothing had happened: the data order and augmentation of a batch depend only on
 (seed, epoch, batch index), and the schedule only on the optimizer-step count.
+
+Under data-parallel training the checkpoint is rank 0's (the bare model's state, no ``module.``
+prefix, so it loads into a single process), written by rank 0 alone; it adds every rank's RNG
+states (``rng_ranks``) and the running loss of all ranks. Every rank takes part in a save (the
+gather of those states), so every rank calls :meth:`~LearnerCheckpointing.save_checkpoint` at the
+same point. A resume reads the file on rank 0 and sends its contents to the other ranks, which
+need no access to it; each rank restores its own RNG states when the job has as many ranks as the
+one that wrote it, and rank 0's otherwise.
 """
 
 from __future__ import annotations
@@ -52,12 +60,18 @@ class LearnerCheckpointing:
         return keys
 
     def checkpoint_state(self) -> dict[str, Any]:
-        """Everything needed to continue training exactly (tensors and plain data only)."""
+        """Everything needed to continue training exactly (tensors and plain data only).
+
+        In a data-parallel job this is a collective: every rank must call it at the same point.
+        """
         position = self.state.state_dict()
         if self._epoch_done:  # the epoch's training part is over: resume at the next epoch
             position.update(epoch=self.state.epoch + 1, batch=0)
         schedule = self.schedule
-        return {
+        rng = capture_rng()
+        every_rng = self.strategy.gather_objects(rng)
+        partial_sum, partial_count = self.strategy.combine_sum(self._loss_sum, self._loss_count)
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "scaler": self.scaler.state_dict(),
@@ -65,17 +79,23 @@ class LearnerCheckpointing:
             "schedule": {"total_steps": schedule.total_steps, "boundaries": list(schedule.boundaries)}
             if schedule is not None else None,
             "callbacks": {key: cb.state_dict() for key, cb in zip(self._callback_keys(), self.callbacks)},
-            "rng": capture_rng(),
+            "rng": rng,
             "history": list(self.history),
-            "epoch_loss": {"sum": (self._epoch_loss_sum + self._loss_sum).detach().clone(),
-                           "count": self._epoch_loss_count + self._loss_count},
+            "epoch_loss": {"sum": (self._epoch_loss_sum + partial_sum).detach().clone(),
+                           "count": self._epoch_loss_count + partial_count},
             "metric_directions": dict(self.metric_directions),
             "seed": self.seed,
         }
+        if len(every_rng) > 1:
+            state["rng_ranks"] = every_rng
+        return state
 
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Atomically write the training state to ``path``."""
-        return save_checkpoint(path, self.checkpoint_state())
+        """Atomically write the training state to ``path`` (in a job: every rank calls it, rank 0 writes)."""
+        state = self.checkpoint_state()
+        if not self.is_main:
+            return Path(path)
+        return save_checkpoint(path, state)
 
     def load_checkpoint(self, path: str | Path, weights_only: bool = False) -> dict[str, Any]:
         """Restore a checkpoint written by :meth:`save_checkpoint`.
@@ -84,7 +104,9 @@ class LearnerCheckpointing:
             path: the checkpoint file.
             weights_only: restore only the model weights (for evaluation or fine-tuning).
         """
-        payload = load_checkpoint(path, map_location=self.device)
+        # in a job rank 0 reads the file and the others receive it (on the CPU: it travels pickled)
+        location = "cpu" if self.strategy.world.distributed else self.device
+        payload = self.strategy.run_on_main(lambda: load_checkpoint(path, map_location=location))
         try:
             self.model.load_state_dict(payload["model"])
         except RuntimeError as exc:
@@ -118,8 +140,16 @@ class LearnerCheckpointing:
             self.history = [{**r, "epoch": r["epoch"] + 1} if "epoch" in r else r for r in self.history]
         self._resumed_loss = payload.get("epoch_loss")
         self.metric_directions.update(payload.get("metric_directions", {}))
-        restore_rng(payload["rng"])
+        restore_rng(self._own_rng(payload))
         self._epoch_done = False
+
+    def _own_rng(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """This rank's RNG states: its own when the job has as many ranks as the writer's, else rank 0's."""
+        every = payload.get("rng_ranks")
+        world = self.strategy.world
+        if every is not None and len(every) == world.world_size:
+            return every[world.rank]
+        return payload["rng"]
 
     def export_weights(self, path: str | Path) -> Path:
         """Write the model weights to a safetensors file."""

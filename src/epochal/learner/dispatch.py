@@ -4,6 +4,9 @@ Handlers are indexed once per change of the callback list (sorted by ``order``, 
 order), so firing an event in the hot loop is a dictionary lookup and a loop over bound methods.
 Unknown event names are errors, and callbacks whose methods look like events but are not are
 rejected when attached, so a typo can never silently do nothing.
+
+In a data-parallel job, callbacks marked ``rank_zero_only`` (the run logger, CSV and TensorBoard
+loggers, the progress bar) get no events on ranks other than 0: one process writes and prints.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class LearnerCallbacks:
 
     def _index_handlers(self) -> None:
         ordered = sorted(self.callbacks, key=lambda cb: cb.order)  # stable: ties keep insertion order
+        strategy = getattr(self, "strategy", None)
+        if strategy is not None and not strategy.is_main:
+            ordered = [cb for cb in ordered if not getattr(cb, "rank_zero_only", False)]
         self._handlers = {e: tuple(getattr(cb, e) for cb in ordered if hasattr(cb, e)) for e in EVENTS}
 
     def __call__(self, event: str) -> None:

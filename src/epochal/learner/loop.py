@@ -5,6 +5,11 @@ fit (a list of :class:`~epochal.schedules.TrainingPhase`), epoch (train + valida
 the steps inside a batch (forward, loss, backward, optimizer step). Schedules are pure functions of
 the optimizer-step count, so resume, gradient accumulation and world size never shift them.
 Nothing in the batch loop reads a device value back to the host except at logging intervals.
+
+Several processes (torchrun) train one model through the learner's *strategy*
+(:mod:`epochal.distributed.strategy`): the few places where ranks act together (the module called
+in training, the accumulation ``no_sync``, combining sums, rank 0's epoch record and checkpoint)
+ask it, and a single process's strategy answers each trivially.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from torch import nn
 from epochal.callbacks.base import Callback
 from epochal.data.adapters import as_data_loaders, as_evaluation_loader
 from epochal.data.base import DataLoaders
+from epochal.distributed import GlobalBatch, LRScaling, Strategy, auto_strategy
 from epochal.events import (
     CancelBackward,
     CancelBatch,
@@ -93,6 +99,15 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         config: the resolved configuration to save in the run folder (plain data).
         seed: the run's seed, recorded in the summary and used by loaders that need one.
         valid: validation data when ``data`` holds none (a loader or ``(inputs, targets)`` arrays).
+        strategy: how the processes of a job train together: a
+            :class:`~epochal.distributed.DataParallel` (DDP) or a single-process
+            :class:`~epochal.distributed.Strategy`; default: DataParallel when this process is in a
+            torchrun job (joining it if needed), else a single process. Plain torch DataLoaders
+            and arrays are then split across the ranks; epochal's loaders take ``rank`` and
+            ``world_size`` themselves (``epochal.distributed.world()``).
+        lr_scaling: scale every learning rate with the global batch (per-rank batch x world size x
+            ``grad_accum``): an :class:`~epochal.distributed.LRScaling` (``linear`` or ``sqrt`` of
+            global / reference), recorded in the run summary; default: the rates as written.
 
     Example:
         >>> learner = Learner(model, (train_loader, valid_loader), metrics=["accuracy"])  # torch DataLoaders too
@@ -107,15 +122,21 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                  grad_accum: int = 1, clip_grad_norm: float | None = None,
                  clip_grad_value: float | None = None, log_every: int = 50,
                  run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None,
-                 valid=None):
+                 valid=None, strategy: Strategy | None = None, lr_scaling: LRScaling | None = None):
         if precision not in _PRECISIONS:
             raise unknown_name_error("precision", precision, _PRECISIONS)
         if grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
-        self.device = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.data = as_data_loaders(data, valid, seed=seed or 0)  # epochal's own loaders pass through
+        if lr_scaling is not None and not isinstance(lr_scaling, LRScaling):
+            raise TypeError(f"lr_scaling takes an epochal.distributed.LRScaling, got {lr_scaling!r}")
+        self.strategy = strategy if strategy is not None else auto_strategy(device)
+        self.device = self.strategy.set_device(device)
+        world = self.strategy.world
+        # epochal's own loaders pass through; torch DataLoaders and arrays get this rank's share
+        self.data = as_data_loaders(data, valid, seed=seed or 0, rank=world.rank, world_size=world.world_size)
+        self.lr_scaling = lr_scaling
         self.loss_fn = loss if loss is not None else nn.CrossEntropyLoss()
         if isinstance(self.loss_fn, nn.Module):  # class weights and other buffers follow the model
             self.loss_fn.to(self.device)
@@ -126,6 +147,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.log_every, self.seed, self.config = log_every, seed, config or {}
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.memory_format = torch.channels_last if channels_last else None
+        model = self.strategy.prepare(model)  # SyncBatchNorm, when the strategy asks for it
         self.model = model.to(self.device, memory_format=self.memory_format or torch.preserve_format)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.optimizer: torch.optim.Optimizer | None = None
@@ -135,7 +157,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.running: dict[str, float] = {}
         self.training = False
         self.valid_prefix = "valid"  # key prefix of validation metrics (averaged weights log under their own)
-        self._compiled: nn.Module | None = None
+        self._compiled: dict[bool, nn.Module] = {}  # by "is the strategy's training wrapper"
         self.callbacks: list[Callback] = []
         self._index_handlers()
         for cb in callbacks:
@@ -177,20 +199,23 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
 
         Raises:
             RunLockedError: another process is training the learner's run folder.
+            RankFailure: under data-parallel training, another rank stopped answering.
         """
-        with run_lock(self.run_dir):  # one process at a time trains a run folder
+        # one process at a time trains a run folder: in a job, rank 0 holds the lock for all ranks
+        with run_lock(self.run_dir if self.is_main else None), self.strategy.guard():
             return self._fit(phases, resume)
 
     def _fit(self, phases, resume) -> list[dict]:
         self.phases = self._as_phases(phases)
+        self.strategy.check(self)  # ranks whose loaders disagree would hang: refuse before the first step
         steps = [self.steps_per_epoch(p) for p in self.phases]
-        self.schedule = PhaseSchedule(self.phases, steps, default_lr=self.lr)
+        self.schedule = PhaseSchedule(self.phases, steps, default_lr=self.lr, lr_multiplier=self.lr_multiplier())
         self._reset_state()
         self.optimizer = None
         self.state.total_steps = self.schedule.total_steps
         self._enter_phase(0, fire=False)
         if resume is not None:
-            self.load_checkpoint(self.resolve_checkpoint(resume))
+            self.load_checkpoint(self.strategy.run_on_main(lambda: self.resolve_checkpoint(resume)))
         self.fit_start_time = time.perf_counter()
         self.error: BaseException | None = None
         self.stop_reason: str | None = None
@@ -227,6 +252,30 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     def steps_per_epoch(self, phase: TrainingPhase | None = None) -> int:
         """Optimizer steps in one epoch of a phase's data (partial accumulations count as a step)."""
         return math.ceil(len(self.train_loader(phase)) / self.grad_accum)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files and prints (always, except on ranks 1.. of a job)."""
+        return self.strategy.is_main
+
+    def global_batch(self) -> GlobalBatch:
+        """The samples behind one optimizer step: per-rank batch x world size x ``grad_accum``."""
+        per_rank = getattr(self.data.train, "batch_size", None)
+        return GlobalBatch(per_rank, self.strategy.world.world_size, self.grad_accum)
+
+    def lr_multiplier(self) -> float:
+        """The factor ``lr_scaling`` applies to every learning rate (1 without it)."""
+        return self.lr_scaling.factor(self.global_batch().size) if self.lr_scaling is not None else 1.0
+
+    def batch_summary(self) -> dict[str, Any]:
+        """The global batch and the learning-rate scaling, as the run summary records them."""
+        batch, scaling = self.global_batch(), self.lr_scaling or LRScaling()
+        return {**batch.to_dict(), "lr_scaling": scaling.to_dict(batch.size)}
+
+    def describe_batch(self) -> str:
+        """One line: ``global batch 128 = 64 per rank x 2 ranks x 1 accumulation step; lr scaling ...``."""
+        batch, scaling = self.global_batch(), self.lr_scaling or LRScaling()
+        return f"{batch.describe()}; {scaling.describe(batch.size, self.lr)}"
 
     def _fit_body(self) -> None:
         self("before_phase")
@@ -281,13 +330,15 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.xb, self.yb = xb, yb
 
     def _train_batch_body(self) -> None:
-        self._forward_and_loss()
-        n = _batch_size(self.yb)
-        self._loss_sum.add_(self.loss.detach().float(), alpha=n)
-        self._loss_count += n
-        self.state.samples += n
-        self._run_level(self._backward_body, "backward", CancelBackward)
-        if self._step_due():
+        stepping = self._step_due()
+        with self.strategy.no_sync(not stepping):  # an accumulating micro-batch keeps its gradients local
+            self._forward_and_loss()
+            n = _batch_size(self.yb)
+            self._loss_sum.add_(self.loss.detach().float(), alpha=n)
+            self._loss_count += n
+            self.state.samples += n
+            self._run_level(self._backward_body, "backward", CancelBackward)
+        if stepping:
             self._run_level(self._step_body, "step", CancelStep)
 
     def _step_due(self) -> bool:
@@ -351,12 +402,13 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self._epoch_loss_count = 0
 
     def _log(self) -> None:
-        """Read the running loss back from the device once and fire ``after_log``."""
-        if self._loss_count == 0:
+        """Read the running loss (of every rank) back from the device once and fire ``after_log``."""
+        loss_sum, count = self.strategy.combine_sum(self._loss_sum, self._loss_count)
+        if count == 0:
             return
-        self._epoch_loss_sum += self._loss_sum
-        self._epoch_loss_count += self._loss_count
-        self.running = {"loss": float(self._loss_sum) / self._loss_count, "lr": self.current_lr}
+        self._epoch_loss_sum += loss_sum
+        self._epoch_loss_count += count
+        self.running = {"loss": float(loss_sum) / count, "lr": self.current_lr}
         self._loss_sum.zero_()
         self._loss_count = 0
         self("after_log")
@@ -390,21 +442,26 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     # ----------------------------------------------------------------- model call, precision
     @property
     def model_call(self) -> nn.Module:
-        """The module the loop calls: the model, or its compiled wrapper."""
+        """The module the loop calls, compiled when asked: in training, the strategy's wrapper (DDP in a
+        job, which averages gradients over ranks); in evaluation, the bare model (no collective per
+        batch, so ranks may evaluate different numbers of batches)."""
+        module = self.strategy.wrap(self.model) if self.training else self.model
         if not self.compile:
-            return self.model
-        if self._compiled is None:
+            return module
+        key = module is not self.model
+        if key not in self._compiled:
             backend = self.compile if isinstance(self.compile, str) else "inductor"
-            self._compiled = torch.compile(self.model, backend=backend)
-        return self._compiled
+            self._compiled[key] = torch.compile(module, backend=backend)
+        return self._compiled[key]
 
     def _call_model(self, inputs):
         """The model on one batch of inputs (a tuple of tensors is spread over the arguments)."""
         return self.model_call(*inputs) if isinstance(inputs, tuple) else self.model_call(inputs)
 
     def recompile(self) -> None:
-        """Drop the compiled wrapper (after freezing or surgery); the next batch compiles anew."""
-        self._compiled = None
+        """Drop the compiled and distributed wrappers (after freezing or surgery); the next batch makes them anew."""
+        self._compiled = {}
+        self.strategy.reset()  # DDP registers the parameters that train when it is built
         if self.compile:
             torch._dynamo.reset()
 
@@ -419,6 +476,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
     def _validate_body(self) -> None:
         self.model.eval()
         self.training = False
+        self.strategy.sync_buffers(self.model)  # every rank evaluates rank 0's BatchNorm statistics, as DDP trains
         for metric in self.metrics:
             metric.reset()
         loss_sum, count = torch.zeros((), device=self.device), 0
@@ -433,6 +491,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                 count += n
                 for metric in self.metrics:
                     metric.update(self.pred.float(), self.yb)
+        # each rank evaluated its share: sums and counts of all of them, every sample once
+        loss_sum, count = self.strategy.combine_validation(loader, loss_sum, count, self.metrics)
         prefix = self.valid_prefix
         self.epoch_metrics[f"{prefix}/loss"] = float(loss_sum) / count if count else float("nan")
         self.metric_directions[f"{prefix}/loss"] = False
@@ -454,7 +514,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         """
         saved, saved_prefix = self.data, self.valid_prefix
         if data is not None:
-            valid = as_evaluation_loader(data)
+            world = self.strategy.world
+            valid = as_evaluation_loader(data, world.rank, world.world_size)
             self.data = DataLoaders(self.data.train, valid, self.data.classes, self.data.info)
         self.valid_prefix = prefix
         try:
@@ -475,6 +536,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         if activation not in (None, "softmax", "sigmoid"):
             raise unknown_name_error("activation", activation, ["softmax", "sigmoid", "None"])
         self.model.eval()
+        self.training = False  # the bare model: prediction never waits for other ranks
         outputs, targets = [], []
         batches = _evaluation_batches(data)
         with torch.no_grad(), self.autocast():
@@ -498,7 +560,11 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             self.metric_directions["train/loss"] = False
         record = {"epoch": self.state.epoch_number, "step": self.state.step, "phase": self.state.phase,
                   "lr": self.current_lr, **self.epoch_metrics}
-        self.history.append(record)
+        shared = self.strategy.from_main(record)  # every rank decides (stop, reduce, save) on rank 0's numbers
+        if shared is not record:
+            self.epoch_metrics.clear()
+            self.epoch_metrics.update({k: v for k, v in shared.items() if k not in ("epoch", "step", "phase", "lr")})
+        self.history.append(shared)
 
     def _reset_state(self) -> None:
         from epochal.state import TrainState

@@ -145,7 +145,7 @@ class LearnerTuning:
         # fastai skips a tenth of the steps asked for, also when divergence stopped the probe early
         suggestions = suggest_lr(rates[: len(losses)], smoothed, skip_start=num // 10)
         result = LRFinderResult(rates[: len(losses)], losses, smoothed, suggestions, suggestions[rule])
-        if plot is not None:
+        if plot is not None and self.is_main:  # in a job, rank 0 draws the one plot
             result.plot = plot_lr_find(result.lrs, smoothed, suggestions, path=plot,
                                        log_x=(mode == "exp") if log_x is None else log_x)
         return result
@@ -155,6 +155,7 @@ class LearnerTuning:
         optimizer = build_optimizer(self.optimizer_spec, groups)
         loader = self.train_loader(None)
         self.model.train()
+        self.training = True  # the strategy's training module: in a job, the probe trains on the global batch
         self._apply_freeze_modes()
         losses: list[float] = []
         best = math.inf
@@ -173,7 +174,9 @@ class LearnerTuning:
             self.scaler.step(optimizer)
             self.scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            value = float(self.loss.detach())  # a probe, not the hot loop: one read per step is the point
+            # a probe, not the hot loop: one read per step is the point; in a job, the mean over the ranks'
+            # equal batches, so every rank sees the same curve and stops at the same step
+            value = float(self.strategy.sum(self.loss.detach().float().clone())) / self.strategy.world.world_size
             losses.append(value)
             smooth = smooth_losses(losses)[-1]
             best = min(best, smooth)

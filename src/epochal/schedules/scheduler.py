@@ -72,6 +72,8 @@ class PhaseSchedule:
         phases: the phases (``TrainingPhase`` objects or plain dicts).
         steps_per_epoch: optimizer steps per epoch, one int or one per phase (data may change).
         default_lr: the rate for a first phase that gives no ``lr``.
+        lr_multiplier: multiplies every learning rate of every phase (learning-rate scaling with the
+            global batch, :class:`~epochal.distributed.LRScaling`); momentum and decay are unchanged.
 
     Raises:
         ValueError: for an empty phase list, bad step counts, a schedule with zero steps or a first
@@ -88,7 +90,11 @@ class PhaseSchedule:
         phases: Sequence[TrainingPhase | dict],
         steps_per_epoch: int | Sequence[int],
         default_lr: float | None = None,
+        lr_multiplier: float = 1.0,
     ) -> None:
+        if not (lr_multiplier > 0 and math.isfinite(lr_multiplier)):
+            raise ValueError(f"lr_multiplier must be a finite number > 0, got {lr_multiplier}")
+        self.lr_multiplier = float(lr_multiplier)
         phases = [
             p if isinstance(p, TrainingPhase) else TrainingPhase.from_dict(p, f"phases[{i}]")
             for i, p in enumerate(phases)
@@ -257,7 +263,7 @@ class PhaseSchedule:
             t = self._position(index, step)
         r = self._resolved[index]
         momentum = r.momentum.at(t) if r.momentum is not None else None
-        return r.lr.at(t), momentum, r.weight_decay, index
+        return r.lr.at(t) * self.lr_multiplier, momentum, r.weight_decay, index
 
     def _scales(self, index: int, groups: list[dict]) -> tuple[float, ...] | None:
         spec = self._resolved[index].lr_groups

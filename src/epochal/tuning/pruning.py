@@ -12,8 +12,8 @@ search then records the trial as PRUNED.
 
 Under data-parallel training only one process may talk to the study: rank 0 reports and decides,
 and the decision is broadcast to every rank as a tensor so that all of them stop at the same epoch
-(a rank that stopped alone would hang the others in their next collective). ``torch.distributed``
-is used only when a process group is initialised; a single process needs nothing.
+(a rank that stopped alone would hang the others in their next collective), through the learner's
+strategy (:meth:`epochal.distributed.Strategy.agree`); for a single process that is a no-op.
 
 Nothing is saved in checkpoints: a trial is one fit, never resumed.
 """
@@ -24,13 +24,6 @@ from epochal.callbacks.base import MonitorCallback
 from epochal.events import CancelFit
 
 __all__ = ["OptunaPruning"]
-
-
-def _process_group():
-    """``torch.distributed`` when a process group is initialised, else None."""
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
 
 
 class OptunaPruning(MonitorCallback):
@@ -67,26 +60,14 @@ class OptunaPruning(MonitorCallback):
     def after_epoch(self) -> None:
         value = self.current()
         epoch = self.learner.state.epoch
-        group = _process_group()
-        decide = group is None or group.get_rank() == 0
         prune = False
-        if decide:
+        strategy = self.learner.strategy
+        if strategy.is_main:
             if self.trial is None:
                 raise ValueError("OptunaPruning: the deciding process (rank 0) needs the Optuna trial, got None")
             self.trial.report(float(value), epoch)
             self.reported.append((epoch, float(value)))
             prune = bool(self.trial.should_prune())
-        if group is not None:
-            prune = self._broadcast(group, prune)
-        if prune:
+        if strategy.agree(prune):  # rank 0's decision on every rank
             self.pruned, self.pruned_epoch = True, epoch
             raise CancelFit(f"OptunaPruning: trial pruned after epoch {epoch + 1} ({self.monitor} {value:.6g})")
-
-    def _broadcast(self, group, prune: bool) -> bool:
-        """Rank 0's decision on every rank (on the learner's device for NCCL, which has no CPU tensors)."""
-        import torch
-
-        device = self.learner.device if group.get_backend() == "nccl" else torch.device("cpu")
-        flag = torch.tensor([1 if prune else 0], dtype=torch.int32, device=device)
-        group.broadcast(flag, src=0)
-        return bool(flag.item())
