@@ -24,6 +24,7 @@ from epochal.config.builders import (
     build_phases,
 )
 from epochal.config.errors import ConfigError
+from epochal.config.features import apply_freeze, feature_data
 from epochal.utils import json_safe
 
 __all__ = [
@@ -101,6 +102,9 @@ def build_learner(
     device = _device(config, device)
     data = data if data is not None else build_data(config, device)
     model = build_model(config, data)
+    apply_freeze(config, model)
+    if config.data.cache_features:
+        data = feature_data(config, model, data, device)
     phases, freeze = build_phases(config, data)
     callbacks = _callbacks(config, progress, run_dir is not None)
     if any(n is not None for n in freeze):
