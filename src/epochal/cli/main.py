@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli import cache, inspect, train, tune, use
+from epochal.cli import cache, inspect, relabel, train, tune, use
 from epochal.cli._output import DEBUG
 
 __all__ = ["app", "main"]
@@ -42,6 +42,7 @@ app.command("recipes")(inspect.recipes)
 app.command("runs")(inspect.runs)
 app.command("compare")(inspect.compare)
 app.command("export")(use.export)
+app.command("relabel")(relabel.relabel)
 app.add_typer(cache.app, name="cache")
 
 
