@@ -15,7 +15,9 @@ __all__ = ["relabel"]
 @command
 def relabel(
     target: Annotated[Path, typer.Argument(help="A trained run folder (or a checkpoint inside one).")],
-    data: Annotated[Path, typer.Option("--data", help="Image folder of class sub-folders, the neutral one among them.")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Image folder of class sub-folders, the neutral one among them.")
+    ],
     threshold: Annotated[
         float, typer.Option("--threshold", help="Smallest top probability that moves an image to its class.")
     ] = 0.9,

@@ -87,12 +87,12 @@ def relabel(
     Returns:
         ``{"out", "neutral_class", "threshold", "moved": {class: count}, "stayed", "neutral", "images"}``.
     """
-    from epochal.config.inference import locate_run, predict
     from epochal.config.experiment import read_data_info
+    from epochal.config.inference import locate_run, predict
     from epochal.data import image_folder_items, relabel_neutral
 
     if not 0.0 < threshold <= 1.0:
-        raise ConfigError(f"--threshold {threshold} must be in (0, 1]: the smallest top probability that moves an image")
+        raise ConfigError(f"--threshold {threshold} must be in (0, 1]: the top probability that moves an image")
     run_dir, _ = locate_run(run)
     neutral = _neutral_class(run_dir, neutral_class)
     out = Path(out) if out is not None else run_dir / f"relabelled-{threshold:g}.csv"
