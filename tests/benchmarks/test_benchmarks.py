@@ -99,3 +99,13 @@ def test_gpu_suite_stops_at_once_without_cuda(tmp_path):
     if "no CUDA device" not in done.stdout + done.stderr:
         pytest.skip("a CUDA device is present")
     assert done.returncode == 2
+
+
+def test_feature_extraction_compares_cached_features_with_fine_tuning():
+    result = _run("feature_extraction.py", "--epochs", "1", "--source-epochs", "1", "--widths", "[8,16,16]",
+                  "--device", "cpu", "--threads", "1")
+    assert result["benchmark"] == "feature_extraction" and result["epochs"] == 1
+    assert result["finetune_s"] > 0 and result["features_cached_s"] > 0
+    assert result["ratio"] == pytest.approx(result["features_cached_s"] / result["finetune_s"], rel=0.01)
+    assert result["ratio_first"] == pytest.approx(result["features_first_s"] / result["finetune_s"], rel=0.01)
+    assert 0 <= result["features_accuracy"] <= 1 and result["target_ratio"] == 0.1

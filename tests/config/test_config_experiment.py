@@ -150,7 +150,8 @@ def test_export_torchscript_and_onnx_error(run2, tmp_path):
         result = invoke("export", run2["run_dir"], "--format", "onnx", "--json")
         assert result.exit_code == 1 and "epochal[export]" in result.output and "Traceback" not in result.output
     result = invoke("export", run2["run_dir"], "--format", "tflite")
-    assert result.exit_code == 1 and "valid values are ['onnx', 'safetensors', 'torchscript']" in result.output
+    valid = "valid values are ['embeddings', 'onnx', 'safetensors', 'torchscript']"
+    assert result.exit_code == 1 and valid in result.output
 
 
 def test_inference_user_errors(run2, rgb, tmp_path):

@@ -171,6 +171,8 @@ PLAUSIBLE: dict[str, Any] = {
     "data.augment": ["flip", "translate(pad=2)"],
     "data.target": V("y", "table"),
     "data.balance": "oversample",
+    "data.cache_features": V(True, extra={"data.augment": None, "model.freeze": "backbone",
+                                          "data.options.cache_dir": None}),
     "data_variants.*.batch_size": V(6, extra={"phases": [{"epochs": 1, "data": "v"}]}),
     "data_variants.*.image_size": V(12, extra={"phases": [{"epochs": 1, "data": "v"}]}),
     "data_variants.*.augment": V([], extra={"phases": [{"epochs": 1, "data": "v"}]}),
@@ -179,6 +181,7 @@ PLAUSIBLE: dict[str, Any] = {
     "model.weights": lambda ws: ws.weights(),
     "distillation": lambda ws: {"teacher": ws.weights(), "temperature": 3.0, "alpha": 0.5},
     "model.data_init": 4,  # airbench's whitening from 4 training images
+    "model.freeze": "backbone",
     "model.init_bias": V("priors", "table"),  # airbench's head has no bias: refused there (test_config_loading)
     "model:vgg16_bn_cifar": V({}, extra={"data.image_size": 32}),  # five 2x2 poolings
     "model:densenet121": V({}, extra={"data.image_size": 32}),
@@ -383,6 +386,9 @@ PLAUSIBLE: dict[str, Any] = {
     "callback:tensorboard.log_dir": lambda ws: str(ws.tmp / "tensorboard"),
     "callback:tensorboard.histogram_every": 1,
     "callback:tensorboard.hparams": {"depth": 3},
+    "callback:tensorboard.embeddings_freq": 1,
+    "callback:tensorboard.embeddings_layer": "stages.0",
+    "callback:tensorboard.embeddings_samples": 4,
     # data.options of the image-folder and tabular loader builders
     "option:image_folder.loader": "cpu",
     "option:image_folder.cache_dir": lambda ws: str(ws.tmp / "cache"),

@@ -55,6 +55,9 @@ class TensorBoard(Callback):
       ``valid/<metric>``, ``lr``) and ``epoch`` (the epoch's number, from 1 as on the screen);
     * every ``histogram_every`` epochs: a histogram of every parameter (``weights/<name>``) and of
       its gradient at the epoch's last optimizer step (``grads/<name>``, loss scaling undone);
+    * every ``embeddings_freq`` epochs: projector data (``add_embedding``) of ``embeddings_layer``'s
+      outputs for the first ``embeddings_samples`` validation items, labelled with their classes
+      (:mod:`epochal.callbacks.projector`);
     * at the end of the fit: the hyperparameters (``hparams``, or the learner's config flattened,
       or a summary of the learner's settings when it has no config) with the final value of every
       metric as ``hparam/<key>``.
@@ -63,6 +66,10 @@ class TensorBoard(Callback):
         log_dir: the folder of the event files (default: ``<run_dir>/tensorboard``).
         histogram_every: epochs between weight and gradient histograms (None: no histograms).
         hparams: hyperparameters to record instead of the learner's config.
+        embeddings_freq: epochs between Embedding Projector writes (None or 0: none), as in Keras.
+        embeddings_layer: the module (a ``named_modules`` name) whose outputs are projected;
+            None: the inputs of the final linear layer (the pooled features of a classifier).
+        embeddings_samples: validation items projected (the same first ones every time).
 
     Example:
         >>> Learner(model, data, callbacks=[TensorBoard(histogram_every=5)], run_dir="runs/a").fit(20)
@@ -73,7 +80,13 @@ class TensorBoard(Callback):
     rank_zero_only = True  # in a data-parallel job, rank 0 alone writes and prints
 
     def __init__(self, log_dir: str | Path | None = None, histogram_every: int | None = None,
-                 hparams: Mapping[str, Any] | None = None):
+                 hparams: Mapping[str, Any] | None = None, embeddings_freq: int | None = None,
+                 embeddings_layer: str | None = None, embeddings_samples: int = 256):
+        for key, value in (("embeddings_freq", embeddings_freq or 1), ("embeddings_samples", embeddings_samples)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"TensorBoard: {key} must be an int >= 1, got {value!r}")
+        self.embeddings_freq, self.embeddings_layer = embeddings_freq or None, embeddings_layer
+        self.embeddings_samples = embeddings_samples
         if histogram_every is not None and (not isinstance(histogram_every, int) or histogram_every < 1):
             raise ValueError(f"TensorBoard: histogram_every must be None or an int >= 1, got {histogram_every!r}")
         _summary_writer()  # fail at construction, not after the first epoch, when tensorboard is missing
@@ -90,6 +103,10 @@ class TensorBoard(Callback):
     def before_fit(self) -> None:
         if self.writer is not None:  # a previous fit that died with an error left its writer open
             self.writer.close()
+        if self.embeddings_freq is not None:  # an unknown layer fails now, not after the first epochs
+            from epochal.callbacks.projector import embedding_layer
+
+            embedding_layer(self.learner.model, self.embeddings_layer)
         step = self.learner.state.step
         # A resumed run continues from its checkpoint: hide what the interrupted run logged after it.
         self.writer = _summary_writer()(log_dir=str(self.folder), purge_step=step + 1 if step > 0 else None)
@@ -130,7 +147,22 @@ class TensorBoard(Callback):
         if self._histogram_epoch():
             for name, param in learner.model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}", param.detach().float().cpu(), step)
+        if self.embeddings_freq is not None and (learner.state.epoch + 1) % self.embeddings_freq == 0:
+            self._write_embeddings(step)
         self.writer.flush()
+
+    def _write_embeddings(self, step: int) -> None:
+        from epochal.callbacks.projector import embedding_layer, layer_outputs, sample_labels
+
+        learner = self.learner
+        if learner.data.valid is None:
+            return
+        layer, use_inputs = embedding_layer(learner.model, self.embeddings_layer)
+        points, targets = layer_outputs(learner.model, layer, use_inputs, learner.data.valid,
+                                        self.embeddings_samples, learner.device, learner.memory_format)
+        tag = self.embeddings_layer or "features"
+        self.writer.add_embedding(points, metadata=sample_labels(targets, learner.data.classes),
+                                  global_step=step, tag=tag)
 
     def hyperparameters(self) -> dict[str, bool | int | float | str]:
         """What is recorded in the HParams view."""

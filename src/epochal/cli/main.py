@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from epochal.cli import cache, inspect, sanity, train, tune, use
+from epochal.cli import cache, inspect, relabel, sanity, train, tune, use
 from epochal.cli._output import DEBUG
 from epochal.cli.tta import TTACommand
 
@@ -44,6 +44,7 @@ app.command("recipes")(inspect.recipes)
 app.command("runs")(inspect.runs)
 app.command("compare")(inspect.compare)
 app.command("export")(use.export)
+app.command("relabel")(relabel.relabel)
 app.add_typer(cache.app, name="cache")
 
 

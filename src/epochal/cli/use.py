@@ -151,7 +151,9 @@ def write_predictions(path: Path, rows: list[dict], top_k: int) -> None:
 def export(
     target: TargetArg,
     format: Annotated[
-        str, typer.Option("--format", help="safetensors, torchscript or onnx (needs the 'export' extra).")
+        str,
+        typer.Option("--format", help="safetensors, torchscript, onnx (needs the 'export' extra) or embeddings "
+                     "(a tabular run's categorical embeddings: a folder with a CSV per column)."),
     ] = "safetensors",
     out: Annotated[Path | None, typer.Option("--out", help="Output file (default: <run>/model.<suffix>).")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="best or last (default: best, else last).")] = None,

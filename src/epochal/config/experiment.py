@@ -38,6 +38,7 @@ from epochal.config.builders import (
 )
 from epochal.config.data_files import write_data_files
 from epochal.config.errors import ConfigError
+from epochal.config.features import apply_freeze, feature_data
 from epochal.config.resuming import check_not_finished, check_resumable
 from epochal.utils import json_safe
 
@@ -135,6 +136,9 @@ def build_learner(
             data = build_data(config, device, rank=world.rank, world_size=world.world_size)
     config, _ = with_data_defaults(config, data_facts(data))
     model = build_model(config, data)
+    apply_freeze(config, model)
+    if config.data.cache_features:
+        data = feature_data(config, model, data, device)
     phases, freeze = build_phases(config, data)
     callbacks = _callbacks(config, progress, run_dir is not None)
     if any(n is not None for n in freeze):

@@ -416,7 +416,9 @@ def _example_input(model: nn.Module, config, info: dict[str, Any]):
 def export(
     target: str | Path, fmt: str = "safetensors", out: str | Path | None = None, which: str | None = None
 ) -> dict[str, Any]:
-    """Write a run's model as ``safetensors`` weights, a ``torchscript`` program or an ``onnx`` graph.
+    """Write a run's model as ``safetensors`` weights, a ``torchscript`` program or an ``onnx`` graph,
+    or (``embeddings``) a tabular run's categorical embeddings as a folder of CSVs
+    (:func:`~epochal.config.embeddings_export.export_embeddings`).
 
     Returns:
         ``{"path", "format", "bytes", "checkpoint"}``.
@@ -426,10 +428,14 @@ def export(
     """
     from epochal.state import export_safetensors
 
+    if fmt == "embeddings":  # a folder of tables (tabular runs), not one model file
+        from epochal.config.embeddings_export import export_embeddings
+
+        return export_embeddings(target, out, which)
     if fmt not in EXPORT_FORMATS:
         from epochal.utils import unknown_name_error
 
-        raise unknown_name_error("export format", fmt, EXPORT_FORMATS)
+        raise unknown_name_error("export format", fmt, [*EXPORT_FORMATS, "embeddings"])
     if fmt == "onnx":
         try:
             import onnx

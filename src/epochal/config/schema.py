@@ -49,11 +49,26 @@ def _check_name(kind: str, name: str, choices: list[str]) -> str:
     return name
 
 
+def _check_phases_with_freeze(phases: list[dict[str, Any]], model: Any, data: Any) -> None:
+    """Phases that freeze layer groups or change the data conflict with ``model.freeze`` and cached features."""
+    for i, entry in enumerate(phases):
+        if model is not None and model.freeze and entry.get("freeze") is not None:
+            raise ValueError(f"phases.{i}.freeze conflicts with model.freeze {model.freeze!r}; keep one of them")
+        if data is not None and data.cache_features and entry.get("data") is not None:
+            raise ValueError(
+                f"phases.{i}.data changes the images' batching, but data.cache_features trains on cached "
+                "features; remove one of them"
+            )
+
+
 class DataConfig(Section):
     """Where the data comes from and how it is batched.
 
     ``path`` is a folder of class sub-folders, a CSV file (``kind: tabular``) or the name of a
     bundled data set such as ``cifar10-mini``; ``epochal train --data DIR`` sets it.
+    ``cache_features`` (with ``model.freeze: backbone``) trains the head on the frozen backbone's
+    pooled features, computed once without augmentation and cached under ``options.cache_dir``
+    (:mod:`epochal.config.features`).
     """
 
     kind: Literal["image_folder", "tabular"] = "image_folder"
@@ -64,6 +79,7 @@ class DataConfig(Section):
     augment: list[Any] | None = None
     target: str | None = None
     balance: Literal["oversample", "undersample", "weighted"] | None = None
+    cache_features: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("augment")
@@ -81,6 +97,11 @@ class DataConfig(Section):
             raise ValueError("data.kind 'tabular' needs data.target, the name of the label column")
         if self.kind == "image_folder" and self.target is not None:
             raise ValueError("data.target is only for kind 'tabular' (image folders take labels from sub-folders)")
+        if self.cache_features and (self.kind != "image_folder" or self.augment):
+            raise ValueError(
+                "data.cache_features computes each image's features once, without augmentation: it needs "
+                f"kind 'image_folder' and no data.augment (got kind {self.kind!r}, augment {self.augment})"
+            )
         if self.kind == "tabular":
             for key in ("image_size", "augment"):
                 if getattr(self, key) is not None:
@@ -111,12 +132,15 @@ class ModelConfig(OpenSection):
             first predictions match the label distribution, or leave it (``"default"``).
         data_init: pass this many training images (normalised, not augmented) to the model's
             ``init_from_data`` before training, e.g. airbench's whitening layer (5000); 0: none.
+        freeze: ``"backbone"`` trains only the classifier head's hidden layers and ``fc`` (frozen
+            BatchNorm statistics included); with ``data.cache_features`` on cached features.
     """
 
     name: str
     weights: str | None = None
     init_bias: Literal["default", "priors"] = "default"
     data_init: int = Field(0, ge=0)
+    freeze: Literal["backbone"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -425,6 +449,10 @@ class Config(Section):
             from epochal.config.builders import check_model_for_data
 
             check_model_for_data(model.name, info.data["data"].kind, model.kwargs, model.init_bias)
+            if info.data["data"].cache_features and model.freeze != "backbone":
+                raise ValueError(
+                    "data.cache_features trains the head on a frozen backbone's features: set model.freeze: backbone"
+                )
         return model
 
     @field_validator("phases")
@@ -434,6 +462,7 @@ class Config(Section):
             from epochal.config.builders import check_phase_list
 
             check_phase_list(value, info.data.get("data"), info.data.get("data_variants", {}))
+            _check_phases_with_freeze(value, info.data.get("model"), info.data.get("data"))
         elif "epochs" in info.data and "optimizer" in info.data:
             from epochal.config.builders import check_schedule_values
 
