@@ -51,11 +51,17 @@ def evaluate(
         return
     result = run_evaluate(targets[0], data, tta=tta, device=device, batch_size=batch_size)
     if json_output:
-        emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"]})
+        extra = {"decision": result["decision"]} if "decision" in result else {}
+        emit_json({"metrics": result["metrics"], "n": result["n"], "data": result["data"], **extra})
         return
     print(f"{result['n']} samples of {result['data']}, checkpoint {result['checkpoint']}")
     for name, value in result["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    if "decision" in result:
+        decision = result["decision"]
+        print(f"at the run's {decision['metric']} threshold p({decision['positive']}) > {decision['threshold']:.4f}:")
+        for name, value in decision["metrics"].items():
+            print(f"  {name}: {value:.4f}")
 
 
 @command

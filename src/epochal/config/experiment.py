@@ -203,7 +203,9 @@ def train(
         callbacks: extra callbacks added to the recipe's own (e.g. a search's pruning callback).
 
     Returns:
-        ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``: metrics
+        ``{"run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "plots", "lr_find"}``
+        (and ``decision``, the record of :func:`epochal.config.decision.fit_decision`, when the
+        recipe sets ``trainer.decision``): metrics
         are the final validation values by name (``accuracy``, ``loss``) of the weights the run
         ends with (a run that ends with SWA or EMA weights: their ``valid_swa``/``valid_ema``
         values, and then ``final_weights`` names them), ``best`` the best value of each.
@@ -258,6 +260,10 @@ def _train_in(
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
         for callback in callbacks:
             learner.add_callback(callback)
+        if config.trainer.decision is not None:  # refused before training, not after it
+            from epochal.config.decision import check_decision
+
+            check_decision(config, learner.data)
     except BaseException:
         if not resuming:  # bad data or model settings: leave no empty run folder behind
             remove_if_empty(run_dir)
@@ -267,6 +273,11 @@ def _train_in(
     if config.trainer.lr_find and not resuming:  # the probe restores every weight and generator
         probe = learner.lr_find(num=config.trainer.lr_find, plot=run_dir / "plots" / "lr_find.png")
     learner.fit(phases, resume=run_dir if resuming else None)
+    decision = None
+    if config.trainer.decision is not None:  # with the final weights, as eval and predict load them
+        from epochal.config.decision import fit_decision
+
+        decision = fit_decision(run_dir, config, learner.data, device=str(learner.device))
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)
@@ -286,6 +297,7 @@ def _train_in(
         "skipped_files": [str(s) for s in skipped] if isinstance(skipped, (list, tuple)) else skipped,
         "plots": plots,
         "lr_find": {"suggestion": probe.suggestion, "suggestions": probe.suggestions} if probe else None,
+        **({"decision": decision} if decision else {}),
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from epochal.config.decision import DecisionConfig
 from epochal.config.errors import check_kwargs
 from epochal.config.phase_data import PhaseDataConfig
 from epochal.config.sections import OpenSection, Section
@@ -219,6 +220,9 @@ class TrainerConfig(Section):
         plots: write the run's plots into ``<run>/plots`` after training.
         lr_find: steps of a learning-rate range test run (and undone) before training, plotted
             into ``plots/lr_find.png`` with its suggestions in the train result; 0 runs none.
+        decision: what a binary classifier's decision optimises (``{metric: accuracy | f1 |
+            balanced_accuracy}``): its threshold is chosen on the validation split after training
+            and used by ``eval`` and ``predict`` (see :mod:`epochal.config.decision`); None: argmax.
     """
 
     device: str | None = None
@@ -231,6 +235,7 @@ class TrainerConfig(Section):
     log_every: int = Field(50, ge=1)
     plots: bool = True
     lr_find: int = Field(0, ge=0)
+    decision: DecisionConfig | None = None
 
 
     @field_validator("compile")
