@@ -161,7 +161,9 @@ def positive_probabilities(
     return torch.cat(probs), torch.cat(targets)
 
 
-def fit_decision(run_dir: str | Path, config, data, device: str = "cpu") -> dict[str, Any]:
+def fit_decision(
+    run_dir: str | Path, config, data, device: str = "cpu", model: torch.nn.Module | None = None
+) -> dict[str, Any]:
     """Choose the run's threshold on ``data.valid`` with its final weights; write ``decision.json``.
 
     Args:
@@ -169,6 +171,7 @@ def fit_decision(run_dir: str | Path, config, data, device: str = "cpu") -> dict
         config: the run's recipe (``trainer.decision`` set).
         data: the run's loaders.
         device: where the validation pass runs.
+        model: the trained model, used when the run wrote no checkpoint (no ``model_checkpoint``).
 
     Returns:
         The record written: ``metric``, ``positive``, ``threshold``, ``valid`` (the decision
@@ -179,7 +182,11 @@ def fit_decision(run_dir: str | Path, config, data, device: str = "cpu") -> dict
 
     goal, classes = config.trainer.decision, [str(c) for c in data.classes or []]
     index = check_decision(config, data)
-    model = restore_model(run_dir)[0]
+    try:
+        model = restore_model(run_dir)[0]
+    except FileNotFoundError:
+        if model is None:
+            raise
     probs, targets = positive_probabilities(model, data.valid, index, device)
     actual = targets == index
     threshold, _ = choose_threshold(probs, actual, goal.metric)

@@ -277,7 +277,7 @@ def _train_in(
     if config.trainer.decision is not None:  # with the final weights, as eval and predict load them
         from epochal.config.decision import fit_decision
 
-        decision = fit_decision(run_dir, config, learner.data, device=str(learner.device))
+        decision = fit_decision(run_dir, config, learner.data, str(learner.device), learner.model)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)

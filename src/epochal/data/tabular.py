@@ -402,7 +402,7 @@ def _piecewise_linear(values, edges: Sequence[float]) -> torch.Tensor:
     """Piecewise linear encoding (N, len(edges) - 1): each bin's share of ``x`` above its lower edge."""
     lower = torch.tensor(edges[:-1], dtype=torch.float64)
     width = torch.tensor(edges[1:], dtype=torch.float64) - lower
-    x = torch.as_tensor(values, dtype=torch.float64)[:, None]
+    x = torch.tensor(np.asarray(values, dtype="float64"))[:, None]  # a copy: pandas arrays may be read-only
     return ((x - lower) / width).clamp(0.0, 1.0)
 
 
