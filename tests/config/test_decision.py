@@ -87,3 +87,10 @@ def test_multi_class_data_is_refused_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match="trainer.decision .* 3"):
         train(config, out=tmp_path / "runs", progress=False)
     assert not any((tmp_path / "runs").iterdir())  # refused before training: no run folder left
+
+
+def test_a_regression_target_is_refused_naming_the_key(tiny_regression_table, tmp_path):
+    overrides = [*TABLE, f"data.path={tiny_regression_table}", "data.target=y", "loss={name: mse}", "metrics=[]",
+                 "model.init_bias=default", "callbacks.model_checkpoint={monitor: valid/loss}"]
+    with pytest.raises(ConfigError, match="no classes .* set trainer.decision to null"):
+        train(load_config("tabular-adult", overrides), out=tmp_path / "runs", progress=False)

@@ -123,6 +123,11 @@ def choose_threshold(probs: torch.Tensor, actual: torch.Tensor, metric: str) -> 
 
 
 def _positive_index(classes: list[str], positive: str | None) -> int:
+    if not classes:
+        raise ConfigError(
+            "trainer.decision chooses a threshold between two classes, but the data has no classes "
+            "(a regression target); set trainer.decision to null"
+        )
     if len(classes) != 2:
         raise ConfigError(
             f"trainer.decision chooses a threshold between two classes, but the data has {len(classes)} "
