@@ -79,7 +79,7 @@ def train(
         config = recipe_config(recipe, set_, data, epochs)
     result = run_training(config, out=out, resume=resume, device=device, progress=progress)
     if json_output:
-        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights")
+        keys = ("run_dir", "epochs", "metrics", "best", "wall_s", "skipped_files", "final_weights", "decision")
         emit_json({k: result[k] for k in keys if k in result})
         return
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if isinstance(v, float))
