@@ -334,6 +334,7 @@ def test_regression_table_trains_with_a_one_output_head(tiny_regression_table, t
             f"data.path={tiny_regression_table}",
             "data.target=y",
             "data.balance=null",
+            "trainer.decision=null",  # a threshold between two classes; a regression has none
             "model={name: tabular_mlp, hidden: [16]}",
             "loss={name: mse}",
             "metrics=[]",
@@ -346,7 +347,8 @@ def test_regression_table_trains_with_a_one_output_head(tiny_regression_table, t
     evaluated = invoke("eval", result["run_dir"], "--data", tiny_regression_table, "--json")
     assert evaluated.exit_code == 0, evaluated.output
     balanced = load_config("tabular-adult", [*TABLE, f"data.path={tiny_regression_table}", "data.target=y",
-                                             "loss={name: mse}", "metrics=[]", "model.init_bias=default"])
+                                             "loss={name: mse}", "metrics=[]", "model.init_bias=default",
+                                             "data.balance=oversample", "trainer.decision=null"])
     with pytest.raises(ValueError, match=r"balance='oversample' needs class labels.*regression target"):
         build_learner(balanced, device="cpu", progress=False)
 

@@ -243,6 +243,11 @@ PLAUSIBLE: dict[str, Any] = {
     "loss:*.reduce": False,
     "loss:*.reduction": "sum",
     "loss:smooth_l1.beta": V(0.5, "regression"),
+    "loss:focal.alpha": "balanced",
+    "loss:focal.gamma": 1.0,
+    "loss:sigmoid_focal": V({}, "multi_label"),
+    "loss:sigmoid_focal.alpha": V(0.25, "multi_label"),
+    "loss:sigmoid_focal.gamma": V(1.0, "multi_label"),
     # optimizers
     "optimizer.lr": 0.05,
     "optimizer.weight_decay": 1e-4,
@@ -413,6 +418,7 @@ PLAUSIBLE: dict[str, Any] = {
     "option:tabular.valid_data": V(lambda ws: str(ws.table), "table"),
     "option:tabular.task": V("classification", "table"),
     "option:tabular.scale": V("minmax", "table"),
+    "option:tabular.bins": V(4, "table"),
     "option:tabular.encoding": V("onehot", "table"),
     "option:tabular.missing_indicator": V(False, "table"),
     "option:tabular.na_values": V(["?", "NA"], "table"),
@@ -443,6 +449,7 @@ PLAUSIBLE: dict[str, Any] = {
     "trainer.lr_find": 5,
     "trainer.devices": 2,  # the Python API trains in this process (epochal train starts torchrun for it)
     "trainer.sync_bn": True,  # nothing to synchronise in one process
+    "trainer.decision": V({"metric": "balanced_accuracy"}, "table"),  # two classes; more are refused before training
 }
 
 #: Keys whose plausible value is refused when the recipe loads, with a fragment of the reason.

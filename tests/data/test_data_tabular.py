@@ -188,3 +188,55 @@ def test_adult_csv_as_is(adult_csv):
     assert prep.transform_target(test_style["income"]).tolist() == [1]
     positives = torch.cat([y for _, y in dls.valid]).float().mean()
     assert 0.22 < float(positives) < 0.26
+
+
+def _skewed_frame(n: int = 400):
+    generator = torch.Generator().manual_seed(0)
+    spiky = torch.where(torch.rand(n, generator=generator) < 0.9, 0.0, torch.rand(n, generator=generator) * 1e5)
+    return pd.DataFrame({"spiky": spiky.numpy(), "normal": torch.randn(n, generator=generator).numpy(),
+                         "y": ["a", "b"] * (n // 2)})
+
+
+def test_quantile_scaling_maps_ranks_to_normal_scores():
+    frame = pd.DataFrame({"x": [float(v) for v in range(1, 101)] * 3, "y": ["a", "b", "c"] * 100})
+    prep = TabularPreprocessor(target="y", scale="quantile").fit(frame)
+    _, cont = prep.transform(pd.DataFrame({"x": [50.5, 1.0, 100.0, 1e9, -1e9], "y": ["a"] * 5}))
+    normal = torch.distributions.Normal(0.0, 1.0)
+    assert cont[0, 0].item() == pytest.approx(0.0, abs=0.01)  # the median
+    # the lowest and highest values, three rows each: the middle of their tied ranks (1.5 / 600 from the ends)
+    assert normal.cdf(cont[1:3, 0]).tolist() == pytest.approx([1.5 / 597, 1 - 1.5 / 597], rel=0.02)
+    # beyond the training range: clipped ranks (1e-7 from the ends), finite and past the extremes
+    assert torch.isfinite(cont).all() and cont[3, 0] == -cont[4, 0] and cont[3, 0] > cont[2, 0]
+
+
+def test_auto_scaling_picks_quantile_for_spiky_columns_and_keeps_it_in_the_state():
+    frame = _skewed_frame()
+    prep = TabularPreprocessor(target="y", scale="auto").fit(frame)
+    assert prep.scales == {"spiky": "quantile", "normal": "standard"}
+    _, cont = prep.transform(frame)
+    assert cont[:, 1].mean().item() == pytest.approx(0.0, abs=1e-5)  # standard scores
+    zeros = torch.tensor(frame["spiky"].to_numpy() == 0)
+    # the 90% of zeros share one score, the middle of their ranks (about 0.45 -> -0.13), not -0.33 sd
+    assert cont[zeros, 0].unique().numel() == 1
+    assert torch.distributions.Normal(0.0, 1.0).cdf(cont[zeros, 0][0]).item() == pytest.approx(0.45, abs=0.01)
+    again = TabularPreprocessor.from_json(prep.to_json())
+    assert again.scales == prep.scales and torch.equal(again.transform(frame)[1], cont)
+
+
+def test_a_state_saved_before_per_column_scales_still_loads():
+    prep = TabularPreprocessor(target="label").fit(_frame())
+    state = prep.state_dict()
+    old = {k: v for k, v in state.items() if k not in ("scales", "bins")}
+    assert torch.equal(TabularPreprocessor().load_state_dict(old).transform(_frame())[1], prep.transform(_frame())[1])
+
+
+def test_piecewise_linear_bins_encode_the_position_inside_each_bin():
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0, 4.0], "y": ["a", "b", "a", "b", "a"]})
+    prep = TabularPreprocessor(target="y", bins=4, scale=None).fit(frame)
+    assert prep.stats["x"]["edges"] == [0.0, 1.0, 2.0, 3.0, 4.0] and prep.n_continuous == 1 + 4
+    _, cont = prep.transform(pd.DataFrame({"x": [2.5, -1.0, 9.0], "y": ["a"] * 3}))
+    assert cont.tolist() == [[2.5, 1, 1, 0.5, 0], [-1.0, 0, 0, 0, 0], [9.0, 1, 1, 1, 1]]
+    constant = TabularPreprocessor(target="y", bins=8).fit(pd.DataFrame({"x": [2.0] * 6, "y": ["a", "b"] * 3}))
+    assert constant.n_continuous == 1  # one distinct value: no bin
+    with pytest.raises(ValueError, match="bins=1 is not valid"):
+        TabularPreprocessor(bins=1)

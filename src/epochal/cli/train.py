@@ -142,9 +142,11 @@ def train(
 
 #: The keys of ``epochal train --json``.
 TRAIN_JSON_KEYS = ("run_dir", "status", "stop_reason", "epochs", "metrics", "final", "best", "best_epochs",
-                   "final_weights", "checkpoints", "wall_s", "skipped_files", "chosen_from_data", "thresholds")
-#: Keys present only for some runs (a recipe that left its loss to the data, a multi-label run).
-OPTIONAL_JSON_KEYS = ("chosen_from_data", "thresholds")
+                   "final_weights", "checkpoints", "wall_s", "skipped_files", "chosen_from_data", "thresholds",
+                   "decision")
+#: Keys present only for some runs (a recipe that left its loss to the data, a multi-label run, a
+#: recipe with trainer.decision).
+OPTIONAL_JSON_KEYS = ("chosen_from_data", "thresholds", "decision")
 
 
 def _print_data_report(path: Path) -> None:

@@ -57,12 +57,19 @@ def evaluate(
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
     if json_output:
-        emit_json({k: result[k] for k in ("metrics", "n", "data", "checkpoint", "checkpoint_info", "overlap")})
+        extra = {"decision": result["decision"]} if "decision" in result else {}
+        emit_json({**{k: result[k] for k in ("metrics", "n", "data", "checkpoint", "checkpoint_info", "overlap")},
+                   **extra})
         return
     print(f"{result['n']} samples of {result['data']}")
     print(f"checkpoint {result['checkpoint_info']['text']}")
     for name, value in result["metrics"].items():
         print(f"{name}: {value:.4f}" if isinstance(value, float) else f"{name}: {value}")
+    if "decision" in result:
+        decision = result["decision"]
+        print(f"at the run's {decision['metric']} threshold p({decision['positive']}) > {decision['threshold']:.4f}:")
+        for name, value in decision["metrics"].items():
+            print(f"  {name}: {value:.4f}")
 
 
 def overlap_warning(overlap: dict[str, int] | None) -> str | None:

@@ -302,7 +302,9 @@ def train(
         ``last.pt`` hold (``{"path", "step", "epoch", "batch"}``). Epochs are numbered from 1. Plus
         ``chosen_from_data`` (the loss and metrics a recipe left to the data) and, for a multi-label
         run, ``thresholds`` (``thresholds.json`` and the validation F1 at 0.5 and at them). A run that
-        ends with SWA or EMA weights reports their ``valid_swa``/``valid_ema`` values as ``metrics``.
+        ends with SWA or EMA weights reports their ``valid_swa``/``valid_ema`` values as ``metrics``;
+        ``decision`` (the record of :func:`epochal.config.decision.fit_decision`) when the recipe
+        sets ``trainer.decision``.
 
     Raises:
         Interrupted: Ctrl-C or SIGTERM stopped the fit (at a batch boundary, with the position
@@ -368,6 +370,10 @@ def _train_in(
         learner, phases = build_learner(config, device=device, run_dir=run_dir, progress=progress)
         for callback in [*callbacks, SaveOnInterrupt()]:  # Ctrl-C: stop at a batch boundary, save it
             learner.add_callback(callback)
+        if config.trainer.decision is not None:  # refused before training, not after it
+            from epochal.config.decision import check_decision
+
+            check_decision(config, learner.data)
     except BaseException:
         if not resuming and distributed.is_main():  # bad data or model settings: leave no empty run folder
             remove_if_empty(run_dir)
@@ -395,6 +401,11 @@ def _result(learner, run_dir: Path, config, probe) -> dict[str, Any]:
     from epochal.runs.plots import write_run_plots
 
     thresholds = _tuned_thresholds(run_dir, learner)
+    decision = None
+    if config.trainer.decision is not None:  # with the final weights, as eval and predict load them
+        from epochal.config.decision import fit_decision
+
+        decision = fit_decision(run_dir, config, learner.data, str(learner.device), learner.model)
     plots = write_run_plots(learner) if config.trainer.plots else {}
     if probe is not None:
         plots["lr_find"] = str(probe.plot)
@@ -404,6 +415,7 @@ def _result(learner, run_dir: Path, config, probe) -> dict[str, Any]:
                   if probe else None)
     result.update({"chosen_from_data": chosen} if chosen else {})
     result.update({"thresholds": thresholds} if thresholds else {})
+    result.update({"decision": decision} if decision else {})
     return result
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from epochal.config.data_files import overlap_with_run
+from epochal.config.decision import decide, evaluate_decision, read_decision
 from epochal.config.errors import ConfigError
 
 __all__ = [
@@ -186,7 +187,9 @@ def evaluate(
 
     Returns:
         ``{"metrics": {name: value}, "n": samples, "checkpoint": path, "data": what was evaluated,
-        "checkpoint_info": see checkpoint_statement, "overlap": {"train", "valid", "of"} or None}``.
+        "checkpoint_info": see checkpoint_statement, "overlap": {"train", "valid", "of"} or None}``,
+        and ``decision`` (the metrics at the run's chosen threshold, see
+        :func:`epochal.config.decision.evaluate_decision`) for a run trained with ``trainer.decision``.
     """
     from epochal.config.builders import build_loss
     from epochal.config.experiment import resolve_auto, resolve_device, valid_metrics
@@ -222,9 +225,13 @@ def evaluate(
         )
         metrics = learner.validate()
         n = int(data.info.get("valid_size") or sum(len(y) for _, y in data.valid))
+        decision = read_decision(locate_run(target)[0])
+        if decision is not None:  # the run's own threshold, besides argmax (see epochal.config.decision)
+            decision = evaluate_decision(model, data.valid, decision, device)
         del data, learner  # release the memory-mapped cache before the folder goes
-    return {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint), "data": source,
-            "checkpoint_info": checkpoint_statement(run_dir, Path(checkpoint)), "overlap": overlap}
+    result = {"metrics": valid_metrics(metrics), "n": n, "checkpoint": str(checkpoint), "data": source,
+              "checkpoint_info": checkpoint_statement(run_dir, Path(checkpoint)), "overlap": overlap}
+    return {**result, "decision": decision} if decision is not None else result
 
 
 def _image_files(inputs: list[str | Path], failed: list[dict[str, str]] | None) -> list[Path]:
@@ -308,7 +315,8 @@ def predict(
     if config.data.kind == "tabular":
         if tta:
             raise ConfigError("--tta is for image models; the run is tabular")
-        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size, failed)
+        decision = None if isinstance(target, (list, tuple)) else read_decision(locate_run(target)[0])
+        return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size, failed, decision)
     model = tta_model(model, tta).to(device).eval()
     return _predict_images(model, config, info, inputs, top_k, device, batch_size, thresholds, failed)
 
@@ -375,9 +383,13 @@ def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_
     return rows
 
 
-def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int,
-                   failed=None) -> list[dict[str, Any]]:
-    """Predictions for every row of each CSV, preprocessed as the run's training rows were."""
+def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int, failed=None,
+                   decision: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Predictions for every row of each CSV, preprocessed as the run's training rows were.
+
+    With a saved ``decision`` (a run trained with ``trainer.decision``), ``class`` is the class its
+    threshold picks and ``probability`` that class's probability; ``top`` stays ranked by probability.
+    """
     from epochal import data
 
     if info.get("task") == "regression":
@@ -402,7 +414,11 @@ def _predict_table(model, info, inputs, top_k: int, device: str, batch_size: int
         with torch.no_grad():
             logits = [model(*x) if isinstance(x, tuple) else model(x) for x, _ in loader.iter_epoch(0)]
         probs = torch.cat(logits).float().softmax(dim=-1).cpu()
-        rows += [{"path": str(path), "row": i, **row} for i, row in enumerate(_top(probs, classes, top_k))]
+        found = _top(probs, classes, top_k)
+        if decision is not None:
+            for row, pick, p in zip(found, decide(probs, decision).tolist(), probs.tolist()):
+                row.update({"class": classes[pick], "probability": p[pick]})
+        rows += [{"path": str(path), "row": i, **row} for i, row in enumerate(found)]
     return rows
 
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
+from epochal.config.decision import DecisionConfig
 from epochal.config.errors import check_kwargs
 from epochal.config.phase_data import PhaseDataConfig
 from epochal.config.sections import OpenSection, Section
@@ -321,6 +322,9 @@ class TrainerConfig(Section):
             Under a torchrun you started, the launcher decides and this key is not used.
         sync_bn: in a data-parallel job, BatchNorm normalises with the statistics of every rank's
             batch (``torch.nn.SyncBatchNorm``, CUDA only); one process needs nothing.
+        decision: what a binary classifier's decision optimises (``{metric: accuracy | f1 |
+            balanced_accuracy}``): its threshold is chosen on the validation split after training
+            and used by ``eval`` and ``predict`` (see :mod:`epochal.config.decision`); None: argmax.
     """
 
     device: str | None = None
@@ -335,6 +339,8 @@ class TrainerConfig(Section):
     lr_find: int = Field(0, ge=0)
     devices: int = Field(1, ge=1)
     sync_bn: bool = False
+    decision: DecisionConfig | None = None
+
 
     @field_validator("compile")
     @classmethod

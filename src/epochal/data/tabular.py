@@ -11,6 +11,19 @@ text in a number column and categories unseen when fitting are each a warning na
 (``frame.attrs["source"]``, set by :func:`~epochal.data.tabular_loaders.read_table`), the column
 and the count, and a :class:`~epochal.data.report.TableFinding` in :attr:`TabularPreprocessor.findings`.
 
+Continuous columns are scaled by one rule for all (``standard``, ``minmax``, ``quantile``) or,
+with ``auto``, per column: ``quantile`` (ranks mapped to a standard normal, as scikit-learn's
+``QuantileTransformer(output_distribution="normal")``) for heavy-tailed or spiky columns, whose
+standard scores would squeeze most rows into a sliver (Adult's ``capital_gain``: 92% zeros and a
+long tail up to 99,999), ``standard`` for the others.
+
+``bins`` adds the piecewise linear encoding of Gorishniy, Rubachev and Babenko, *On Embeddings for
+Numerical Features in Tabular Deep Learning* (NeurIPS 2022): each continuous column is cut at
+``bins`` training quantiles and encoded as one value per bin, 1 for the bins below ``x``, 0 above,
+and ``x``'s position inside its own bin. An MLP then fits a piecewise linear function of each
+column with its first layer, which is what lets it approach gradient-boosted trees on tables like
+Adult.
+
 pandas is optional (extra ``tabular``) and imported only when a preprocessor is used.
 """
 
@@ -24,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from epochal.data.report import TableFinding
@@ -38,7 +52,13 @@ DEFAULT_NA_VALUES: tuple[str, ...] = ("?", "", "NA", "N/A", "NaN", "nan", "None"
 UNKNOWN = "<unk>"
 #: Level of a missing category, present when the training data had missing values there.
 MISSING = "<na>"
-SCALES: tuple[str | None, ...] = ("standard", "minmax", None)
+SCALES: tuple[str | None, ...] = ("standard", "minmax", "quantile", "auto", None)
+#: Training quantiles kept per column for ``quantile`` scaling.
+N_QUANTILES = 200
+#: ``auto`` picks ``quantile`` for a column whose skewness exceeds this (in absolute value) ...
+AUTO_SKEW = 1.0
+#: ... or whose most frequent value holds more than this share of the rows.
+AUTO_MODE_SHARE = 0.5
 ENCODINGS: tuple[str, ...] = ("embedding", "onehot")
 TASKS: tuple[str, ...] = ("auto", "classification", "regression")
 
@@ -87,11 +107,14 @@ class TabularPreprocessor:
             classification).
         missing_indicator: add a ``<column>_na`` categorical for continuous columns that had
             missing values when fitted.
-        scale: ``standard`` (zero mean, unit variance), ``minmax`` (training range to [-1, 1])
-            or None.
+        scale: ``standard`` (zero mean, unit variance), ``minmax`` (training range to [-1, 1]),
+            ``quantile`` (training ranks to a standard normal), ``auto`` (``quantile`` for skewed
+            or spiky columns, else ``standard``; the choice is in :attr:`scales`) or None.
         encoding: ``embedding`` gives ``(categorical indices, continuous)``; ``onehot`` gives one
             float tensor of one-hot columns followed by the continuous ones.
         na_values: cell values read as missing.
+        bins: quantile bins of the piecewise linear encoding of each continuous column, appended
+            after the scaled columns (0: none); columns with fewer distinct values get fewer.
 
     Example:
         >>> import pandas as pd
@@ -111,6 +134,7 @@ class TabularPreprocessor:
         scale: str | None = "standard",
         encoding: str = "embedding",
         na_values: Sequence[str] = DEFAULT_NA_VALUES,
+        bins: int = 0,
     ):
         for name, value, valid in (
             ("scale", scale, SCALES),
@@ -124,9 +148,13 @@ class TabularPreprocessor:
         self.target, self.task = target, task
         self.missing_indicator, self.scale, self.encoding = missing_indicator, scale, encoding
         self.na_values = list(na_values)
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 0 or bins == 1:
+            raise ValueError(f"bins={bins!r} is not valid; use 0 (no piecewise linear encoding) or an int >= 2")
+        self.bins = bins
         self.vocab: dict[str, list[str]] = {}
         self.stats: dict[str, dict[str, float]] = {}
         self.indicators: list[str] = []
+        self.scales: dict[str, str | None] = {}
         self.classes: list[str] | None = None
         self.report: dict[str, dict[str, Any]] = {}
         self.findings: list[TableFinding] = []
@@ -189,12 +217,28 @@ class TabularPreprocessor:
                 "min": float(filled.min()),
                 "max": float(filled.max()),
             }
+            self.scales[column] = self._column_scale(filled)
+            if self.scales[column] == "quantile":
+                levels = [i / (N_QUANTILES - 1) for i in range(N_QUANTILES)]
+                self.stats[column]["quantiles"] = [float(q) for q in filled.quantile(levels)]
+            if self.bins:
+                cuts = filled.quantile([i / self.bins for i in range(self.bins + 1)])
+                self.stats[column]["edges"] = sorted({float(q) for q in cuts})
             if self.missing_indicator and values.isna().any():
                 self.indicators.append(column)
         if self.target is not None and fit_target:
             self.fit_target(frame[self.target])
         self.fitted = True
         return self
+
+    def _column_scale(self, filled) -> str | None:
+        """The scaling of one column: ``scale`` itself, or what ``auto`` picks from its shape."""
+        if self.scale != "auto":
+            return self.scale
+        skew = float(filled.skew()) if len(filled) > 2 else 0.0
+        mode_share = float(filled.value_counts(normalize=True).iloc[0]) if len(filled) else 0.0
+        spiky = abs(skew) > AUTO_SKEW or mode_share > AUTO_MODE_SHARE
+        return "quantile" if spiky and filled.nunique() > 2 else "standard"
 
     def fit_target(self, series) -> TabularPreprocessor:
         """Learn the task (when ``auto``) and the sorted class labels from target values."""
@@ -221,7 +265,9 @@ class TabularPreprocessor:
 
     @property
     def n_continuous(self) -> int:
-        return len(self.continuous or [])
+        """Width of the continuous input: the scaled columns, then their piecewise linear bins."""
+        edges = [self.stats[c].get("edges", []) for c in self.continuous or []]
+        return len(self.continuous or []) + sum(max(len(e) - 1, 0) for e in edges)
 
     @property
     def num_classes(self) -> int | None:
@@ -254,7 +300,7 @@ class TabularPreprocessor:
         frame = clean_frame(frame, self.na_values)
         self.report = {"unseen": {}, "coerced": {}, "missing": {}, "examples": {}}
         codes = [self._encode_category(c, _text(frame[c])) for c in self.categorical]
-        cont, flags = [], []
+        cont, flags, encoded = [], [], []
         for column in self.continuous:
             raw = frame[column]
             values = pd.to_numeric(raw, errors="coerce")
@@ -265,13 +311,15 @@ class TabularPreprocessor:
             self.report["missing"][column] = int(values.isna().sum())
             if column in self.indicators:
                 flags.append(torch.tensor(values.isna().to_numpy(), dtype=torch.long) + 1)
-            cont.append(
-                self._scale(column, values.fillna(self.stats[column]["fill"]).to_numpy(dtype="float64"))
-            )
+            filled = values.fillna(self.stats[column]["fill"]).to_numpy(dtype="float64")
+            cont.append(self._scale(column, filled))
+            if len(self.stats[column].get("edges", [])) > 1:
+                encoded.append(_piecewise_linear(filled, self.stats[column]["edges"]))
         self._report_transform(source, part)
+        cont = [c[:, None] for c in cont] + encoded
         n = len(frame)
         cat = torch.stack(codes + flags, dim=1) if codes or flags else torch.zeros(n, 0, dtype=torch.long)
-        con = torch.stack(cont, dim=1).float() if cont else torch.zeros(n, 0)
+        con = torch.cat(cont, dim=1).float() if cont else torch.zeros(n, 0)
         if self.encoding == "onehot":
             hot = [
                 torch.nn.functional.one_hot(cat[:, i], k).float() for i, k in enumerate(self.cardinalities)
@@ -311,9 +359,12 @@ class TabularPreprocessor:
     def _scale(self, column: str, values) -> torch.Tensor:
         stats = self.stats[column]
         x = torch.tensor(values, dtype=torch.float64)
-        if self.scale == "standard":
+        scale = self.scales.get(column, self.scale)  # states saved before per-column scales: one rule
+        if scale == "quantile":
+            return _normal_scores(values, stats["quantiles"])
+        if scale == "standard":
             return (x - stats["mean"]) / (stats["std"] or 1.0)
-        if self.scale == "minmax":
+        if scale == "minmax":
             span = stats["max"] - stats["min"]
             return 2 * (x - stats["min"]) / span - 1 if span else torch.zeros_like(x)
         return x
@@ -356,6 +407,8 @@ class TabularPreprocessor:
             "vocab",
             "stats",
             "indicators",
+            "scales",
+            "bins",
             "classes",
         )
         return {"version": 1, **{k: getattr(self, k) for k in keys}}
@@ -383,6 +436,29 @@ class TabularPreprocessor:
     @classmethod
     def load(cls, path: str | os.PathLike) -> TabularPreprocessor:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _piecewise_linear(values, edges: Sequence[float]) -> torch.Tensor:
+    """Piecewise linear encoding (N, len(edges) - 1): each bin's share of ``x`` above its lower edge."""
+    lower = torch.tensor(edges[:-1], dtype=torch.float64)
+    width = torch.tensor(edges[1:], dtype=torch.float64) - lower
+    x = torch.tensor(np.asarray(values, dtype="float64"))[:, None]  # a copy: pandas arrays may be read-only
+    return ((x - lower) / width).clamp(0.0, 1.0)
+
+
+def _normal_scores(values, quantiles: Sequence[float]) -> torch.Tensor:
+    """Standard-normal scores of ``values`` from their rank among the training ``quantiles``.
+
+    Runs of tied quantiles (a value most rows share) get the middle of their rank range: the
+    mean of interpolating upwards and downwards, as scikit-learn's ``QuantileTransformer`` does.
+    Ranks are clipped to [1e-7, 1 - 1e-7], so values outside the training range stay finite.
+    """
+    q = np.asarray(quantiles, dtype="float64")
+    ranks = np.linspace(0.0, 1.0, len(q))
+    x = np.asarray(values, dtype="float64")
+    rank = 0.5 * (np.interp(x, q, ranks) - np.interp(-x, -q[::-1], -ranks[::-1]))
+    rank = torch.from_numpy(np.clip(rank, 1e-7, 1 - 1e-7))
+    return math.sqrt(2.0) * torch.erfinv(2 * rank - 1)
 
 
 def _target_text(series):

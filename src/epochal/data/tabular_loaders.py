@@ -115,6 +115,7 @@ def tabular_loaders(
     valid_data=None,
     task: str = "auto",
     scale: str | None = "standard",
+    bins: int = 0,
     encoding: str = "embedding",
     missing_indicator: bool = True,
     na_values: Sequence[str] = DEFAULT_NA_VALUES,
@@ -137,7 +138,7 @@ def tabular_loaders(
         seed: seed of the split and the epoch orders.
         batch_size: training batch size per rank.
         valid_data: a separate validation CSV or DataFrame.
-        task, scale, encoding, missing_indicator, na_values: see the preprocessor.
+        task, scale, bins, encoding, missing_indicator, na_values: see the preprocessor.
         strict: raise on malformed CSV rows instead of skipping them.
         balance: class balancing of the training order.
         device: where the tensors (and so every batch) live.
@@ -161,7 +162,7 @@ def tabular_loaders(
     reading = {"na_values": na_values, "strict": strict, "file_encoding": file_encoding}
     frame, skipped, dropped, findings = _read_labelled(data, target, **reading)
     prep = TabularPreprocessor(
-        categorical, continuous, target, task, missing_indicator, scale, encoding, na_values
+        categorical, continuous, target, task, missing_indicator, scale, encoding, na_values, bins
     )
     if valid_data is None:
         train_frame, valid_frame = _split_frame(frame, prep, valid_pct, seed)

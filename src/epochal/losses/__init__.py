@@ -14,6 +14,7 @@ from epochal.losses.class_weights import (
     class_weight_tensor,
 )
 from epochal.losses.distillation import DistillationLoss, distillation_loss, soft_target_loss
+from epochal.losses.focal import FocalLoss, SigmoidFocalLoss  # registers focal, sigmoid_focal
 from epochal.losses.registry import DEFAULT_LOSSES, LOSSES, LossEntry, register_loss
 from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 
@@ -22,9 +23,11 @@ __all__ = [
     "DEFAULT_LOSSES",
     "LOSSES",
     "DistillationLoss",
+    "FocalLoss",
     "L1Loss",
     "LossEntry",
     "MSELoss",
+    "SigmoidFocalLoss",
     "SmoothL1Loss",
     "balanced_class_weights",
     "balanced_pos_weight",
