@@ -75,7 +75,7 @@ def test_a_fresh_fit_pays_for_no_fsync_and_a_rewrite_stays_atomic(make_learner, 
     stale.write_text("old,rows\n1,2\n")
     learner = make_learner(None, [CSVLogger(stale)])  # no run folder: only the CSV is written
     learner.fit(2)
-    assert calls == [] and [r[0] for r in read(stale)] == ["epoch", "0", "1"]  # the stale file was replaced
+    assert calls == [] and [r[0] for r in read(stale)] == ["epoch", "1", "2"]  # the stale file was replaced
     learner.fit(1)
     assert calls == []
     appending = make_learner(None, [CSVLogger(stale, append=True)])
