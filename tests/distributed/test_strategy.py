@@ -74,7 +74,8 @@ def test_checkpoint_holds_the_bare_model_and_loads_into_one_process(ddp_run):
     for key, value in alone.model.state_dict().items():
         assert torch.equal(value, rank0["weights"][key]), key
     # (tensorboard/ only with the TensorBoard callback)
-    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "checkpoints", "metrics.jsonl", "plots", "summary.json"]
+    files = sorted(p.name for p in run_dir.iterdir())
+    assert files == [".lock", "checkpoints", "metrics.jsonl", "plots", "summary.json"]
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 3  # one writer: one line per epoch
 
 
