@@ -136,7 +136,7 @@ def test_run_folder_files(tmp_path):
     learner = _learner(tmp_path, run_dir=tmp_path / "run", config={"lr": 0.001}, seed=0)
     learner.fit(2)
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == [0, 1]
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]  # numbered as the screen shows them
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["steps"] == 6
     assert summary["torch"] == torch.__version__ and summary["device"] == "cpu" and summary["seed"] == 0
@@ -145,8 +145,9 @@ def test_run_folder_files(tmp_path):
     assert summary["best"]["valid/accuracy"]["value"] == best
     assert summary["wall_s"] > 0 and summary["throughput"]["samples_per_s"] > 0
     assert (tmp_path / "run" / "config.yaml").read_text().strip() == "lr: 0.001"
-    for sub in ("checkpoints", "tensorboard", "plots"):
+    for sub in ("checkpoints", "plots"):
         assert (tmp_path / "run" / sub).is_dir()
+    assert not (tmp_path / "run" / "tensorboard").exists()  # only the TensorBoard callback makes it
 
 
 def test_seed_worker_distinct_per_worker_and_rank():

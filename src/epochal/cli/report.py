@@ -160,9 +160,6 @@ def end_lines(result: dict[str, Any]) -> list[tuple[str, str]]:
 def print_end(result: dict[str, Any], stream: TextIO | None = None) -> None:
     """Print the end block of a run."""
     print(_lines(end_lines(result)), file=stream or sys.stdout, flush=True)
-    if result.get("skipped_files"):
-        print(f"skipped {len(result['skipped_files'])} undecodable file(s); see data.json and summary.json",
-              file=stream or sys.stdout)
 
 
 def interrupted_lines(stop) -> list[str]:

@@ -234,7 +234,7 @@ def evaluate(
     return {**result, "decision": decision} if decision is not None else result
 
 
-def _image_files(inputs: list[str | Path], failed: list[dict[str, str]] | None) -> list[Path]:
+def _image_files(inputs: list[str | Path], failed: list[dict[str, str]] | None = None) -> list[Path]:
     from epochal.data.folders import find_image_files
     from epochal.data.report import warn_skipped
 
