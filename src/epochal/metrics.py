@@ -150,7 +150,7 @@ class TopKAccuracy(_SumCount):
     every order of the classes, scikit-learn's rule gives this one. Under Keras' rule a model with
     constant outputs scores 1.0.)
 
-    Example:
+    Examples:
         >>> metric = TopKAccuracy(1)
         >>> metric.update(torch.tensor([[0.5, 0.5, 0.0]]), torch.tensor([0]))
         >>> metric.compute()  # the target ties with one other class for the single place
@@ -336,7 +336,7 @@ class MultiLabelF1(Metric):
         average: ``"micro"`` or ``"macro"``.
         name: the logged name (default ``f1`` / ``f1_macro``).
 
-    Example:
+    Examples:
         >>> metric = MultiLabelF1(average="macro")
         >>> metric.update(torch.tensor([[2.0, -2.0], [2.0, 2.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
         >>> metric.compute()  # class 0: F1 1, class 1: one false positive, F1 0

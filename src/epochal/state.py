@@ -224,7 +224,7 @@ def convert_trusted_checkpoint(path: str | Path, out: str | Path, key: str | Non
     Returns:
         ``out``.
 
-    Example:
+    Examples:
         >>> convert_trusted_checkpoint("downloaded.pth", "weights.safetensors")  # doctest: +SKIP
     """
     obj = torch.load(path, map_location="cpu", weights_only=False)

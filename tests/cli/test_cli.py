@@ -6,8 +6,10 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -458,3 +460,39 @@ def test_predict_of_an_ensemble_skips_unreadable_images_and_writes_top_k_csv(tra
     assert [row.split(",")[1] for row in rows] == [r["class"] for r in result["predictions"]]
     strict = run_cli("predict", run, run, *good, work / "missing.png", "--strict", check=False)
     assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
+
+
+def test_ctrl_c_of_epochal_train_saves_the_position_prints_the_resume_command_and_it_finishes(work):
+    """A real ``epochal train`` process given SIGINT in its second epoch: exit 130, the message names
+    where it stopped and the exact ``--resume`` command, and that command finishes the run."""
+    out = work / "interrupted"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "epochal.cli.main", "train", "--epochs", "3", *TINY_NET,
+         "--set", "data.image_size=16", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not any(p.stat().st_size for p in out.glob("*/metrics.jsonl")):  # the first epoch has ended
+            assert child.poll() is None and time.monotonic() < deadline, "the run ended before the signal"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=300)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stderr[-3000:]
+    (run,) = out.iterdir()
+    assert "interrupted (SIGINT) at epoch 2" in stderr or "interrupted (SIGINT) at the end of epoch" in stderr
+    command = next(line for line in stderr.splitlines() if line.startswith("continue with: "))
+    assert command == f"continue with: epochal train --resume {shlex.quote(str(run))}"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert state["step"] == summary["steps"] > 0
+
+    resumed = run_cli(*shlex.split(command.removeprefix("continue with: epochal ")), "--json")
+    assert last_json(resumed)["status"] == "finished"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 3
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

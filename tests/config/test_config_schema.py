@@ -229,6 +229,10 @@ PLAUSIBLE: dict[str, Any] = {
     "model:tabular.embedding_dropout": V(0.1, "table"),
     "model:tabular.embedding_sizes": V([3], "table", {"data.options.categorical": ["colour"]}),
     "model:tabular.onehot": V(True, "table"),
+    "model:tabular.numeric_embedding": V("periodic", "table"),
+    "model:tabular.frequencies": V(4, "table", {"model.numeric_embedding": "periodic"}),
+    "model:tabular.frequency_scale": V(0.5, "table", {"model.numeric_embedding": "periodic"}),
+    "model:tabular.numeric_embedding_size": V(4, "table", {"model.numeric_embedding": "periodic"}),
     # losses
     "loss:bce_with_logits": V({}, "multi_label"),
     "loss:mse": V({}, "regression"),

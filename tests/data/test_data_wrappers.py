@@ -191,7 +191,7 @@ def test_loaders_epochal_cannot_position_are_read_as_they_come(make, reason):
 def test_a_restarted_epoch_keeps_its_length_and_is_recorded():
     loader = TorchLoader(DataLoader(Sized(20), batch_size=4))
     assert len(loader) == 5
-    with pytest.warns(RuntimeWarning, match="batch 3 of epoch 1.*fresh pass"):
+    with pytest.warns(RuntimeWarning, match="after batch 3 of epoch 2, .*fresh pass"):
         rest = epoch(loader, 1, start=3)
     assert [x[0, 0].item() for x, _ in rest] == [0.0, 4.0]  # the first two batches of a fresh pass
     assert loader.resume_info()["restarted"] == [{"epoch": 1, "batch": 3}]

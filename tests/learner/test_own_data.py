@@ -110,10 +110,10 @@ def test_an_iterable_dataset_resumes_by_restarting_its_epoch_and_the_summary_say
                        callbacks=[ModelCheckpoint(every_n_steps=1), *extra])
 
     with pytest.raises(RuntimeError, match="simulated crash"):
-        learner([CrashAt(8)]).fit(one_cycle(3, 0.05))  # step 8 = batch 3 of epoch 1
+        learner([CrashAt(8)]).fit(one_cycle(3, 0.05))  # step 8 = after batch 3 of epoch 2 (1-based, as on screen)
     first = FirstBatch()
     resumed = learner([first])
-    with pytest.warns(RuntimeWarning, match="batch 3 of epoch 1.*fresh pass"):
+    with pytest.warns(RuntimeWarning, match="after batch 3 of epoch 2, .*fresh pass"):
         resumed.fit(one_cycle(3, 0.05), resume=tmp_path)
     assert torch.equal(first.inputs, x[:16])  # the restarted epoch reads the stream from its start
     assert resumed.state.step == 15 and [r["step"] for r in resumed.history] == [5, 10, 15]

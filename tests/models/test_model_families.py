@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -185,6 +187,36 @@ def test_tabular_mlp_from_cardinalities():
         model(x_cat, torch.randn(3, 2))
     with pytest.raises(ValueError, match="at least one input column"):
         TabularMLP([], n_continuous=0, num_classes=2)
+
+
+def test_periodic_embeddings_follow_the_plr_formula_column_by_column():
+    from epochal.models.tabular import PeriodicEmbeddings
+
+    torch.manual_seed(0)
+    embed = PeriodicEmbeddings(3, frequencies=4, sigma=0.1, size=5)
+    x = torch.randn(7, 3)
+    out = embed(x)
+    assert out.shape == (7, 15)
+    for j in range(3):  # ReLU(W_j [cos 2 pi c_j x_j, sin 2 pi c_j x_j] + b_j), one layer per column
+        angles = 2 * math.pi * embed.frequencies[j] * x[:, j : j + 1]
+        features = torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+        expected = torch.relu(features @ embed.weight[j] + embed.bias[j])
+        torch.testing.assert_close(out[:, 5 * j : 5 * (j + 1)], expected)
+    assert 0.05 < embed.frequencies.detach().std().item() < 0.2  # N(0, sigma^2) initialisation
+    out.sum().backward()
+    assert embed.frequencies.grad is not None and embed.frequencies.grad.abs().sum() > 0  # trained
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        PeriodicEmbeddings(3, sigma=0.0)
+
+
+def test_tabular_mlp_with_periodic_numeric_embeddings():
+    model = TabularMLP([10, 3], n_continuous=4, num_classes=2, hidden=(32,), numeric_embedding="periodic",
+                       frequencies=8, numeric_embedding_size=6)
+    assert model.layers[0][0].in_features == 6 + 3 + 4 * 6
+    assert model(torch.tensor([[9, 2], [0, 0]]), torch.randn(2, 4)).shape == (2, 2)
+    assert model.continuous_norm in model.layer_groups()[0]  # trained with the input group's rate
+    with pytest.raises(ValueError, match=r"numeric_embedding='plr' is not valid; use one of \[None, 'periodic'\]"):
+        TabularMLP([10], n_continuous=4, numeric_embedding="plr")
 
 
 def test_conv_autoencoder_encodes_and_reconstructs():

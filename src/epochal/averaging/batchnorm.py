@@ -122,7 +122,7 @@ def recalibrate_bn(model: nn.Module, loader: Any, *, augment: bool = True, max_b
     Returns:
         The number of samples seen (0 when the model has no BatchNorm: nothing is run).
 
-    Example:
+    Examples:
         >>> recalibrate_bn(model, train_loader)      # equals torch.optim.swa_utils.update_bn(train_loader, model)
     """
     if not batch_norms(model):

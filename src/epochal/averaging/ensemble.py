@@ -110,7 +110,7 @@ class Ensemble(nn.Module):
         weights: one non-negative weight per member (normalised to sum to 1); None: equal.
         combine: ``"probs"``, ``"logits"`` or ``"sigmoid"`` (see the module docstring).
 
-    Example:
+    Examples:
         >>> ensemble = Ensemble([model_a, model_b, model_c])
         >>> ensemble.fit_weights(valid_loader)              # held-out log loss, weights on the simplex
         >>> Learner(ensemble, data, metrics=["accuracy"]).validate()

@@ -63,7 +63,7 @@ class AveragingRule:
 class EqualMean(AveragingRule):
     """The equal-weight running mean of SWA: after ``K`` updates, the mean of the ``K`` snapshots.
 
-    Example:
+    Examples:
         >>> rule = EqualMean()
         >>> avg = [torch.zeros(2)]
         >>> for n, w in enumerate([torch.tensor([1., 2.]), torch.tensor([3., 6.])]):
@@ -94,7 +94,7 @@ class ExponentialMean(AveragingRule):
         copy_first: the first update copies the weights (as ``torch.optim.swa_utils`` does);
             False averages them with the averaged copy's starting values (the model at the start).
 
-    Example:
+    Examples:
         >>> rule = ExponentialMean(0.9)
         >>> [round(rule.decay_at(n), 4) for n in (0, 100)]
         [0.9, 0.9]

@@ -46,7 +46,7 @@ class AveragedWeights:
     Attributes:
         n_averaged: updates so far (a Python int: deciding an update's weight never reads the device).
 
-    Example:
+    Examples:
         >>> averaged = AveragedWeights(model, EqualMean())
         >>> averaged.update(model)             # after every epoch of the SWA phase
         >>> with averaged.swapped_into(model):

@@ -59,7 +59,7 @@ class Callback:
             (stop, change the rate, save) run on every rank; they see rank 0's epoch record.
         learner: set when the callback is attached to a Learner.
 
-    Example:
+    Examples:
         >>> class PrintEpoch(Callback):
         ...     def after_epoch(self):
         ...         print(self.learner.state.epoch, self.learner.epoch_metrics)

@@ -39,7 +39,7 @@ class CSVLogger(Callback):
         separator: the field separator.
         append: on a new (not resumed) fit, keep the existing rows and append after them.
 
-    Example:
+    Examples:
         >>> Learner(model, data, callbacks=[CSVLogger("metrics.csv")]).fit(3)
         >>> pandas.read_csv("metrics.csv")["valid/loss"]
     """

@@ -25,7 +25,7 @@ Nothing goes into checkpoints: the teacher is fixed, and a resumed run reopens t
 Under data-parallel training (:mod:`epochal.distributed`) every rank runs its own copy of the
 teacher on its own share of each batch; the logit cache is switched off with a warning there.
 
-Example:
+Examples:
     >>> teacher = restore_model("runs/2026-11-23_16-12-40-default")[0]   # epochal.config.inference
     >>> student = epochal.create_model("airbench", widths=[16, 32, 64])
     >>> Learner(student, data, callbacks=[Distillation(teacher, temperature=4, alpha=0.9)]).fit(10)
@@ -113,7 +113,7 @@ class Distillation(Callback):
             ``after_forward`` and ``after_loss``).
         cache_hits: training batches whose logits came from the cache in this fit.
 
-    Example:
+    Examples:
         >>> learner = Learner(student, data, callbacks=[Distillation(teacher, temperature=4.0, alpha=0.9)])
         >>> learner.fit(one_cycle(10, 0.1))
     """

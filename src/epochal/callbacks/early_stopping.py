@@ -77,7 +77,7 @@ class EarlyStopping(MonitorCallback):
     the first epoch being epoch 1 (``learner.state.epoch_number``; Keras counts from 0 internally
     and prints from 1).
 
-    Example:
+    Examples:
         >>> stopper = EarlyStopping("valid/accuracy", patience=3, restore_best_weights=True)
         >>> Learner(model, data, metrics=["accuracy"], callbacks=[stopper]).fit(50)
         >>> stopper.best_epoch, stopper.stopped_epoch

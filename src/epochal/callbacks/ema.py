@@ -51,7 +51,7 @@ class EMA(WeightAveraging):
         bn_batches: batches of that pass (None: the whole training loader).
         final: leave the EMA weights in the model (and ``checkpoints/ema.pt``) at the end.
 
-    Example:
+    Examples:
         >>> ema = EMA(decay=0.999, warmup=True)
         >>> Learner(model, data, metrics=["accuracy"], callbacks=[ema]).fit(one_cycle(10, 0.1))
         >>> ema.averaged.n_averaged          # one update per optimizer step

@@ -91,7 +91,7 @@ class ModelCheckpoint(MonitorCallback):
         best_epoch: the epoch of the best checkpoint (numbered from 1, as on the screen), or None.
         skipped: ``(step, file name)`` of every save skipped because the weights were not finite.
 
-    Example:
+    Examples:
         >>> checkpoint = ModelCheckpoint(monitor="valid/accuracy", every_n_steps=500)
         >>> Learner(model, data, metrics=["accuracy"], callbacks=[checkpoint], run_dir="runs/a").fit(10)
         >>> learner.load_checkpoint("runs/a/checkpoints/best.pt", weights_only=True)

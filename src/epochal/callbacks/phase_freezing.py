@@ -29,7 +29,7 @@ class PhaseFreezing(Callback):
     Attributes:
         applied: ``(phase index, groups frozen)`` for every phase start at which a setting was applied.
 
-    Example:
+    Examples:
         >>> learner.add_callback(PhaseFreezing([-1, 0]))
         >>> learner.fit([TrainingPhase(epochs=1, lr=1e-2), TrainingPhase(epochs=3, lr=slice(1e-5, 1e-3))])
     """

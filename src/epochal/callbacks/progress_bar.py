@@ -79,7 +79,7 @@ class ProgressBar(Callback):
         console: the ``rich.console.Console`` to draw on (default: one on standard output).
         refresh_per_second: redraws per second of the bars.
 
-    Example:
+    Examples:
         >>> Learner(model, data, callbacks=[ProgressBar()]).fit(3)
         epoch 1/3  step 12  lr 0.1  train/loss 0.6931  valid/loss 0.6812  0.4s  5,120 samples/s  eta 0:00:01
     """

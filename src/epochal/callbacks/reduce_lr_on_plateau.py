@@ -73,7 +73,7 @@ class ReduceLROnPlateau(MonitorCallback):
         reductions: the epochs at the end of which some group's rate was reduced, numbered from 1
             as on the screen and in ``metrics.jsonl``.
 
-    Example:
+    Examples:
         >>> plateau = ReduceLROnPlateau("valid/loss", factor=0.5, patience=2, min_lr=1e-5)
         >>> Learner(model, data, optimizer="sgd", lr=0.1, callbacks=[plateau]).fit(30)
     """

@@ -75,7 +75,7 @@ class SaveOnInterrupt(Callback):
     Attributes:
         requested: the signal received and not yet acted on, or None.
 
-    Example:
+    Examples:
         >>> learner = Learner(model, data, callbacks=[SaveOnInterrupt()], run_dir="runs/a")
         >>> try:
         ...     learner.fit(10)

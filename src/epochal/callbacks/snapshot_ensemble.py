@@ -44,7 +44,7 @@ class SnapshotEnsemble(Callback):
             the schedule position (epochs elapsed), which at the end of an epoch is that epoch's
             number from 1, as in the history.
 
-    Example:
+    Examples:
         >>> snapshots = SnapshotEnsemble()
         >>> Learner(model, data, callbacks=[snapshots], run_dir="runs/a").fit(sgdr(0.1, cycle_len=2, n_cycles=3))
         >>> [s["path"] for s in snapshots.snapshots]      # checkpoints/snapshot_00.pt ... _02.pt

@@ -90,9 +90,12 @@ class SWA(WeightAveraging):
             a ``swa`` phase (from :func:`~epochal.schedules.swa_phase`) ending at this rate, which
             is checked when the fit starts. A recipe's ``callbacks.swa.lr`` makes the recipe's
             phases end at ``start`` and appends that phase.
-        anneal_epochs, anneal, cycle_len, lr_max: the other arguments of that
+        anneal_epochs: the other arguments of that
             :func:`~epochal.schedules.swa_phase`: a recipe builds the phase with them, and with
             ``lr`` given the fit checks that the schedule's ``swa`` phases are that call's.
+        anneal: as for ``anneal_epochs``.
+        cycle_len: as for ``anneal_epochs``.
+        lr_max: as for ``anneal_epochs``.
         bn_update: recompute BatchNorm statistics for the averaged weights before each evaluation
             and at the end (a cumulative pass over the training data in train mode).
         bn_augment: keep the training loader's augmentation on for that pass (``update_bn``
@@ -104,7 +107,7 @@ class SWA(WeightAveraging):
         start_step: the optimizer step at which averaging starts (resolved when the fit starts).
         averaged: the :class:`~epochal.averaging.AveragedWeights`; ``averaged.n_averaged`` counts snapshots.
 
-    Example:
+    Examples:
         >>> swa = SWA(start=0.75, lr=0.05)
         >>> learner = Learner(model, data, callbacks=[swa, ModelCheckpoint(monitor="valid_swa/accuracy")])
         >>> learner.fit([*one_cycle(7.5, 0.1), *swa_phase(2.5, lr=0.05)])

@@ -71,7 +71,7 @@ class TensorBoard(Callback):
             None: the inputs of the final linear layer (the pooled features of a classifier).
         embeddings_samples: validation items projected (the same first ones every time).
 
-    Example:
+    Examples:
         >>> Learner(model, data, callbacks=[TensorBoard(histogram_every=5)], run_dir="runs/a").fit(20)
         $ tensorboard --logdir runs
     """

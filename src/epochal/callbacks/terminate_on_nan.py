@@ -39,7 +39,7 @@ class TerminateOnNaN(Callback):
         stopped_step: the optimizer step at which the non-finite loss was detected, or None.
         bad_batches: training batches with a non-finite loss in the interval that triggered the stop.
 
-    Example:
+    Examples:
         >>> Learner(model, data, callbacks=[TerminateOnNaN(), ModelCheckpoint()], run_dir="runs/a").fit(10)
     """
 

@@ -1,6 +1,6 @@
 """Typed configuration: recipes (YAML), ``extends``, ``--set`` overrides, and builders to objects.
 
-Example:
+Examples:
     >>> from epochal.config import load_config
     >>> config = load_config("default", ["optimizer.lr=0.1", "epochs=3"])
     >>> config.optimizer.lr

@@ -110,8 +110,9 @@ def build_data(config, device: torch.device | str | None = None, rank: int = 0, 
     Args:
         config: the recipe.
         device: where batches are delivered.
-        rank, world_size: this process's share in a data-parallel job (every rank splits the same
+        rank: this process's share in a data-parallel job (every rank splits the same
             data the same way, then reads its own part; ``data.batch_size`` is per rank).
+        world_size: the number of processes of that job.
     """
     data = config.data
     kwargs: dict[str, Any] = {

@@ -156,7 +156,9 @@ def evaluate_ensemble(targets: Sequence[str | Path], data_path: str | Path | Non
         combine: ``"probs"``, ``"logits"`` or ``"sigmoid"`` (see :class:`~epochal.averaging.Ensemble`).
         tta: average each member's logits over test-time views: True (the mirror image) or view
             names (``"flip,translate"``, :mod:`epochal.config.tta`).
-        snapshots, device, batch_size: see above; evaluation batch size.
+        snapshots: see above; evaluation batch size.
+        device: as for ``snapshots``.
+        batch_size: as for ``snapshots``.
 
     Returns:
         ``{"metrics", "n", "data", "combine", "weights", "weights_fitted_on", "members": [{"target",

@@ -82,7 +82,8 @@ def relabel(
         threshold: the smallest top probability that moves an image to its predicted class, in (0, 1].
         out: the new CSV (default ``<run>/relabelled-<threshold>.csv``); it must not exist.
         neutral_class: the neutral folder's name (default: the run's ``data.options.neutral_class``).
-        device, batch_size: where and in what batches the run predicts.
+        device: where and in what batches the run predicts.
+        batch_size: as for ``device``.
 
     Returns:
         ``{"out", "neutral_class", "threshold", "moved": {class: count}, "stayed", "neutral", "images"}``.

@@ -68,7 +68,7 @@ def tune_thresholds(probs: torch.Tensor, targets: torch.Tensor) -> tuple[list[fl
     Returns:
         ``(thresholds, f1s)``, one per class; a class without positives gets 0.5 and F1 None.
 
-    Example:
+    Examples:
         >>> probs = torch.tensor([[0.875], [0.5], [0.25], [0.125]])
         >>> tune_thresholds(probs, torch.tensor([[1], [1], [0], [0]]))  # > 0.25: both positives alone
         ([0.25], [1.0])

@@ -41,7 +41,7 @@ def parse_tta(value: bool | str | Sequence[str] | TTASpec | None) -> TTASpec | N
     Raises:
         ValueError: for a name not in :data:`TTA_VIEWS`, naming the valid ones.
 
-    Example:
+    Examples:
         >>> parse_tta("flip,translate")
         TTASpec(flip=True, translate=1)
     """

@@ -88,9 +88,10 @@ def from_tensors(inputs, targets, batch_size: int = 64, shuffle: bool = True, se
         drop_last: drop the last incomplete batch.
         device: where the tensors are kept (``"cuda"`` serves batches from GPU memory).
         balance: class balancing, as for :class:`~epochal.data.loaders.TensorLoader`.
-        rank, world_size: this process's share under data-parallel training.
+        rank: this process's share under data-parallel training.
+        world_size: the number of processes of that job.
 
-    Example:
+    Examples:
         >>> loader = from_tensors(np.random.rand(10, 3), np.arange(10) % 2, batch_size=4)
         >>> [(x.dtype, y.dtype, len(y)) for x, y in loader.iter_epoch(0)][-1]
         (torch.float32, torch.int64, 2)
@@ -136,13 +137,14 @@ def from_loader(loader, *, inputs=None, targets=None, steps_per_epoch: int | Non
         targets: for dict batches, the key of the targets; default: guessed.
         steps_per_epoch: batches per epoch; needed for training when the loader has no length.
         seed: the seed of the epoch orders (torch DataLoaders with torch's default samplers).
-        rank, world_size: this process's share of a torch DataLoader under data-parallel training.
+        rank: this process's share of a torch DataLoader under data-parallel training.
+        world_size: the number of processes of that job.
 
     Returns:
         ``loader`` itself when it is already an epochal loader; a :class:`TorchLoader` for a torch
         DataLoader; an :class:`IterableLoader` for any other iterable.
 
-    Example:
+    Examples:
         >>> batches = [{"features": torch.randn(4, 3), "category": torch.arange(4)}] * 2
         >>> loader = from_loader(batches, inputs="features", targets="category")
         >>> [tuple(x.shape) for x, _ in loader.iter_epoch(0)]
@@ -198,7 +200,8 @@ def as_data_loaders(data, valid=None, seed: int = 0, rank: int = 0, world_size: 
             ``(train, valid)`` pair of loaders, one training loader, or ``(inputs, targets)`` arrays.
         valid: validation data, when ``data`` holds none: a loader or ``(inputs, targets)`` arrays.
         seed: the seed of adapted training loaders.
-        rank, world_size: this process's share of adapted loaders under data-parallel training.
+        rank: this process's share of adapted loaders under data-parallel training.
+        world_size: the number of processes of that job.
 
     Raises:
         ValueError: when validation data are given twice.

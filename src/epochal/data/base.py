@@ -76,7 +76,7 @@ class ArrayLoader:
         seed: base seed for the permutation.
         transform: optional ``f(inputs, targets, generator) -> (inputs, targets)`` applied per batch.
 
-    Example:
+    Examples:
         >>> loader = ArrayLoader(torch.randn(10, 3), torch.arange(10), batch_size=4, shuffle=True)
         >>> [len(y) for _, y in loader.iter_epoch(0)]
         [4, 4, 2]

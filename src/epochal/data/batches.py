@@ -70,7 +70,7 @@ class BatchFormat:
             the only key besides the targets.
         targets: for dict batches, the key of the targets; default: guessed from :data:`TARGET_KEYS`.
 
-    Example:
+    Examples:
         >>> fmt = BatchFormat(inputs="features", targets="category")
         >>> x, y = fmt({"features": torch.zeros(4, 3), "category": torch.arange(4), "id": torch.arange(4)})
         >>> tuple(x.shape), y.tolist()

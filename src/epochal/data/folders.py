@@ -101,6 +101,23 @@ def _stat_problem(path: str, is_link: bool) -> tuple[os.stat_result | None, Skip
         return None, SkippedFile(path, "unreadable", f"{type(error).__name__}: {error.strerror}")
 
 
+def _listable(folder: str | os.PathLike, skipped: list[SkippedFile]) -> list[tuple[os.DirEntry, os.stat_result]]:
+    """The entries of ``folder`` in name order with their ``os.stat`` (links followed); hidden ones
+    and ones that cannot be listed go to ``skipped`` with their reason. ``OSError`` when ``folder``
+    itself cannot be read."""
+    listable = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            skipped.append(SkippedFile(entry.path, "hidden"))
+            continue
+        info, problem = _stat_problem(entry.path, entry.is_symlink())
+        if problem is not None:
+            skipped.append(problem)
+        else:
+            listable.append((entry, info))
+    return listable
+
+
 def find_image_files(
     folder: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS
 ) -> tuple[list[str], list[SkippedFile]]:
@@ -127,18 +144,12 @@ def find_image_files(
         current, ancestors = stack.pop()
         below = []
         try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
+            entries = _listable(current, skipped)
         except OSError as error:
             skipped.append(SkippedFile(current, "unreadable", f"{type(error).__name__}: {error.strerror}"))
             continue
-        for entry in entries:
-            if entry.name.startswith("."):
-                skipped.append(SkippedFile(entry.path, "hidden"))
-                continue
-            info, problem = _stat_problem(entry.path, entry.is_symlink())
-            if problem is not None:
-                skipped.append(problem)
-            elif stat.S_ISDIR(info.st_mode):
+        for entry, info in entries:
+            if stat.S_ISDIR(info.st_mode):
                 real = os.path.realpath(entry.path)
                 if any(a == real or a.startswith(real + os.sep) for a in ancestors):  # back to itself or above
                     skipped.append(SkippedFile(entry.path, "symlink_loop", f"it leads back to {real}"))
@@ -160,14 +171,8 @@ def find_image_files(
 def _class_folders(root_path: Path, root: str) -> tuple[list[str], list[SkippedFile]]:
     """The class folder names directly under the root, and the other entries there (skipped)."""
     folders, skipped = [], []
-    for entry in sorted(os.scandir(root_path), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            skipped.append(SkippedFile(entry.path, "hidden"))
-            continue
-        info, problem = _stat_problem(entry.path, entry.is_symlink())
-        if problem is not None:
-            skipped.append(problem)
-        elif stat.S_ISDIR(info.st_mode):
+    for entry, info in _listable(root_path, skipped):
+        if stat.S_ISDIR(info.st_mode):
             folders.append(entry.name)
         else:
             skipped.append(SkippedFile(entry.path, "outside_class_folder", f"root={root!r} holds one folder per class"))

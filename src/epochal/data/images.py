@@ -145,7 +145,8 @@ def image_folder_loaders(
         balance: ``oversample``, ``undersample`` or ``weighted`` class balancing of training.
         neutral_class: a class kept out of training and validation; its images are served by
             ``info["neutral_loader"]`` for relabelling (:func:`~epochal.data.splits.relabel_neutral`).
-        rank, world_size: this process's share under DDP (explicit; never read from the environment).
+        rank: this process's share under DDP (explicit; never read from the environment).
+        world_size: the number of processes of that job.
         drop_last: drop the last incomplete training batch (ignored, with a warning, when there
             is not one full batch).
         valid_batch_size: default twice ``batch_size``.
@@ -281,7 +282,7 @@ def image_loader_variant(
             follow ``image_size``.
         balance: class balancing (``oversample``, ``undersample``, ``weighted``) or None.
 
-    Example:
+    Examples:
         >>> small = image_loader_variant(data.train, batch_size=512, image_size=16, augment=["flip"])
     """
     # a pipeline of its own: setting its image size must not change ``train``'s crops

@@ -122,7 +122,7 @@ class ImageLoader(_IndexedLoader):
         dtype: float dtype of the delivered images.
         channels_last: deliver images in ``channels_last`` memory format.
 
-    Example:
+    Examples:
         >>> images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
         >>> loader = ImageLoader(images, torch.arange(10) % 2, batch_size=4, augment=["flip"])
         >>> [tuple(x.shape) for x, _ in loader.iter_epoch(0)]
@@ -378,7 +378,10 @@ class TensorLoader(_IndexedLoader):
         shuffle: a new seeded order per epoch; False gives the exact sequential order.
         balance: class balancing of the training order (see :class:`~epochal.data.samplers.BalancedSampler`).
         device: where the tensors (and so the batches) live.
-        seed, rank, world_size, drop_last: as for :class:`ImageLoader`.
+        seed: as for :class:`ImageLoader`.
+        rank: as for ``seed``.
+        world_size: as for ``seed``.
+        drop_last: as for ``seed``.
         transform: optional ``f(inputs, targets, generator) -> (inputs, targets)`` per batch.
     """
 

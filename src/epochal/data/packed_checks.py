@@ -128,7 +128,7 @@ def verify_image_cache(cache_dir: str | os.PathLike) -> CacheCheck:
     Raises:
         FileNotFoundError: the folder holds no complete cache (no ``manifest.json``).
 
-    Example:
+    Examples:
         >>> check = verify_image_cache("~/.cache/epochal/packed/cifar10-32")   # doctest: +SKIP
         >>> check.ok, [s.file for s in check.bad]                              # doctest: +SKIP
         (True, [])

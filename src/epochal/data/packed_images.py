@@ -38,7 +38,7 @@ class PackedImages:
         rows: global row indices that are readable here (opened shards, good files only).
         skipped: ``{absolute path: reason}`` for files that failed to decode.
 
-    Example:
+    Examples:
         >>> packed = PackedImages("~/.cache/epochal/packed/cifar10-32")   # doctest: +SKIP
         >>> packed.gather(torch.tensor([0, 5])).shape                      # doctest: +SKIP
         torch.Size([2, 3, 32, 32])

@@ -8,7 +8,7 @@ happens *and* an entry of one :class:`DataReport`, which ``epochal train`` write
 folder as ``data_report.json``, so the list of what was left out stays next to the result it
 shaped.
 
-Example:
+Examples:
     >>> dls = image_folder_loaders("photos/")
     >>> report = dls.info["data_report"]
     >>> report.skipped_counts()                       # {'hidden': 2, 'undecodable': 1}

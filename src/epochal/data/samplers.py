@@ -109,7 +109,7 @@ class BalancedSampler:
         num_samples: samples per epoch over all ranks (default: classes x target class size
             for over/undersampling, the data set size for weighted).
 
-    Example:
+    Examples:
         >>> sampler = BalancedSampler([0, 0, 0, 1], mode="oversample")
         >>> sorted(torch.tensor([0, 0, 0, 1])[sampler.indices(0)].tolist())
         [0, 0, 0, 1, 1, 1]

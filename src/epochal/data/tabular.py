@@ -116,7 +116,7 @@ class TabularPreprocessor:
         bins: quantile bins of the piecewise linear encoding of each continuous column, appended
             after the scaled columns (0: none); columns with fewer distinct values get fewer.
 
-    Example:
+    Examples:
         >>> import pandas as pd
         >>> frame = pd.DataFrame({"color": ["red", "blue", "red"], "size": [1.0, None, 3.0], "y": [0, 1, 0]})
         >>> prep = TabularPreprocessor(target="y").fit(frame)

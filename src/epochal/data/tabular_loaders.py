@@ -133,16 +133,23 @@ def tabular_loaders(
     Args:
         data: a CSV path or a pandas DataFrame.
         target: the target column.
-        categorical, continuous: input columns (inferred when None).
+        categorical: input columns (inferred when None).
+        continuous: as for ``categorical``.
         valid_pct: seeded validation share (stratified for classification), unless ``valid_data``.
         seed: seed of the split and the epoch orders.
         batch_size: training batch size per rank.
         valid_data: a separate validation CSV or DataFrame.
-        task, scale, bins, encoding, missing_indicator, na_values: see the preprocessor.
+        task: see the preprocessor.
+        scale: as for ``task``.
+        bins: as for ``task``.
+        encoding: as for ``task``.
+        missing_indicator: as for ``task``.
+        na_values: as for ``task``.
         strict: raise on malformed CSV rows instead of skipping them.
         balance: class balancing of the training order.
         device: where the tensors (and so every batch) live.
-        rank, world_size: this process's share under DDP.
+        rank: this process's share under DDP.
+        world_size: the number of processes of that job.
         drop_last: drop the last incomplete training batch.
         valid_batch_size: default four times ``batch_size``.
         file_encoding: text encoding of the CSV files (``utf-8``; ``cp1252``, ``latin-1`` ...).

@@ -58,7 +58,7 @@ class IterableLoader:
         targets: for dict batches, the key of the targets; default: guessed.
         steps_per_epoch: batches per epoch; needed for training when ``data`` has no length.
 
-    Example:
+    Examples:
         >>> loader = IterableLoader([(torch.randn(4, 3), torch.arange(4)) for _ in range(3)])
         >>> len(loader), len(list(loader.iter_epoch(0, start=1)))
         (3, 2)
@@ -169,7 +169,7 @@ class IterableLoader:
     def _restart(self, epoch: int, start: int) -> None:
         self.restarted.append({"epoch": epoch, "batch": start})
         _warn(
-            f"resuming at batch {start} of epoch {epoch}, but the training data are {self.reason}: the "
+            f"resuming after batch {start} of epoch {epoch + 1}, but the training data are {self.reason}: the "
             "rest of that epoch is read from a fresh pass over the data, so this run is not bit-identical "
             "to an uninterrupted one (the epoch keeps its number of batches; steps and schedule are unchanged)",
             RuntimeWarning,
@@ -283,17 +283,18 @@ class TorchLoader(IterableLoader):
         targets: for dict batches, the key of the targets; default: guessed.
         steps_per_epoch: batches per epoch; needed for training when the loader has no length.
         seed: the seed of the epoch orders and of the per-batch randomness.
-        rank, world_size: this process's share under data-parallel training. A DataLoader with
+        rank: this process's share under data-parallel training. A DataLoader with
             torch's ``DistributedSampler`` brings its own (which must agree); a loader that cannot
             be rebuilt (see :func:`_why_not_positionable`) is read whole by every rank and says so
             with ``world_size == 1``.
+        world_size: the number of processes of that job.
         shuffle: the order: None keeps the DataLoader's (shuffled or not), False reads it in order
             (evaluation: every sample exactly once over the ranks).
 
     Attributes:
         world_size: the number of shares this loader's data is split into (1: every rank reads all).
 
-    Example:
+    Examples:
         >>> from torch.utils.data import DataLoader, TensorDataset
         >>> dl = DataLoader(TensorDataset(torch.randn(10, 3), torch.arange(10)), batch_size=4, shuffle=True)
         >>> loader = TorchLoader(dl, seed=0)  # warns once that epochal's seeded sampler was swapped in

@@ -1,6 +1,6 @@
 """Diagnostics: the sanity check (overfit one batch and its causes) and data checks.
 
-Example:
+Examples:
     >>> report = learner.overfit_batch()          # or epochal.diagnostics.sanity_check(learner)
     >>> print(report)                             # one line per check; report.passed, report.to_dict()
 """

@@ -53,7 +53,7 @@ class SanityReport:
         checks: the checks, in :data:`CHECKS` order.
         settings: what the run used (batch size, steps, learning rate, loss target, notes).
 
-    Example:
+    Examples:
         >>> report = learner.overfit_batch()
         >>> report.passed, [c.name for c in report.failed]
         (False, ['label_signal'])

@@ -36,7 +36,7 @@ class GlobalBatch:
         world_size: processes training together.
         grad_accum: batches whose gradients are summed before each step.
 
-    Example:
+    Examples:
         >>> GlobalBatch(64, 4, 2).describe()
         'global batch 512 = 64 per rank x 4 ranks x 2 accumulation steps'
     """
@@ -71,7 +71,7 @@ class LRScaling:
         rule: ``"none"``, ``"linear"`` or ``"sqrt"`` (module docstring).
         reference_batch_size: the global batch the written rates were tuned for.
 
-    Example:
+    Examples:
         >>> LRScaling("linear", reference_batch_size=256).factor(1024)
         4.0
     """

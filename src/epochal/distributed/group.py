@@ -111,7 +111,7 @@ def process_group(device: str | torch.device | None = None) -> Iterator[World]:
     after an error it is left to the process's exit, because tearing down a group whose peers
     died can itself wait on them.
 
-    Example:
+    Examples:
         >>> with process_group("cuda") as w:     # under torchrun: joined; alone: World()
         ...     train_recipe(config)
     """

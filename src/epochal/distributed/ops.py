@@ -78,7 +78,7 @@ def broadcast_object(obj: T, src: int = 0) -> T:
 def agree(flag: bool) -> bool:
     """Rank 0's decision on every rank: a choice made once, followed by all.
 
-    Example:
+    Examples:
         >>> if agree(trial.should_prune() if is_main() else False):
         ...     raise CancelFit("pruned")
     """

@@ -156,7 +156,7 @@ class DataParallel(Strategy):
         RuntimeError: when no process group is initialised (use :func:`auto_strategy` or
             :func:`~epochal.distributed.init_process_group` first).
 
-    Example:
+    Examples:
         >>> # torchrun --nproc_per_node=4 train.py
         >>> w = epochal.distributed.init_process_group("cuda")
         >>> data = image_folder_loaders(root, rank=w.rank, world_size=w.world_size)

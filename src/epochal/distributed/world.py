@@ -38,7 +38,7 @@ class World:
         world_size: processes in the job, over all machines.
         local_world_size: processes on this machine.
 
-    Example:
+    Examples:
         >>> w = world()
         >>> loaders = image_folder_loaders(root, rank=w.rank, world_size=w.world_size)
     """

@@ -109,7 +109,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             ``grad_accum``): an :class:`~epochal.distributed.LRScaling` (``linear`` or ``sqrt`` of
             global / reference), recorded in the run summary; default: the rates as written.
 
-    Example:
+    Examples:
         >>> learner = Learner(model, (train_loader, valid_loader), metrics=["accuracy"])  # torch DataLoaders too
         >>> learner.fit(one_cycle(5, lr_max=1e-2))
         >>> learner.validate()["valid/accuracy"]

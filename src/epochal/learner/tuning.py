@@ -84,7 +84,7 @@ class LearnerTuning:
         loop state, loss scaler, callbacks and every RNG are what they were on entry. Callbacks are
         detached inside, so no event fires.
 
-        Example:
+        Examples:
             >>> with learner.probe():
             ...     learner.fit(1)      # an experiment that leaves no trace
         """
@@ -117,7 +117,8 @@ class LearnerTuning:
         """Probe learning rates from ``start`` to ``end`` over ``num`` steps; the learner is unchanged after.
 
         Args:
-            start, end: the first and last rate.
+            start: the first and last rate.
+            end: as for ``start``.
             num: the number of optimizer steps (batches) to probe.
             mode: ``"exp"`` (geometric steps) or ``"linear"``.
             stop_div: stop once the smoothed loss exceeds ``div_factor`` times its minimum or is not finite.
@@ -213,7 +214,8 @@ class LearnerTuning:
             base_lr: the head's peak rate in the frozen stage; the unfrozen stage peaks at half of it.
             freeze_epochs: epochs of the frozen stage (0 skips it).
             lr_mult: the ratio between the head's and the stem's rates in the unfrozen stage.
-            pct_start, div: one-cycle shape of both stages.
+            pct_start: one-cycle shape of both stages.
+            div: as for ``pct_start``.
             train_bn: keep BatchNorm of frozen groups trainable.
 
         Returns:

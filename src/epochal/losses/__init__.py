@@ -1,7 +1,7 @@
 """Losses: the registry recipes build from, class weights, regression losses for one-output heads,
 and knowledge distillation (Hinton et al. 2015).
 
-Example:
+Examples:
     >>> from epochal.losses import LOSSES, DistillationLoss
     >>> loss = LOSSES["cross_entropy"].build({"weight": "balanced"}, counts=[90, 10], n_samples=100)
     >>> soft = DistillationLoss(temperature=4.0, alpha=0.9)(student_logits, teacher_logits, targets)

@@ -50,7 +50,7 @@ def balanced_class_weights(
     Raises:
         ValueError: when a class has no training sample (its weight would be infinite).
 
-    Example:
+    Examples:
         >>> balanced_class_weights([30, 10])
         tensor([0.6667, 2.0000])
     """
@@ -78,7 +78,7 @@ def balanced_pos_weight(
     Raises:
         ValueError: when a label is never or always present (its weight would be infinite or 0).
 
-    Example:
+    Examples:
         >>> balanced_pos_weight([10, 50], n_samples=100)
         tensor([9., 1.])
     """

@@ -58,7 +58,8 @@ def distillation_loss(
     """Hinton et al.'s loss: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * hard_loss(s, y)``.
 
     Args:
-        student_logits, teacher_logits: ``(N, K)`` logits.
+        student_logits: ``(N, K)`` logits.
+        teacher_logits: as for ``student_logits``.
         target: what ``hard_loss`` takes (class indices, or soft targets after mixing).
         temperature: ``T`` (> 0); 1 leaves the probabilities as they are.
         alpha: the weight of the soft term, in [0, 1].
@@ -76,7 +77,7 @@ class DistillationLoss(nn.Module):
         hard_loss: the loss on the labels (default: ``nn.CrossEntropyLoss()``); a recipe's
             ``loss`` (label smoothing included) goes here.
 
-    Example:
+    Examples:
         >>> loss_fn = DistillationLoss(temperature=4.0, alpha=0.9)
         >>> loss = loss_fn(student(x), teacher(x).detach(), y)
     """

@@ -73,7 +73,7 @@ class FocalLoss(nn.Module):
         gamma: the focusing parameter; 0 gives cross-entropy, the paper uses 2.
         reduction: ``mean`` over samples, ``sum``, or ``none`` (one value per sample).
 
-    Example:
+    Examples:
         >>> loss = FocalLoss(alpha=[0.25, 0.75], gamma=2.0)
         >>> value = loss(torch.tensor([[2.0, -1.0], [0.0, 1.0]]), torch.tensor([0, 1]))
     """
@@ -114,7 +114,7 @@ class SigmoidFocalLoss(nn.Module):
         gamma: the focusing parameter; 0 gives binary cross-entropy.
         reduction: ``mean`` over every element, ``sum``, or ``none``.
 
-    Example:
+    Examples:
         >>> loss = SigmoidFocalLoss(alpha=0.25, gamma=2.0)
         >>> value = loss(torch.tensor([[3.0], [-1.0]]), torch.tensor([[1.0], [0.0]]))
     """

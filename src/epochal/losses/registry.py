@@ -55,7 +55,7 @@ class LossEntry:
         targets: the labels it compares predictions with: ``class_indices`` (one class per
             sample), ``multi_hot`` (multi-label) or ``values`` (regression); None: any.
 
-    Example:
+    Examples:
         >>> entry = LossEntry(nn.CrossEntropyLoss, {"weight": balanced_class_weights})
         >>> entry.build({"weight": "balanced"}, counts=[30, 10], n_samples=40).weight
         tensor([0.6667, 2.0000])
@@ -173,7 +173,7 @@ def register_loss(
             :class:`LossEntry`); e.g. a focal loss's ``alpha`` with ``balanced_class_weights``.
         targets: the labels it takes (``class_indices``, ``multi_hot``, ``values``; None: any).
 
-    Example:
+    Examples:
         >>> register_loss("focal", FocalLoss, {"alpha": balanced_class_weights}, targets="class_indices")
     """
     LOSSES[name] = LossEntry(factory, dict(class_weights or {}), targets)

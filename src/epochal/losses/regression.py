@@ -23,7 +23,7 @@ def _matched(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 class MSELoss(nn.MSELoss):
     """:class:`torch.nn.MSELoss` for a one-output head and 1-D targets.
 
-    Example:
+    Examples:
         >>> MSELoss()(torch.zeros(4, 1), torch.ones(4))
         tensor(1.)
     """

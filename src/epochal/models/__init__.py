@@ -3,7 +3,7 @@
 Every model exposes ``layer_groups()`` (input to output, head last), ``head`` and (for classifiers)
 ``reset_classifier(num_classes)``, and ``default_input_size``. See docs/models.md.
 
-Example:
+Examples:
     >>> from epochal.models import create, list_models, model_summaries
     >>> model = create("regnety_004", num_classes=10, stem="cifar")
     >>> [row["name"] for row in model_summaries("resnet*")]

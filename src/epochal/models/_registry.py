@@ -66,7 +66,7 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator that registers a model factory under ``name``.
 
-    Example:
+    Examples:
         >>> @register_model("tiny_net", family="demo")
         ... def tiny_net(num_classes: int = 10, in_chans: int = 3) -> nn.Module: ...
     """
@@ -140,7 +140,7 @@ def create(
     Returns:
         The model, with ``layer_groups()``, ``head``, ``reset_classifier`` and ``default_input_size``.
 
-    Example:
+    Examples:
         >>> model = create("regnety_004", num_classes=10, stem="cifar")
     """
     info = get_model_info(name)

@@ -74,7 +74,7 @@ class AirbenchNet(StagedClassifier):
             (airbench94_muon: 1, with ``scale=1/256``); None keeps PyTorch's initialisation.
         trainable_bn_scale: train the BatchNorm scales too (airbench freezes them at 1).
 
-    Example:
+    Examples:
         >>> model = AirbenchNet(scale=1 / 256, head_std=1.0)
         >>> model.init_from_data(normalised_train_images[:5000])
     """

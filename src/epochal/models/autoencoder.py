@@ -35,7 +35,7 @@ class ConvAutoencoder(nn.Module):
         latent_dim: size of the embedding.
         widths: channels of the strided encoder convolutions (the decoder mirrors them).
 
-    Example:
+    Examples:
         >>> model = ConvAutoencoder(latent_dim=64)
         >>> codes = model.encode(torch.randn(8, 3, 32, 32))  # (8, 64)
     """
@@ -101,7 +101,7 @@ class MLPAutoencoder(nn.Module):
         latent_dim: size of the embedding.
         hidden: widths of the encoder's hidden layers (the decoder mirrors them).
 
-    Example:
+    Examples:
         >>> model = MLPAutoencoder(n_features=64, latent_dim=8)
         >>> codes = model.encode(torch.randn(32, 64))  # (32, 8)
     """

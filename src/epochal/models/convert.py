@@ -10,7 +10,7 @@ Supported: RegNet (timm, torchvision, pycls), ResNet-18/34/50 (timm, torchvision
 flipped to RGB by default. ``equivalent_model`` names the epochal model (and options) matching a
 foreign model name: torchvision rounds some RegNet widths differently (``group_rounding``).
 
-Example:
+Examples:
     >>> name, kwargs = equivalent_model("torchvision", "regnet_y_800mf")
     >>> model = create(name, **kwargs)
     >>> report = load_pretrained(model, "regnet_y_800mf.pth", source="torchvision")

@@ -97,7 +97,7 @@ class DenseNet(StagedClassifier):
         dropout: dropout after each dense layer's 3x3 convolution.
         pool: head pooling ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> model = DenseNet((16, 16, 16), growth=12, stem="cifar", num_classes=10)  # DenseNet-BC-100-12
     """
 

@@ -124,7 +124,7 @@ class InceptionResNet(StagedClassifier):
         dropout: dropout before the classifier.
         pool: head pooling ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> model = InceptionResNet(num_classes=10, depths=(1, 1, 1))
     """
 

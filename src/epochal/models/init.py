@@ -78,7 +78,7 @@ def init_output_bias(
     Returns:
         The bias that was set.
 
-    Example:
+    Examples:
         >>> init_output_bias(model, [0.9, 0.1])            # softmax over two classes
         >>> init_output_bias(model, [0.02, 0.3], multilabel=True)
     """

@@ -191,7 +191,7 @@ class ClassifierHead(nn.Module):
         bias: whether ``fc`` has a bias.
         scale: a constant the logits are multiplied by (airbench uses 1/9).
 
-    Example:
+    Examples:
         >>> head = ClassifierHead(512, num_classes=10, pool="concat", dropout=0.25)  # fc sees 1024 features
     """
 

@@ -77,7 +77,7 @@ class PreResNet(StagedClassifier):
         dropout: dropout before the classifier.
         pool: head pooling ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> model = PreResNet(depth=164, num_classes=100)
     """
 

@@ -212,7 +212,7 @@ class RegNet(StagedClassifier):
         dropout: dropout before the classifier.
         pool: global pooling of the head ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> params = RegNetParams(depth=13, w0=24, wa=36.44, wm=2.49, group_width=8, se_ratio=0.25)
         >>> model = RegNet(params, num_classes=10, stem="cifar")
     """

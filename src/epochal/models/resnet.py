@@ -109,7 +109,7 @@ class ResNet(StagedClassifier):
         dropout: dropout before the classifier.
         pool: head pooling ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> model = ResNet(BasicBlock, (2, 2, 2, 2), num_classes=10, stem="cifar")
     """
 

@@ -68,7 +68,7 @@ class SeparableConvNet(StagedClassifier):
         dropout: dropout before the classifier.
         pool: head pooling ("avg", "max" or "concat").
 
-    Example:
+    Examples:
         >>> model = SeparableConvNet(num_classes=2)  # cats vs dogs at 180 px, as in the Keras example
     """
 

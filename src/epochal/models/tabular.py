@@ -11,6 +11,11 @@ cardinalities; they should count the code reserved for missing/unknown values. W
 the input is instead one float tensor: the one-hot columns of every categorical column, then the
 continuous columns (what ``TabularPreprocessor(encoding="onehot")`` gives); the one-hot columns go
 to the MLP as they are, in place of embeddings.
+
+``numeric_embedding="periodic"`` embeds each continuous column as well, with the PLR embeddings of
+Gorishniy, Rubachev & Babenko, *On Embeddings for Numerical Features in Tabular Deep Learning*
+(2022): ``ReLU(Linear([cos(2 pi c x), sin(2 pi c x)]))`` with ``k`` trained frequencies ``c`` per
+column, initialised from ``N(0, sigma^2)``, and a linear layer of its own per column.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from torch import nn
 from epochal.models._registry import register_model
 from epochal.models.layers import ClassifierHead
 
-__all__ = ["TabularMLP", "embedding_size"]
+__all__ = ["PeriodicEmbeddings", "TabularMLP", "embedding_size"]
+
+NUMERIC_EMBEDDINGS = (None, "periodic")
 
 
 def embedding_size(cardinality: int, max_size: int = 600) -> int:
@@ -36,6 +43,51 @@ def embedding_size(cardinality: int, max_size: int = 600) -> int:
     if isinstance(cardinality, bool) or not isinstance(cardinality, int) or cardinality < 1:
         raise ValueError(f"cardinality must be a positive int, got {cardinality!r}")
     return int(min(max_size, round(1.6 * cardinality**0.56)))
+
+
+class PeriodicEmbeddings(nn.Module):
+    """PLR embeddings of numerical columns (Gorishniy et al. 2022): periodic, linear, ReLU.
+
+    Column ``j`` of ``x`` becomes ``ReLU(W_j [cos(2 pi c_j x_j), sin(2 pi c_j x_j)] + b_j)``: ``k``
+    frequencies ``c_j`` per column, trained, initialised from ``N(0, sigma^2)``; ``W_j`` a
+    ``(2k, d)`` matrix of its own per column. The output is the ``n_features * d`` embeddings side by
+    side.
+
+    Args:
+        n_features: the numerical columns.
+        frequencies: ``k``, frequencies per column.
+        sigma: standard deviation of the initial frequencies (the paper's most sensitive setting;
+            0.01 to 1 for standardised inputs).
+        size: ``d``, the width of each column's embedding.
+
+    Examples:
+        >>> embed = PeriodicEmbeddings(3, frequencies=8, sigma=0.1, size=4)
+        >>> tuple(embed(torch.randn(5, 3)).shape)
+        (5, 12)
+    """
+
+    def __init__(self, n_features: int, frequencies: int = 16, sigma: float = 0.1, size: int = 16) -> None:
+        super().__init__()
+        for name, value in (("n_features", n_features), ("frequencies", frequencies), ("size", size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma!r}")
+        self.n_features, self.size = n_features, size
+        self.frequencies = nn.Parameter(torch.randn(n_features, frequencies) * sigma)
+        bound = (2 * frequencies) ** -0.5  # nn.Linear's initialisation, for each column's layer
+        self.weight = nn.Parameter(torch.empty(n_features, 2 * frequencies, size).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(n_features, size).uniform_(-bound, bound))
+
+    @property
+    def out_features(self) -> int:
+        return self.n_features * self.size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * torch.pi * self.frequencies * x.float().unsqueeze(-1)  # (batch, features, k)
+        periodic = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+        embedded = torch.einsum("bfk,fkd->bfd", periodic, self.weight) + self.bias
+        return torch.relu(embedded).flatten(1)
 
 
 class TabularMLP(nn.Module):
@@ -51,8 +103,14 @@ class TabularMLP(nn.Module):
         embedding_sizes: explicit embedding widths; defaults to ``embedding_size`` of each cardinality.
         onehot: the input is one float tensor of one-hot categorical columns (``sum(cardinalities)``
             of them) followed by the ``n_continuous`` continuous ones; no embeddings.
+        numeric_embedding: ``None`` (continuous columns enter through BatchNorm) or ``"periodic"``
+            (:class:`PeriodicEmbeddings` of each continuous column; meant for scaled columns
+            without piecewise linear bins, ``data.options.bins: 0``).
+        frequencies: ``k`` of the periodic embeddings.
+        frequency_scale: ``sigma`` of the periodic embeddings.
+        numeric_embedding_size: ``d`` of the periodic embeddings.
 
-    Example:
+    Examples:
         >>> model = TabularMLP([9, 16, 7], n_continuous=6, num_classes=2)
         >>> logits = model(torch.zeros(4, 3, dtype=torch.long), torch.randn(4, 6))
         >>> dense = TabularMLP([9, 16, 7], n_continuous=6, onehot=True)
@@ -71,8 +129,16 @@ class TabularMLP(nn.Module):
         embedding_dropout: float = 0.0,
         embedding_sizes: Sequence[int] | None = None,
         onehot: bool = False,
+        numeric_embedding: str | None = None,
+        frequencies: int = 16,
+        frequency_scale: float = 0.1,
+        numeric_embedding_size: int = 16,
     ) -> None:
         super().__init__()
+        if numeric_embedding not in NUMERIC_EMBEDDINGS:
+            raise ValueError(
+                f"numeric_embedding={numeric_embedding!r} is not valid; use one of {list(NUMERIC_EMBEDDINGS)}"
+            )
         cardinalities = [int(c) for c in cardinalities]
         if onehot and embedding_sizes is not None:
             raise ValueError("embedding_sizes is for embedded categories; onehot=True has no embeddings")
@@ -92,8 +158,16 @@ class TabularMLP(nn.Module):
         embeddings = () if onehot else (nn.Embedding(c, s) for c, s in zip(cardinalities, sizes))
         self.embeddings = nn.ModuleList(embeddings)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
-        self.continuous_norm = nn.BatchNorm1d(n_continuous) if n_continuous else nn.Identity()
-        layers, width = [], sum(sizes) + n_continuous
+        self.numeric_embedding = numeric_embedding
+        continuous_width = n_continuous
+        if numeric_embedding == "periodic" and n_continuous:
+            self.continuous_norm = PeriodicEmbeddings(
+                n_continuous, frequencies, frequency_scale, numeric_embedding_size
+            )
+            continuous_width = self.continuous_norm.out_features
+        else:
+            self.continuous_norm = nn.BatchNorm1d(n_continuous) if n_continuous else nn.Identity()
+        layers, width = [], sum(sizes) + continuous_width
         for h in hidden:
             layers.append(
                 nn.Sequential(nn.Linear(width, h), nn.ReLU(inplace=True), nn.BatchNorm1d(h), nn.Dropout(dropout))

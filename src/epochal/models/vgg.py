@@ -37,7 +37,7 @@ class VGG(StagedClassifier):
         dropout: dropout before each hidden layer of the head.
         pool: global pooling before the head (at 32 px the map is already 1x1).
 
-    Example:
+    Examples:
         >>> model = VGG(num_classes=100)  # VGG-16-BN for CIFAR-100
     """
 

@@ -90,7 +90,7 @@ class SGDW(DecoupledWeightDecay, torch.optim.SGD):
 
     The update is ``w <- w * (1 - lr * wd)`` followed by torch's SGD step.
 
-    Example:
+    Examples:
         >>> optimizer = SGDW(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     """
 
@@ -134,7 +134,7 @@ def decoupled(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
     Raises:
         TypeError: when ``cls`` is not an optimizer class.
 
-    Example:
+    Examples:
         >>> AdagradW = decoupled(torch.optim.Adagrad)
     """
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):

@@ -96,7 +96,7 @@ def register_optimizer(
 ) -> OptimizerEntry:
     """Register an optimizer class under ``name`` (its weight decay is made decoupled).
 
-    Example:
+    Examples:
         >>> register_optimizer("adagrad", torch.optim.Adagrad)
     """
     if family is not None and family not in _FAMILY_STATE_KEYS:
@@ -183,7 +183,7 @@ def build_optimizer(
     Returns:
         The optimizer; its groups keep ``lr_scale``, ``wd_scale``, ``name`` and ``layer_group``.
 
-    Example:
+    Examples:
         >>> opt = build_optimizer("sgd", param_groups(model, lr=slice(1e-4, 1e-2)), lr=1e-2, weight_decay=5e-4)
     """
     groups = _normalise_groups(groups, lr, weight_decay)

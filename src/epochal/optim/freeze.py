@@ -61,7 +61,7 @@ def freeze_to(model: nn.Module, n: int, train_bn: bool = True) -> FreezeRecord:
     Raises:
         ValueError: when ``n`` is outside ``[-n_groups, n_groups]``.
 
-    Example:
+    Examples:
         >>> record = freeze_to(model, -1)        # train the head (and BatchNorm) only
         >>> record.frozen_groups
         (0,)
@@ -127,7 +127,7 @@ def set_frozen_norm_eval(model: nn.Module, record: FreezeRecord) -> int:
 def frozen(model: nn.Module, n: int = -1, train_bn: bool = True) -> Iterator[FreezeRecord]:
     """Freeze the first ``n`` layer groups inside a ``with`` block, then restore every flag and mode.
 
-    Example:
+    Examples:
         >>> with frozen(model, -1) as record:
         ...     train_head(model)
     """

@@ -130,7 +130,7 @@ def lr_scales(lr: LrSpec, n_groups: int) -> tuple[float, ...]:
     Raises:
         ValueError: for a non-positive top rate, a sequence of the wrong length or bad bounds.
 
-    Example:
+    Examples:
         >>> lr_scales(slice(1e-4, 1e-2), 3)
         (0.01, 0.1, 1.0)
     """
@@ -198,7 +198,7 @@ def param_groups(
         all layer groups join the last one. Frozen parameters are included, so unfreezing later
         needs no new optimizer.
 
-    Example:
+    Examples:
         >>> groups = param_groups(model, weight_decay=0.05, lr=slice(1e-5, 1e-3))
         >>> optimizer = torch.optim.AdamW(groups)
     """
@@ -269,7 +269,7 @@ class GroupRule:
             whitening bias for 3 of 8 epochs, its rate falling linearly to 0 at epoch 3.
         name: suffix of the groups' names (default ``rule<k>``).
 
-    Example:
+    Examples:
         >>> rules = [GroupRule("head.*", lr_scale=10.0, muon=False), GroupRule("*norm*.bias", wd_scale=0.0)]
         >>> groups = param_groups(model, weight_decay=5e-4, lr=0.1, rules=rules)
     """

@@ -29,7 +29,7 @@ class LAMB(torch.optim.Optimizer):
         weight_decay: decoupled weight decay.
         exclude_norm_and_bias: skip the trust ratio for groups with ``norm_or_bias=True``.
 
-    Example:
+    Examples:
         >>> optimizer = LAMB(param_groups(model, weight_decay=0.01), lr=2e-3)
     """
 

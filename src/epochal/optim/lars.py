@@ -41,7 +41,7 @@ class LARS(torch.optim.Optimizer):
         exclude_norm_and_bias: skip the adaptation for groups with ``norm_or_bias=True``; a group
             may also set ``lars_adapt`` explicitly.
 
-    Example:
+    Examples:
         >>> optimizer = LARS(param_groups(model, weight_decay=1e-6), lr=4.8, momentum=0.9)
     """
 

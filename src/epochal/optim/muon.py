@@ -122,7 +122,7 @@ class Muon(torch.optim.Optimizer):
         ns_dtype: dtype of the iteration (``"bfloat16"``, ``"float32"`` or a torch dtype); None
             is bfloat16 for CUDA parameters and float32 elsewhere.
 
-    Example:
+    Examples:
         >>> groups = [{"params": convs}, {"params": biases + [head.weight], "muon": False, "momentum": 0.85}]
         >>> optimizer = Muon(groups, lr=0.24, momentum=0.6, ns_steps=3, normalize_weights=True)
     """

@@ -134,7 +134,7 @@ def run_lock(run_dir: str | os.PathLike | None) -> Iterator[None]:
     Raises:
         RunLockedError: another process, or another thread of this one, holds it.
 
-    Example:
+    Examples:
         >>> with run_lock("runs/2026-01-01_00-00-00-default"):   # doctest: +SKIP
         ...     learner.fit(phases)
     """

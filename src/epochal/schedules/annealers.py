@@ -168,7 +168,7 @@ def parse_decay(spec: Any, what: str = "decay") -> Annealer:
     Raises:
         ValueError: for an unknown name (with the closest match) or a bad power.
 
-    Example:
+    Examples:
         >>> parse_decay("poly2")(1.0, 0.0, 0.5)
         0.25
     """

@@ -76,7 +76,7 @@ def register_schedule(
 def build_phases(name: str, **kwargs: Any) -> list[TrainingPhase]:
     """Call the builder registered as ``name``; errors name unknown builders and arguments.
 
-    Example:
+    Examples:
         >>> build_phases("one_cycle", total_epochs=5, lr_max=0.1)
     """
     if name not in SCHEDULES:
@@ -170,7 +170,9 @@ def sgdr(
         warmup: epochs at ``lr / 100`` taken from the first cycle; None means ``cycle_len / 20``
             (as in the TrainPhase notebook), 0 means no warm-up.
         lr_min: rate at the end of every cycle.
-        optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
+        optimizer: as in :class:`TrainingPhase`, for every phase.
+        weight_decay: as for ``optimizer``.
+        momentum: as for ``optimizer``.
     """
     positive_number(cycle_len, "cycle_len")
     positive_number(cycle_mult, "cycle_mult")
@@ -451,9 +453,11 @@ def swa_phase(
         cycle_len: cyclic SWA (the paper's section 3.1): cycles of this many epochs, each linear
             from ``lr_max`` down to ``lr``; the epochs after annealing must be whole cycles.
         lr_max: the rate at the start of each cycle (cyclic only).
-        optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
+        optimizer: as in :class:`TrainingPhase`, for every phase.
+        weight_decay: as for ``optimizer``.
+        momentum: as for ``optimizer``.
 
-    Example:
+    Examples:
         >>> learner.fit([*flat_linear(30, 0.1, final_ratio=0.5), *swa_phase(10, lr=0.05)])
     """
     positive_number(epochs, "epochs")
@@ -499,7 +503,9 @@ def fge(
         lr: the low rate (alpha_2 in the paper), where snapshots are taken.
         lr_max: the high rate (alpha_1).
         cycle_len: epochs per cycle (the paper uses 2 to 4).
-        optimizer, weight_decay, momentum: as in :class:`TrainingPhase`, for every phase.
+        optimizer: as in :class:`TrainingPhase`, for every phase.
+        weight_decay: as for ``optimizer``.
+        momentum: as for ``optimizer``.
     """
     positive_number(lr, "lr")
     if positive_number(lr_max, "lr_max") <= lr:

@@ -39,7 +39,7 @@ def phase_from_dict(data: Mapping[str, Any], where: str = "phase") -> TrainingPh
     Raises:
         ValueError: naming ``where`` and the bad key or value.
 
-    Example:
+    Examples:
         >>> phase_from_dict({"epochs": 2, "lr": [1e-3, 1e-5], "lr_decay": "cosine"})
     """
     if not isinstance(data, Mapping):
@@ -115,7 +115,7 @@ def phase_to_dict(phase: TrainingPhase, strict: bool = True) -> dict[str, Any]:
 def phases_from_config(config: Any, where: str = "phases") -> list[TrainingPhase]:
     """Phases from plain data: a list of phase dicts, ``{phases: [...]}`` or ``{schedule: name, ...}``.
 
-    Example:
+    Examples:
         >>> phases_from_config({"schedule": "one_cycle", "total_epochs": 5, "lr_max": "1e-2"})
     """
     if isinstance(config, Mapping) and "schedule" in config:

@@ -37,7 +37,7 @@ def lr_finder_schedule(
 ) -> list[float]:
     """``num`` rates from ``start`` to ``end`` inclusive, geometric (``"exp"``) or evenly spaced.
 
-    Example:
+    Examples:
         >>> [f"{lr:.0e}" for lr in lr_finder_schedule(1e-4, 1e-1, 4)]
         ['1e-04', '1e-03', '1e-02', '1e-01']
     """
@@ -88,7 +88,7 @@ def suggest_lr(
     Raises:
         ValueError: with fewer than 3 points before the first non-finite one, or lengths that differ.
 
-    Example:
+    Examples:
         >>> suggest_lr([1e-4, 1e-3, 1e-2, 1e-1], [2.0, 1.0, 0.5, 3.0], skip_start=0, skip_end=0)["min_div10"]
         0.001
     """

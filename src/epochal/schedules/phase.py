@@ -50,7 +50,7 @@ class TrainingPhase:
         name: a label for logs and plots.
         optimizer_kwargs: extra optimizer constructor arguments (``eps``, ``nesterov`` ...).
 
-    Example:
+    Examples:
         >>> warmup = TrainingPhase(epochs=0.5, optimizer="sgd", lr=(1e-3, 1e-1), momentum=(0.95, 0.85))
         >>> main = TrainingPhase(epochs=4.5, lr=1e-1, lr_decay="cosine", momentum=(0.85, 0.95))
     """

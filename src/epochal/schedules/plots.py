@@ -54,7 +54,7 @@ def plot_schedule(
     Returns:
         ``path`` as a :class:`~pathlib.Path` when given, else the matplotlib ``Figure``.
 
-    Example:
+    Examples:
         >>> plot_schedule(one_cycle(5, 0.1), 100, "one_cycle.png")
     """
     schedule = (

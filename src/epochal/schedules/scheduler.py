@@ -79,7 +79,7 @@ class PhaseSchedule:
         ValueError: for an empty phase list, bad step counts, a schedule with zero steps or a first
             phase without a learning rate and no ``default_lr``.
 
-    Example:
+    Examples:
         >>> schedule = PhaseSchedule(one_cycle(5, 0.1), steps_per_epoch=390)
         >>> for step in range(schedule.total_steps):
         ...     schedule.apply(optimizer, step)   # before optimizer.step()

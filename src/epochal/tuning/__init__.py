@@ -3,7 +3,7 @@
 Every trial is an ordinary run folder under its study folder; the study lives in a storage that
 many worker processes, on one machine or many, share. See ``docs/tuning.md``.
 
-Example:
+Examples:
     >>> from epochal.tuning import tune
     >>> result = tune("default", "space.yaml", trials=20, workers=2)
     >>> result["best_params"], result["best_yaml"]

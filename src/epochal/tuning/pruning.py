@@ -41,7 +41,7 @@ class OptunaPruning(MonitorCallback):
         pruned_epoch: the (0-based) epoch after which it was, or None.
         reported: ``(epoch, value)`` pairs reported so far (rank 0).
 
-    Example:
+    Examples:
         >>> pruning = OptunaPruning(trial, monitor="valid/accuracy")
         >>> Learner(model, data, metrics=["accuracy"], callbacks=[pruning]).fit(one_cycle(10, 0.1))
         >>> if pruning.pruned:

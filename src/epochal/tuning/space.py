@@ -71,7 +71,7 @@ class Param:
         choices: the values of a categorical; any YAML value (lists and mappings too).
         when: earlier parameter key -> the values for which this one is sampled.
 
-    Example:
+    Examples:
         >>> Param("optimizer.lr", "float", low=1e-3, high=1.0, log=True)
     """
 
@@ -234,7 +234,7 @@ class SearchSpace:
         source: where the space came from (named in errors).
         raw: the mapping it was parsed from (saved with the study).
 
-    Example:
+    Examples:
         >>> space = SearchSpace.from_mapping({"params": {"optimizer.lr": {"type": "float", "low": 0.01,
         ...                                                               "high": 1.0, "log": True}}})
         >>> space.check(load_config("default").to_dict())

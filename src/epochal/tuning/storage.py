@@ -153,7 +153,7 @@ def _has_optuna_heartbeat(storage) -> bool:
 class Heartbeat:
     """A thread that beats a running trial's heartbeat every ``interval`` seconds until closed.
 
-    Example:
+    Examples:
         >>> with Heartbeat(storage, trial._trial_id, interval=60):
         ...     train(...)
     """

@@ -137,7 +137,7 @@ def tune(
         The study summary of :func:`~epochal.tuning.summary.summarise` (``trials``, ``best_value``,
         ``best_params``, ``best_trial_dir``, ``study_dir``, ``storage`` ...).
 
-    Example:
+    Examples:
         >>> result = tune("default", "space.yaml", trials=20, workers=2, storage="journal")
         >>> result["best_params"], result["best_yaml"]
     """

@@ -22,7 +22,7 @@ class Compose(Augmentation):
     Args:
         augmentations: augmentations or their specs.
 
-    Example:
+    Examples:
         >>> pipeline = Compose(["flip", "translate(pad=2)"])
         >>> [a.name for a in pipeline]
         ['flip', 'translate']

@@ -107,7 +107,7 @@ class RandomResizedCrop(ImageAugmentation):
     resampling without antialiasing: pack images near the training size so the down-scaling
     factor stays small.
 
-    Example:
+    Examples:
         >>> crop = RandomResizedCrop(size=160, scale=(0.35, 1.0))
     """
 
