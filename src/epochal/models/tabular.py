@@ -57,7 +57,7 @@ class PeriodicEmbeddings(nn.Module):
         n_features: the numerical columns.
         frequencies: ``k``, frequencies per column.
         sigma: standard deviation of the initial frequencies (the paper's most sensitive setting;
-            0.01 to 1 for standardised inputs).
+            ``tabular-adult`` chose 1.0 from 0.03-3 on its validation split).
         size: ``d``, the width of each column's embedding.
 
     Examples:
