@@ -406,6 +406,7 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "class_indices": ("accuracy",),
     "multi_hot": ("f1", "f1_macro", "mAP"),
     "values": (),
+    "inputs": (),
 }
 
 

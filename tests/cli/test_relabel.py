@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def test_relabel_refuses_an_existing_file_and_leaves_it(folder, run, tmp_path):
     ("args", "message"),
     [
         (["--threshold", "1.5"], "must be in (0, 1]"),
-        (["--neutral-class", "purple"], "no neutral class folder 'purple'"),
+        (["--neutral-class", "purple"], "no neutral class 'purple'"),
     ],
 )
 def test_relabel_bad_input_names_what_is_wrong(folder, run, tmp_path, args, message):
@@ -107,3 +108,23 @@ def test_relabel_text_report_counts_each_class(folder, run, tmp_path):
     assert "moved to red:" in result.output and "stayed unsure:" in result.output
     rows = _rows(tmp_path / "strict.csv")
     assert len(rows) == 38
+
+
+def test_relabel_reads_a_label_csv_and_its_own_output_for_another_round(folder, run, tmp_path):
+    listing = tmp_path / "listing.csv"  # the folder as a path,label CSV, paths relative to the CSV's folder
+    files = sorted(folder.rglob("*.png"))
+    listing.write_text("path,label\n" + "".join(f"{os.path.relpath(p, tmp_path)},{p.parent.name}\n" for p in files))
+    from_folder, from_csv = tmp_path / "folder.csv", tmp_path / "csv.csv"
+    for data, out in ((folder, from_folder), (listing, from_csv)):
+        result = runner.invoke(app, ["relabel", run, "--data", str(data), "--out", str(out), "--json"])
+        assert result.exit_code == 0, result.output
+    assert _rows(from_csv) == _rows(from_folder)  # the same images, the same new labels
+    second = runner.invoke(app, ["relabel", run, "--data", str(from_csv), "--threshold", "0.5", "--out",
+                                 str(tmp_path / "round2.csv"), "--json"])
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout.splitlines()[-1])
+    assert report["neutral"] == 4 and report["images"] == 38  # the four grey images that stayed are predicted again
+    multi = tmp_path / "multi.csv"
+    multi.write_text("path,labels\n" + "".join(f"{p},{p.parent.name}\n" for p in files))
+    refused = runner.invoke(app, ["relabel", run, "--data", str(multi), "--out", str(tmp_path / "m.csv")])
+    assert refused.exit_code == 1 and "multi-label" in refused.output

@@ -230,7 +230,7 @@ def test_keys_that_would_crash_after_loading_are_refused_when_loading():
         load_config("default", ["model.num_classes=5"])
     with pytest.raises(ConfigError, match=r"init_bias 'priors'.*'airbench' has an output layer without one"):
         load_config("default", ["model.init_bias=priors"])
-    with pytest.raises(ConfigError, match=r"model 'conv_autoencoder' \(autoencoder family\).*Python API"):
+    with pytest.raises(ConfigError, match=r"'conv_autoencoder' \(autoencoder family\).*data.options.unlabelled: true"):
         load_config("default", ["model={name: conv_autoencoder}"])
     with pytest.raises(ConfigError, match=r"model 'airbench' .*data.kind 'tabular'.*use tabular_mlp"):
         load_config("tabular-adult", ["model={name: airbench}"])

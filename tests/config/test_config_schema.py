@@ -200,10 +200,16 @@ PLAUSIBLE: dict[str, Any] = {
     "model:airbench.scale": 0.5,
     "model:airbench.head_std": 1.0,
     "model:airbench.trainable_bn_scale": True,
-    "model:autoencoder.input_size": 16,
-    "model:autoencoder.latent_dim": 8,
+    "model:conv_autoencoder": V({}, "unlabelled"),
+    "model:autoencoder.input_size": V(16, "unlabelled"),
+    "model:autoencoder.latent_dim": V(8, "unlabelled"),
+    "model:autoencoder.widths": V([8, 16], "unlabelled"),
     "model:autoencoder.n_features": 16,
     "model:autoencoder.hidden": [16],
+    "model:encoder_classifier.input_size": 16,
+    "model:encoder_classifier.latent_dim": 8,
+    "model:encoder_classifier.hidden": [16],
+    "option:image_folder.unlabelled": V(True, "unlabelled"),
     "model:densenet.block_depths": [2, 2],
     "model:densenet.growth": 4,
     "model:densenet.compression": 0.5,
@@ -458,13 +464,9 @@ PLAUSIBLE: dict[str, Any] = {
 
 #: Keys whose plausible value is refused when the recipe loads, with a fragment of the reason.
 REFUSED: dict[str, str] = {
-    "model:conv_autoencoder": "reconstruct their input",
-    "model:mlp_autoencoder": "reconstruct their input",
-    "model:autoencoder.input_size": "reconstruct their input",
-    "model:autoencoder.latent_dim": "reconstruct their input",
-    "model:autoencoder.n_features": "reconstruct their input",
-    "model:autoencoder.hidden": "reconstruct their input",
-    "model:autoencoder.widths": "reconstruct their input",
+    "model:mlp_autoencoder": "does not take ['num_classes', 'in_chans']",  # flat vectors, not images
+    "model:autoencoder.n_features": "does not take ['num_classes', 'in_chans']",
+    "model:autoencoder.hidden": "does not take ['num_classes', 'in_chans']",
     "model:autoencoder.in_chans": "'in_chans' is set from",
     "model:*.num_classes": "'num_classes' is set from",
     "model:*.in_chans": "'in_chans' is set from",
@@ -528,6 +530,16 @@ def base_recipe(ws: Workspace, context: str) -> dict[str, Any]:
         "callbacks": {STOP: {}},
         "trainer": {"device": "cpu", "plots": False},
     }
+    if context == "unlabelled":  # the tiny images read without labels, for a model that reconstructs them
+        return {
+            **common,
+            "data": {"path": str(ws.images), "valid_pct": 0.25, "image_size": 16, "batch_size": 32, "augment": ["flip"],
+                     "options": {"cache_dir": str(ws.tmp / "cache"), "progress": False, "unlabelled": True}},
+            "model": {"name": "conv_autoencoder", "widths": [8, 16], "latent_dim": 8},
+            "loss": {"name": "mse"},
+            "metrics": [],
+            "optimizer": {"name": "sgd", "lr": 0.01},
+        }
     if context in ("image", "multi_label"):
         multi = context == "multi_label"
         path = ws.multi_label if multi else ws.images

@@ -16,7 +16,8 @@ __all__ = ["relabel"]
 def relabel(
     target: Annotated[Path, typer.Argument(help="A trained run folder (or a checkpoint inside one).")],
     data: Annotated[
-        Path, typer.Option("--data", help="Image folder of class sub-folders, the neutral one among them.")
+        Path, typer.Option("--data", help="Image folder of class sub-folders, or a path,label CSV (a previous "
+                                 "relabel's output too), the neutral class among them.")
     ],
     threshold: Annotated[
         float, typer.Option("--threshold", help="Smallest top probability that moves an image to its class.")

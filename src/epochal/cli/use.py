@@ -129,25 +129,35 @@ def predict(
         emit_json({"predictions": rows, "n": len(rows), "failed": failed})
         return
     for r in rows:
+        if "reconstruction_error" in r:  # an autoencoder run: how well it reconstructs each image
+            print(f"{r['path']}\treconstruction_error\t{r['reconstruction_error']:.6f}")
+            continue
         where = f"{r['path']}:{r['row']}" if "row" in r else r["path"]
         labels = [";".join(r["labels"])] if "labels" in r else []  # multi-label: every class above its threshold
         print("\t".join([where, *(f"{c}\t{p:.4f}" for c, p in r["top"]), *labels]))
 
 
 def write_predictions(path: Path, rows: list[dict], top_k: int) -> None:
-    """The predictions as CSV: ``path[,row],class,probability``, then ``class_2,probability_2`` ... up to ``top_k``."""
+    """The predictions as CSV: ``path[,row],class,probability``, then ``class_2,probability_2`` ... up to ``top_k``
+    (an autoencoder run: ``path,reconstruction_error,code_0,...``)."""
     import csv
 
     from epochal.utils import atomic_write_text
 
-    header = ["path", *(["row"] if rows and "row" in rows[0] else [])]
-    header += [name for k in range(1, top_k + 1)
-               for name in ((f"class_{k}", f"probability_{k}") if k > 1 else ("class", "probability"))]
-    lines = []
-    for r in rows:
-        cells = [r["path"], *([r["row"]] if "row" in r else [])]
-        cells += [v for c, p in r["top"] for v in (c, f"{p:.6f}")]
-        lines.append(cells)
+    if rows and "reconstruction_error" in rows[0]:  # an autoencoder run: error, then the code
+        width = len(rows[0].get("embedding") or [])
+        header = ["path", "reconstruction_error", *(f"code_{i}" for i in range(width))]
+        lines = [[r["path"], f"{r['reconstruction_error']:.6f}", *(f"{v:.6f}" for v in r.get("embedding") or [])]
+                 for r in rows]
+    else:
+        header = ["path", *(["row"] if rows and "row" in rows[0] else [])]
+        header += [name for k in range(1, top_k + 1)
+                   for name in ((f"class_{k}", f"probability_{k}") if k > 1 else ("class", "probability"))]
+        lines = []
+        for r in rows:
+            cells = [r["path"], *([r["row"]] if "row" in r else [])]
+            cells += [v for c, p in r["top"] for v in (c, f"{p:.6f}")]
+            lines.append(cells)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     csv.writer(buffer).writerows([header, *lines])

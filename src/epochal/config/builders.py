@@ -402,4 +402,4 @@ def _label_kind(info: Mapping[str, Any]) -> str:
     """The data's kind of labels, as :data:`epochal.losses.TARGETS` names them."""
     if info.get("multi_label"):
         return "multi_hot"
-    return "values" if info.get("task") == "regression" else "class_indices"
+    return {"regression": "values", "reconstruction": "inputs"}.get(info.get("task"), "class_indices")

@@ -138,7 +138,7 @@ def build_learner(
     model = build_model(config, data)
     apply_freeze(config, model)
     if config.data.cache_features:
-        data = feature_data(config, model, data, device)
+        data = feature_data(config, model, data, device, strategy.world)
     phases, freeze = build_phases(config, data)
     callbacks = _callbacks(config, progress, run_dir is not None)
     if any(n is not None for n in freeze):

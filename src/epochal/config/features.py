@@ -103,12 +103,13 @@ def apply_freeze(config, model: nn.Module) -> None:
 
 
 def _eval_loader(loader, valid):
-    """``loader``'s rows in order, with the validation transform (no augmentation), no balancing."""
+    """``loader``'s rows in order, with the validation transform (no augmentation), no balancing,
+    all of them in one process (a rank's share is cut from it, see :func:`_features_of`)."""
     from epochal.data.augment.evaluation import eval_transform
 
     augment = valid.augment if valid is not None else eval_transform(loader.image_size)
     return loader.with_rows(
-        loader.rows, augment=augment, shuffle=False, balance=None, drop_last=False,
+        loader.rows, augment=augment, shuffle=False, balance=None, drop_last=False, rank=0, world_size=1,
         batch_size=getattr(valid, "batch_size", loader.batch_size),
     )
 
@@ -122,30 +123,59 @@ def _cache_key(model: nn.Module, loader) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _features_of(model: nn.Module, loader, folder: Path | None, device) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    from epochal.data.feature_cache import cached_features, extract_features
+def _features_of(model: nn.Module, loader, folder: Path | None, device, world=None):
+    """``(features, targets, hit)`` of every row of ``loader`` (an :func:`_eval_loader`).
 
-    def compute() -> dict[str, torch.Tensor]:
+    In a data-parallel job (``world`` of several ranks) rank 0 looks the key up and shares a hit;
+    on a miss each rank computes one contiguous share of the rows, every rank gathers the whole
+    (in row order, so the tensors are those of one process), and rank 0 writes the cache file.
+    """
+    from epochal.data.feature_cache import (
+        cached_features,
+        extract_features,
+        read_cached_features,
+        write_cached_features,
+    )
+    from epochal.distributed import all_gather_uneven, run_on_main
+
+    def compute(share) -> dict[str, torch.Tensor]:
         was_training = model.training
         model.to(device).eval()
         try:
-            x, y = extract_features(functools.partial(pooled_features, model), loader, device)
+            x, y = extract_features(functools.partial(pooled_features, model), share, device)
         finally:
             model.train(was_training)
         return {"features": x, "targets": y}
 
-    tensors, hit = cached_features(folder, _cache_key(model, loader), compute)
-    return tensors["features"], tensors["targets"], hit
+    key = _cache_key(model, loader)
+    if world is None or world.world_size == 1:
+        tensors, hit = cached_features(folder, key, functools.partial(compute, loader))
+        return tensors["features"], tensors["targets"], hit
+    cached = run_on_main(lambda: read_cached_features(folder, key))
+    if cached is not None:
+        return cached["features"], cached["targets"], True
+    n, size = len(loader.rows), world.world_size
+    rows = loader.rows[world.rank * n // size : (world.rank + 1) * n // size]
+    mine = compute(loader.with_rows(rows)) if len(rows) else {"features": None, "targets": None}
+    gathered = {name: all_gather_uneven(None if t is None else t.to(device)) for name, t in mine.items()}
+    tensors = {name: t.cpu() for name, t in gathered.items()}
+    if world.is_main:
+        write_cached_features(folder, key, tensors)
+    return tensors["features"], tensors["targets"], False
 
 
-def feature_data(config, model: nn.Module, data, device):
+def feature_data(config, model: nn.Module, data, device, world=None):
     """Replace ``data`` by loaders of ``model``'s cached pooled features and ``model.forward`` by its head.
+
+    In a data-parallel job the ranks share the extraction (each computes a share of the rows and
+    all gather the whole, rank 0 writes the cache), then each reads its own share of every epoch.
 
     Args:
         config: the run's config (``data.cache_features`` set, ``model.freeze: backbone``).
         model: the whole network, its weights loaded.
         data: the image :class:`~epochal.data.DataLoaders` built from ``config.data``.
         device: where features are computed and batches delivered.
+        world: this process's :class:`~epochal.distributed.World` (None: one process).
 
     Returns:
         :class:`~epochal.data.DataLoaders` of features with ``data``'s classes and info (plus
@@ -156,15 +186,19 @@ def feature_data(config, model: nn.Module, data, device):
     _classifier_head(model, "data.cache_features")
     cache_dir = config.data.options.get("cache_dir")
     folder = Path(cache_dir).expanduser() / "features" if cache_dir else None
-    x, y, train_hit = _features_of(model, _eval_loader(data.train, data.valid), folder, device)
+    shard = {"rank": world.rank, "world_size": world.world_size} if world is not None else {}
+    x, y, train_hit = _features_of(model, _eval_loader(data.train, data.valid), folder, device, world)
+    per_rank = len(y) // shard.get("world_size", 1)
     train = TensorLoader(
         x, y, batch_size=config.data.batch_size, shuffle=True, balance=config.data.balance,
-        device=device, seed=config.seed, drop_last=data.train.drop_last and len(y) > config.data.batch_size,
+        device=device, seed=config.seed, drop_last=data.train.drop_last and per_rank > config.data.batch_size,
+        **shard,
     )
     valid, valid_hit = None, None
     if data.valid is not None:
-        vx, vy, valid_hit = _features_of(model, data.valid, folder, device)
-        valid = TensorLoader(vx, vy, batch_size=data.valid.batch_size, shuffle=False, device=device)
+        every = data.valid.with_rows(data.valid.rows, rank=0, world_size=1)  # all rows; the shares come after
+        vx, vy, valid_hit = _features_of(model, every, folder, device, world)
+        valid = TensorLoader(vx, vy, batch_size=data.valid.batch_size, shuffle=False, device=device, **shard)
     # the run folder's model is the whole network; for this run it computes the head on features
     model.forward = functools.partial(head_from_features, model)
     cache = {"folder": str(folder) if folder else None, "train_hit": train_hit, "valid_hit": valid_hit}

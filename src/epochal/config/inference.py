@@ -205,6 +205,8 @@ def evaluate(
     device = resolve_device(device)
     if tta and config.data.kind == "tabular":
         raise ConfigError("--tta is for image models; the run is tabular")
+    if info.get("task") == "reconstruction":
+        _check_reconstruction(target, tta, "eval")
     run_dir = locate_run(target)[0]
     overlap = None
     with tempfile.TemporaryDirectory(prefix="epochal-eval-") as cache:
@@ -291,7 +293,9 @@ def predict(
     Returns:
         One ``{"path", "class", "probability", "top": [[class, probability], ...]}`` per image, or
         per table row (with ``"row"``, its 0-based position among the file's rows); ``top`` lists
-        the ``top_k`` most probable classes, the first being ``class``.
+        the ``top_k`` most probable classes, the first being ``class``. A run that reconstructs
+        its input (an autoencoder) gives ``{"path", "reconstruction_error", "embedding"}``: the
+        mean squared error of the reconstruction (normalised pixels) and the code of ``encode``.
     """
     from epochal.config.experiment import resolve_device
     from epochal.config.thresholds import run_thresholds
@@ -305,6 +309,9 @@ def predict(
         model, config, info, _ = restore_ensemble(target, weights, combine, device=device)
     else:
         model, config, info, _ = restore_model(target)
+    if info.get("task") == "reconstruction":
+        _check_reconstruction(target, tta, "predict")
+        return _reconstruct_images(model.to(device).eval(), config, info, inputs, device, batch_size, failed)
     if isinstance(target, (list, tuple)):  # an ensemble: its members' thresholds were tuned for each alone
         if info.get("multi_label") and combine == "probs":
             raise ConfigError("the ensemble's members are multi-label: combine 'probs' mixes softmax probabilities; "
@@ -319,6 +326,17 @@ def predict(
         return _predict_table(model.to(device).eval(), info, inputs, top_k, device, batch_size, failed, decision)
     model = tta_model(model, tta).to(device).eval()
     return _predict_images(model, config, info, inputs, top_k, device, batch_size, thresholds, failed)
+
+
+def _check_reconstruction(target, tta, what: str) -> None:
+    """Refuse what a run that reconstructs its input (an autoencoder) cannot do."""
+    if isinstance(target, (list, tuple)):
+        raise ConfigError(f"{what}: an ensemble combines classifiers; {target[0]} reconstructs its input")
+    if tta:
+        raise ConfigError(
+            f"--tta averages the predictions of transformed views; {target} reconstructs its input, "
+            "so a flipped view's reconstruction is of another image: leave --tta out"
+        )
 
 
 def _classes(info: dict[str, Any]) -> list[str]:
@@ -351,17 +369,13 @@ def _decoded(files: list[Path], size: tuple[int, int], failed) -> tuple[list[Pat
     return good, pixels
 
 
-def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int,
-                    thresholds: list[float] | None = None, failed=None) -> list[dict[str, Any]]:
-    """Rows of :func:`predict` for image files; ``thresholds`` (multi-label) switch softmax for sigmoid."""
-    from epochal.config.thresholds import labels_above
+def _image_batches(config, info, inputs, device: str, batch_size: int, failed=None):
+    """``(files, images)`` chunks of the inputs that decode, normalised as the run's data was."""
     from epochal.data import Normalize
 
-    classes = _classes(info)
     shape = info.get("input_shape") or [3, config.data.image_size, config.data.image_size]
     norm = _normalize(info)
     normalize = Normalize(*norm) if norm else None
-    rows = []
     files = _image_files(inputs, failed)
     if not files and failed is None:
         raise FileNotFoundError(f"no image files found in {[str(i) for i in inputs]}")
@@ -370,8 +384,17 @@ def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_
         if not chunk:
             continue
         images = torch.stack(pixels).to(device).float().div_(255)
-        if normalize is not None:
-            images = normalize(images)
+        yield chunk, (normalize(images) if normalize is not None else images)
+
+
+def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_size: int,
+                    thresholds: list[float] | None = None, failed=None) -> list[dict[str, Any]]:
+    """Rows of :func:`predict` for image files; ``thresholds`` (multi-label) switch softmax for sigmoid."""
+    from epochal.config.thresholds import labels_above
+
+    classes = _classes(info)
+    rows = []
+    for chunk, images in _image_batches(config, info, inputs, device, batch_size, failed):
         with torch.no_grad():
             logits = model(images).float()
         probs = (logits.sigmoid() if thresholds is not None else logits.softmax(dim=-1)).cpu()
@@ -380,6 +403,19 @@ def _predict_images(model, config, info, inputs, top_k: int, device: str, batch_
             for row, labels in zip(batch, labels_above(probs, classes, thresholds)):
                 row["labels"] = labels
         rows += [{"path": str(path), **row} for path, row in zip(chunk, batch)]
+    return rows
+
+
+def _reconstruct_images(model, config, info, inputs, device: str, batch_size: int, failed=None) -> list[dict]:
+    """Rows of :func:`predict` for a run that reconstructs its input: error and code per image."""
+    encode = getattr(model, "encode", None)
+    rows = []
+    for chunk, images in _image_batches(config, info, inputs, device, batch_size, failed):
+        with torch.no_grad():
+            errors = (model(images).float() - images).square().flatten(1).mean(1).tolist()
+            codes = encode(images).float().cpu().tolist() if callable(encode) else [None] * len(chunk)
+        rows += [{"path": str(path), "reconstruction_error": error, **({"embedding": code} if code else {})}
+                 for path, error, code in zip(chunk, errors, codes)]
     return rows
 
 

@@ -24,13 +24,18 @@ __all__ = [
 
 
 def check_model_for_data(
-    name: str, kind: str, kwargs: Mapping[str, Any] | None = None, init_bias: str = "default"
+    name: str,
+    kind: str,
+    kwargs: Mapping[str, Any] | None = None,
+    init_bias: str = "default",
+    unlabelled: bool = False,
 ) -> None:
     """Raise ValueError when registered model ``name`` cannot be built for ``data.kind`` ``kind``.
 
     Recipes size a model's outputs from the data (``num_classes``) and its inputs from the images
-    (``in_chans``) or the table (``cardinalities``, ``n_continuous``); a model without those
-    arguments (an autoencoder, which reconstructs its input) cannot train from a recipe. An image
+    (``in_chans``) or the table (``cardinalities``, ``n_continuous``). Unlabelled images
+    (``data.options.unlabelled``) train a model that reconstructs its input (an autoencoder): it
+    takes ``in_chans`` and no ``num_classes``, and a classifier cannot train on them. An image
     model given arguments is built on the meta device (no memory), so a bad value is reported when
     the recipe loads; so is ``init_bias: priors`` for a model whose output layer has no bias.
     """
@@ -39,20 +44,42 @@ def check_model_for_data(
 
     kwargs = dict(kwargs or {})
     accepted = model_arguments(name)
-    needed = ("cardinalities", "n_continuous") if kind == "tabular" else ("in_chans",)
-    missing = [a for a in ("num_classes", *needed) if accepted is not None and a not in accepted]
-    if missing or (accepted is None and kind == "tabular"):
-        family = get_model_info(name).family
-        suggestion = "tabular_mlp" if kind == "tabular" else "an image classifier such as resnet18"
-        raise ValueError(
-            f"model {name!r} ({family} family) does not take {missing or list(needed)}, which a recipe with "
-            f"data.kind {kind!r} sets from the data; use {suggestion}. Models that reconstruct their input "
-            "(autoencoders) train with the Python API, not from a recipe"
-        )
+    if unlabelled:
+        _check_reconstruction_model(name, accepted, init_bias)
+    else:
+        needed = ("cardinalities", "n_continuous") if kind == "tabular" else ("in_chans",)
+        missing = [a for a in ("num_classes", *needed) if accepted is not None and a not in accepted]
+        if missing or (accepted is None and kind == "tabular"):
+            family = get_model_info(name).family
+            suggestion = "tabular_mlp" if kind == "tabular" else "an image classifier such as resnet18"
+            raise ValueError(
+                f"model {name!r} ({family} family) does not take {missing or list(needed)}, which a recipe with "
+                f"data.kind {kind!r} sets from the data; use {suggestion}. A model that reconstructs its input "
+                "(an autoencoder) trains on unlabelled images: data.options.unlabelled: true"
+            )
     if kind == "tabular":  # table models are sized from the data's columns: nothing to build yet
         return
     if (kwargs and accepted is not None) or init_bias == "priors":  # ModelConfig built **kwargs models
         _check_on_meta(name, kwargs, init_bias)
+
+
+def _check_reconstruction_model(name: str, accepted, init_bias: str) -> None:
+    from epochal.models import get_model_info
+
+    family = get_model_info(name).family
+    if accepted is not None and "num_classes" not in accepted and "in_chans" not in accepted:
+        raise ValueError(
+            f"model {name!r} ({family} family) reconstructs flat feature vectors (it takes no in_chans), and "
+            "data.options.unlabelled gives images; use conv_autoencoder"
+        )
+    if accepted is not None and ("num_classes" in accepted or "in_chans" not in accepted):
+        raise ValueError(
+            f"model {name!r} ({family} family) is not a model that reconstructs its input, and "
+            "data.options.unlabelled gives images without labels; use conv_autoencoder (its encoder can "
+            "then feed a classifier: model.name conv_encoder_classifier with model.weights set to the run)"
+        )
+    if init_bias == "priors":
+        raise ValueError("model.init_bias 'priors' needs class frequencies; unlabelled images have none")
 
 
 def build_on_meta(name: str, kwargs: Mapping[str, Any]) -> nn.Module:
@@ -90,6 +117,8 @@ def create_model(config, info: Mapping[str, Any]) -> nn.Module:
     from epochal.models import create
 
     kwargs = config.model.kwargs
+    if info.get("task") == "reconstruction":  # an autoencoder: sized from the images, no classes
+        return create(config.model.name, **_image_size_kwargs(config.model.name, kwargs, info))
     num_classes = int(info["num_classes"]) if info.get("num_classes") else 1
     if config.data.kind == "tabular":
         kwargs.setdefault("cardinalities", list(info["cardinalities"]))
@@ -97,8 +126,23 @@ def create_model(config, info: Mapping[str, Any]) -> nn.Module:
         if info.get("encoding") == "onehot":
             kwargs.setdefault("onehot", True)
         return create(config.model.name, num_classes=num_classes, **kwargs)
+    if not info.get("input_shape"):
+        return create(config.model.name, num_classes=num_classes, in_chans=None, **kwargs)
+    return create(config.model.name, num_classes=num_classes, **_image_size_kwargs(config.model.name, kwargs, info))
+
+
+def _image_size_kwargs(name: str, kwargs: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``in_chans`` from the images, and ``input_size`` when the model takes it (the
+    autoencoder family, whose linear code is sized by it) and the images are square."""
+    from epochal.models._registry import model_arguments
+
+    kwargs = dict(kwargs)
     shape = info.get("input_shape")
-    return create(config.model.name, num_classes=num_classes, in_chans=int(shape[0]) if shape else None, **kwargs)
+    if shape:
+        kwargs["in_chans"] = int(shape[0])
+        if "input_size" in (model_arguments(name) or ()) and "input_size" not in kwargs and shape[1] == shape[2]:
+            kwargs["input_size"] = int(shape[1])
+    return kwargs
 
 
 def build_model(config, data) -> nn.Module:
@@ -107,7 +151,7 @@ def build_model(config, data) -> nn.Module:
 
     model = create_model(config, data.info)
     if config.model.weights:
-        load_matching_weights(model, config.model.weights)
+        _warn_unmatched(model, config.model.weights, load_matching_weights(model, config.model.weights))
     if config.model.init_bias == "priors":
         init_output_bias(model, class_priors(data), multilabel=bool(data.info.get("multi_label", False)))
     if config.model.data_init:
@@ -119,6 +163,31 @@ def build_model(config, data) -> nn.Module:
             )
         init(training_images(data.train, config.model.data_init, config.seed))
     return model
+
+
+def _warn_unmatched(model: nn.Module, source: str, report: dict[str, list[str]]) -> None:
+    """Warn about tensors outside the output layer that ``model.weights`` had none for.
+
+    A new output layer (another number of classes) is expected to start fresh; a body tensor that
+    does not match (an autoencoder's encoder of another ``latent_dim``) means the recipe's model is
+    not the one the weights came from.
+    """
+    from epochal.models.init import output_layer
+
+    try:
+        head = {id(t) for t in (*output_layer(model).parameters(), *output_layer(model).buffers())}
+    except ValueError:  # a model without a linear output layer
+        head = set()
+    tensors = dict(model.state_dict(keep_vars=True))
+    lost = [name for name in report["skipped"] if id(tensors[name]) not in head]
+    if lost:
+        shown = ", ".join(lost[:8]) + (f" and {len(lost) - 8} more" if len(lost) > 8 else "")
+        warnings.warn(
+            f"model.weights {source}: {len(lost)} tensor(s) of {type(model).__name__} have no match by name and shape "
+            f"there and keep their fresh initialisation: {shown}; check that the model's settings are the ones "
+            "the weights were trained with",
+            stacklevel=3,
+        )
 
 
 def training_images(loader, count: int, seed: int = 0) -> torch.Tensor:

@@ -78,7 +78,8 @@ def relabel(
 
     Args:
         run: a finished run folder (or a checkpoint inside one).
-        data: an image folder of class sub-folders, the neutral class among them.
+        data: an image folder of class sub-folders, or a ``path,label`` CSV (a previous relabel's
+            output too: pseudo-labelling in rounds), the neutral class among them.
         threshold: the smallest top probability that moves an image to its predicted class, in (0, 1].
         out: the new CSV (default ``<run>/relabelled-<threshold>.csv``); it must not exist.
         neutral_class: the neutral folder's name (default: the run's ``data.options.neutral_class``).
@@ -90,7 +91,7 @@ def relabel(
     """
     from epochal.config.experiment import read_data_info
     from epochal.config.inference import locate_run, predict
-    from epochal.data import image_folder_items, relabel_neutral
+    from epochal.data import list_images, relabel_neutral
 
     if not 0.0 < threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold} must be in (0, 1]: the top probability that moves an image")
@@ -98,9 +99,13 @@ def relabel(
     neutral = _neutral_class(run_dir, neutral_class)
     out = Path(out) if out is not None else run_dir / f"relabelled-{threshold:g}.csv"
     _check_out(out)
-    items = image_folder_items(data)
+    items = list_images(data)
+    if items.multi_label:
+        raise ConfigError(
+            f"--data {data} is multi-label (a 'labels' column); the neutral class is for single-label data"
+        )
     if neutral not in items.classes:
-        raise ConfigError(f"--data {data} has no neutral class folder {neutral!r}; its classes are {items.classes}")
+        raise ConfigError(f"--data {data} has no neutral class {neutral!r}; its classes are {items.classes}")
     labels = [items.classes[t] for t in items.targets]
     positions = [i for i, label in enumerate(labels) if label == neutral]
     classes = read_data_info(run_dir).get("classes")

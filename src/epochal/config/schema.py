@@ -454,7 +454,9 @@ class Config(Section):
         if "data" in info.data:
             from epochal.config.builders import check_model_for_data
 
-            check_model_for_data(model.name, info.data["data"].kind, model.kwargs, model.init_bias)
+            data = info.data["data"]
+            unlabelled = bool(data.options.get("unlabelled"))
+            check_model_for_data(model.name, data.kind, model.kwargs, model.init_bias, unlabelled)
             if info.data["data"].cache_features and model.freeze != "backbone":
                 raise ValueError(
                     "data.cache_features trains the head on a frozen backbone's features: set model.freeze: backbone"

@@ -52,6 +52,7 @@ from epochal.data.folders import (
     label_csv_items,
     load_classes,
     save_classes,
+    unlabelled_items,
 )
 from epochal.data.images import channel_stats, image_folder_loaders, list_images
 from epochal.data.loaders import ImageLoader, TensorLoader
@@ -155,5 +156,6 @@ __all__ = [
     "stratified_split",
     "tabular_loaders",
     "tta_views",
+    "unlabelled_items",
     "verify_image_cache",
 ]

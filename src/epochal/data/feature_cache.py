@@ -28,7 +28,14 @@ import torch
 
 from epochal.utils import atomic_write_bytes
 
-__all__ = ["cached_features", "extract_features", "loader_fingerprint", "state_digest"]
+__all__ = [
+    "cached_features",
+    "extract_features",
+    "loader_fingerprint",
+    "read_cached_features",
+    "state_digest",
+    "write_cached_features",
+]
 
 _FORMAT = 1
 
@@ -86,6 +93,27 @@ def extract_features(
     return torch.cat(outputs), torch.cat(targets)
 
 
+def read_cached_features(folder: str | os.PathLike | None, key: str) -> dict[str, torch.Tensor] | None:
+    """The tensors of ``key`` in ``folder/<key>.pt``; None when absent, damaged or of another key."""
+    path = None if folder is None else Path(folder) / f"{key}.pt"
+    if path is None or not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if payload.get("format") == _FORMAT and payload.get("key") == key:
+            return dict(payload["tensors"])
+    except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
+        pass
+    return None
+
+
+def write_cached_features(folder: str | os.PathLike | None, key: str, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Save ``tensors`` as ``folder/<key>.pt``, atomically (nothing without a folder)."""
+    if folder is not None:
+        payload = {"format": _FORMAT, "key": key, "tensors": dict(tensors)}
+        atomic_write_bytes(Path(folder) / f"{key}.pt", lambda handle: torch.save(payload, handle))
+
+
 def cached_features(
     folder: str | os.PathLike | None, key: str, compute: Callable[[], dict[str, torch.Tensor]]
 ) -> tuple[dict[str, torch.Tensor], bool]:
@@ -99,16 +127,9 @@ def cached_features(
     Returns:
         ``(tensors, hit)``: ``hit`` tells whether they came from the cache.
     """
-    path = None if folder is None else Path(folder) / f"{key}.pt"
-    if path is not None and path.is_file():
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if payload.get("format") == _FORMAT and payload.get("key") == key:
-                return dict(payload["tensors"]), True
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed and replaced
-            pass
+    cached = read_cached_features(folder, key)
+    if cached is not None:
+        return cached, True
     tensors = compute()
-    if path is not None:
-        payload = {"format": _FORMAT, "key": key, "tensors": tensors}
-        atomic_write_bytes(path, lambda handle: torch.save(payload, handle))
+    write_cached_features(folder, key, tensors)
     return tensors, False

@@ -31,6 +31,7 @@ __all__ = [
     "list_images",
     "load_classes",
     "save_classes",
+    "unlabelled_items",
 ]
 
 #: Separators accepted between labels of one image in a multi-label CSV ``labels`` column.
@@ -210,7 +211,10 @@ def image_folder_items(
         raise FileNotFoundError(f"image folder root={str(root)!r} is not a directory")
     folders, skipped = _class_folders(root_path, str(root))
     if not folders:
-        raise ValueError(f"root={str(root)!r} has no class sub-folders (expected root/<class>/<image>)")
+        raise ValueError(
+            f"root={str(root)!r} has no class sub-folders (expected root/<class>/<image>); for images without "
+            "labels, to train a model that reconstructs its input (an autoencoder), set data.options.unlabelled: true"
+        )
     class_list = _check_classes(folders, classes, f"root={str(root)!r}")
     paths, targets, empty = [], [], []
     for index, name in enumerate(class_list):
@@ -237,6 +241,34 @@ def image_folder_items(
     return ImageItems(
         paths, np.asarray(targets, dtype=np.int64), class_list, str(root_path), skipped=skipped, empty_classes=empty
     )
+
+
+def unlabelled_items(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> ImageItems:
+    """Every image file below ``root``, at any depth, without labels: sub-folders are not classes.
+
+    For models that reconstruct their input (an autoencoder): the items have no classes and
+    all-zero targets, which the loaders replace by the images themselves. Paths left out are
+    kept in ``ImageItems.skipped`` and summarised in one warning, as for labelled folders.
+
+    Args:
+        root: the folder to list.
+        extensions: file extensions counted as images (case-insensitive).
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory.
+        ValueError: no image files below it.
+    """
+    root_path = Path(root).expanduser().resolve()
+    if not root_path.is_dir():
+        raise FileNotFoundError(f"image folder root={str(root)!r} is not a directory")
+    paths, skipped = find_image_files(root_path, extensions)
+    if not paths:
+        raise ValueError(
+            f"root={str(root)!r} has no image files with extensions {tuple(extensions)} at any depth"
+            + (f"; skipped {skipped_summary(skipped)}" if skipped else "")
+        )
+    warn_skipped(skipped, f"image folder {str(root)!r}")
+    return ImageItems(paths, np.zeros(len(paths), dtype=np.int64), [], str(root_path), skipped=skipped)
 
 
 def _split_labels(text: str) -> list[str]:

@@ -117,6 +117,7 @@ def image_folder_loaders(
     progress: bool = True,
     num_shards: int = 1,
     channels_last: bool = False,
+    unlabelled: bool = False,
 ) -> DataLoaders:
     """Training and validation loaders for ``root/<class>/<image>`` (or a ``path,label(s)`` CSV).
 
@@ -154,6 +155,10 @@ def image_folder_loaders(
         progress: show the packing progress bar.
         num_shards: shards of the packed cache.
         channels_last: deliver ``channels_last`` tensors.
+        unlabelled: every image below ``root`` at any depth, without labels (sub-folders are
+            not classes), delivered as ``(images, images)`` batches: the data of a model that
+            reconstructs its input (an autoencoder). ``info["task"]`` is ``"reconstruction"``,
+            ``classes`` None; ``classes``, ``balance`` and ``neutral_class`` do not apply.
 
     Returns:
         :class:`~epochal.data.base.DataLoaders` with ``classes`` and ``info`` keys
@@ -165,6 +170,8 @@ def image_folder_loaders(
     """
     device = torch.device(device or "cpu")
     residency = _residency(loader, device)
+    if unlabelled:
+        _check_unlabelled(classes=classes, balance=balance, neutral_class=neutral_class)
     packing = {
         "size": _pack_size(pack_size, image_size, crop_pct),
         "fit": fit,
@@ -173,7 +180,7 @@ def image_folder_loaders(
         "progress": progress,
     }
     src = prepare_sources(
-        root, valid_root, classes, cache_dir, packing, num_shards, neutral_class, valid_pct, seed
+        root, valid_root, classes, cache_dir, packing, num_shards, neutral_class, valid_pct, seed, unlabelled
     )
     norm = _normalizer(normalize, src.packed, src.train_rows)
     common = {
@@ -183,8 +190,9 @@ def image_folder_loaders(
         "seed": seed,
         "rank": rank,
         "world_size": world_size,
-        "num_classes": len(src.classes),
+        "num_classes": len(src.classes) or None,
         "channels_last": channels_last,
+        "reconstruct": unlabelled,
     }
     train = _train_loader(src, batch_size, augment, image_size, balance, drop_last, valid_pct, common)
     exact = {
@@ -199,7 +207,20 @@ def image_folder_loaders(
     info = _info(src, train, norm, cache_dir)
     if neutral_class is not None:
         info.update(_neutral_info(src, neutral_class, exact))
+    if unlabelled:
+        info["task"] = "reconstruction"
+        return DataLoaders(train=train, valid=valid, classes=None, info=info)
     return DataLoaders(train=train, valid=valid, classes=src.classes, info=info)
+
+
+def _check_unlabelled(**settings) -> None:
+    """Refuse the settings that need labels when ``unlabelled`` is set."""
+    for name, value in settings.items():
+        if value is not None:
+            raise ValueError(
+                f"{name}={value!r} needs labels, and unlabelled=True reads images without them; "
+                f"leave {name} unset (data.options.{name}, or data.{name} for balance)"
+            )
 
 
 def _pack_size(pack_size, image_size, crop_pct: float):

@@ -121,6 +121,9 @@ class ImageLoader(_IndexedLoader):
         prefetch: batches gathered ahead by the streaming thread.
         dtype: float dtype of the delivered images.
         channels_last: deliver images in ``channels_last`` memory format.
+        reconstruct: deliver each batch's images as its targets too, ``(images, images)``: the
+            loss of a model that reconstructs its input (an autoencoder) gets the inputs, as
+            augmented and normalised, instead of labels.
 
     Examples:
         >>> images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
@@ -150,6 +153,7 @@ class ImageLoader(_IndexedLoader):
         prefetch: int = 2,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        reconstruct: bool = False,
     ):
         if residency not in RESIDENCIES:
             raise ValueError(f"residency={residency!r} is not valid; use one of {RESIDENCIES}")
@@ -168,7 +172,9 @@ class ImageLoader(_IndexedLoader):
             "prefetch": prefetch,
             "dtype": dtype,
             "channels_last": channels_last,
+            "reconstruct": reconstruct,
         }
+        self.reconstruct = reconstruct
         self.images, self.device = images, torch.device(device or "cpu")
         self.all_targets = torch.as_tensor(np.asarray(targets))
         if rows is None:
@@ -263,7 +269,7 @@ class ImageLoader(_IndexedLoader):
                 images = self.normalize(images)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return images, targets
+        return (images, images) if self.reconstruct else (images, targets)
 
     def iter_epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """Yield the batches of ``epoch`` from batch ``start`` on (see the module docstring)."""

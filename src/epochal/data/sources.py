@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from epochal.data.decode import BadImageError
-from epochal.data.folders import ImageItems, list_images
+from epochal.data.folders import ImageItems, list_images, unlabelled_items
 from epochal.data.packed import PackedImages, pack_image_cache
 from epochal.data.report import BROKEN_REASONS, DataReport, undecodable
 from epochal.data.splits import exclude_class, stratified_split
@@ -30,7 +30,8 @@ __all__ = ["Sources", "pack_folder", "prepare_sources", "usable_rows"]
 def _cache_folder(items: ImageItems, cache_dir: str | os.PathLike | None, size, fit: str) -> Path | None:
     if cache_dir is None:
         return None
-    key = hashlib.sha256(json.dumps([items.root, size, fit, len(items)]).encode()).hexdigest()[:12]
+    facts = [items.root, size, fit, len(items)] + ([] if items.classes else ["unlabelled"])
+    key = hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:12]
     tag = "native" if size is None else "x".join(str(s) for s in size_pair(size))
     return Path(cache_dir).expanduser() / f"{Path(items.root).name}-{tag}-{fit}-{key}"
 
@@ -114,17 +115,21 @@ def prepare_sources(
     neutral_class: str | None,
     valid_pct: float,
     seed: int,
+    unlabelled: bool = False,
 ) -> Sources:
-    items = _listed(root, classes, packing["strict"])
+    items = _listed(root, classes, packing["strict"], unlabelled)
     packed = pack_folder(items, cache_dir, num_shards=num_shards, **packing)
     targets, model_classes, neutral_rows = _targets_for_model(items, packed, neutral_class)
-    _check_trainable_classes(root, model_classes, targets[usable_rows(packed, targets)], pinned=classes is not None)
+    if not unlabelled:
+        _check_trainable_classes(
+            root, model_classes, targets[usable_rows(packed, targets)], pinned=classes is not None
+        )
     if valid_root is None:
         train_rows, valid_rows = _split_rows(packed, targets, valid_pct, seed)
         return Sources(
             items, packed, targets, model_classes, neutral_rows, train_rows, packed, targets, valid_rows
         )
-    valid_items = _listed(valid_root, items.classes, packing["strict"])
+    valid_items = _listed(valid_root, items.classes, packing["strict"], unlabelled)
     valid_packed = pack_folder(valid_items, cache_dir, **packing)
     valid_targets, _, _ = _targets_for_model(valid_items, valid_packed, neutral_class)
     return Sources(
@@ -141,9 +146,15 @@ def prepare_sources(
     )
 
 
-def _listed(root, classes, strict: bool) -> ImageItems:
-    """:func:`list_images`; with ``strict``, broken entries (dangling symlinks ...) are an error."""
-    items = list_images(root, classes)
+def _listed(root, classes, strict: bool, unlabelled: bool = False) -> ImageItems:
+    """:func:`list_images` (:func:`unlabelled_items` for ``unlabelled``); with ``strict``, broken
+    entries (dangling symlinks ...) are an error."""
+    if unlabelled and str(root).lower().endswith(".csv"):
+        raise ValueError(
+            f"data.options.unlabelled lists the images below a folder; {str(root)!r} is a label CSV "
+            "(set data.path to the image folder)"
+        )
+    items = unlabelled_items(root) if unlabelled else list_images(root, classes)
     broken = {s.path: f"{s.reason.replace('_', ' ')}: {s.detail}" for s in items.skipped if s.reason in BROKEN_REASONS}
     if strict and broken:
         raise BadImageError(broken)

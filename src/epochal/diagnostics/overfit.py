@@ -157,9 +157,11 @@ def overfit_check(run: OverfitRun, batch_size: int, loss_target: float) -> Check
              "min_loss": min(run.losses), "accuracy": run.accuracies[-1], "lr": run.lr}
     if run.reached:
         return Check("overfit", True, value, f"overfit one batch of {batch_size}: {_trend(run)}")
+    goal = (f"loss <= {loss_target:g} x the first loss" if run.accuracies[-1] is None  # regression, reconstruction
+            else f"loss <= {loss_target:g} and accuracy 1.0")
     return Check("overfit", False, value,
-                 f"could not overfit one batch of {batch_size} ({_trend(run)}; target loss <= {loss_target:g} "
-                 "and accuracy 1.0): see the checks below for causes")
+                 f"could not overfit one batch of {batch_size} ({_trend(run)}; target {goal}): "
+                 "see the checks below for causes")
 
 
 def _layers(names: list[str], shown: int = 6) -> str:

@@ -124,8 +124,12 @@ def _run(learner, batch_size, max_steps, lr, loss_target, sweep_steps, sample_si
     batch = collect(plain, n, **where)
     sample = collect(plain, sample_size, **where) if {"label_signal", "input_normalization"} - skip else batch
     targets = getattr(loader, "targets", None)
-    run("labels_constant", lambda: labels_constant_check(targets if targets is not None else sample[1]))
-    run("label_signal", lambda: label_signal_check(*sample))
+    if getattr(loader, "reconstruct", False):  # an autoencoder's data: there are no labels to check
+        for name in ("labels_constant", "label_signal"):
+            checks[name] = _not_run(name, "the targets are the inputs (a model that reconstructs them)")
+    else:
+        run("labels_constant", lambda: labels_constant_check(targets if targets is not None else sample[1]))
+        run("label_signal", lambda: label_signal_check(*sample))
     run("input_normalization", lambda: input_normalization_check(sample[0]))
     run("duplicates", lambda: duplicates_check(loader, learner.data.valid))
     trainable = run("trainable", lambda: trainable_check(learner.model))

@@ -28,15 +28,24 @@ from epochal.losses.regression import L1Loss, MSELoss, SmoothL1Loss
 __all__ = ["DEFAULT_LOSSES", "LOSSES", "TARGETS", "LossEntry", "register_loss"]
 
 #: The kinds of labels a loss compares predictions with.
-TARGETS = ("class_indices", "multi_hot", "values")
+TARGETS = ("class_indices", "multi_hot", "values", "inputs")
 _TARGET_WORDS = {
     "class_indices": "one class per sample",
     "multi_hot": "multi-label targets (any number of classes per sample)",
     "values": "regression values",
+    "inputs": "the inputs themselves (a model that reconstructs its input)",
 }
 #: The loss a recipe without ``loss.name`` trains with, by the data's kind of labels.
-DEFAULT_LOSSES = {"class_indices": "cross_entropy", "multi_hot": "bce_with_logits", "values": "mse"}
-_SUGGESTED = {"class_indices": "cross_entropy", "multi_hot": "bce_with_logits", "values": "mse, l1 or smooth_l1"}
+DEFAULT_LOSSES = {"class_indices": "cross_entropy", "multi_hot": "bce_with_logits", "values": "mse", "inputs": "mse"}
+_SUGGESTED = {
+    "class_indices": "cross_entropy",
+    "multi_hot": "bce_with_logits",
+    "values": "mse, l1 or smooth_l1",
+    "inputs": "mse, l1 or smooth_l1",
+}
+#: Kinds of labels a loss registered for another kind also takes: a regression loss compares
+#: any tensor of the prediction's shape, so it also compares a reconstruction with its input.
+_ALSO_TAKE = {"values": ("inputs",)}
 
 #: ``reduction`` values that give the scalar the training loop backpropagates.
 _SCALAR_REDUCTIONS = ("mean", "sum")
@@ -53,7 +62,8 @@ class LossEntry:
         class_weights: constructor arguments that take one weight per class, each mapped to the
             rule that computes ``balanced`` from the training label counts (None: a list only).
         targets: the labels it compares predictions with: ``class_indices`` (one class per
-            sample), ``multi_hot`` (multi-label) or ``values`` (regression); None: any.
+            sample), ``multi_hot`` (multi-label) or ``values`` (regression, also the ``inputs`` of a
+            model that reconstructs them); None: any.
 
     Examples:
         >>> entry = LossEntry(nn.CrossEntropyLoss, {"weight": balanced_class_weights})
@@ -128,7 +138,8 @@ class LossEntry:
             where: the recipe section, for error messages.
         """
         kwargs = dict(kwargs)
-        if targets is not None and self.targets is not None and targets != self.targets:
+        taken = (self.targets, *_ALSO_TAKE.get(self.targets, ()))
+        if targets is not None and self.targets is not None and targets not in taken:
             raise ValueError(
                 f"{where} compares predictions with {_TARGET_WORDS[self.targets]}, but this data has "
                 f"{_TARGET_WORDS[targets]}; choose a loss for them ({_SUGGESTED[targets]})"

@@ -24,7 +24,7 @@ from epochal.models._registry import (
     register_model,
 )
 from epochal.models.airbench import AirbenchNet
-from epochal.models.autoencoder import ConvAutoencoder, MLPAutoencoder
+from epochal.models.autoencoder import ConvAutoencoder, ConvEncoderClassifier, MLPAutoencoder
 from epochal.models.convert import ConversionReport, convert_state_dict, equivalent_model, load_pretrained
 from epochal.models.densenet import DenseNet
 from epochal.models.inception import InceptionResNet, InceptionResNetBlock, InceptionStem
@@ -44,6 +44,7 @@ __all__ = [
     "ClassifierHead",
     "ConcatPool2d",
     "ConvAutoencoder",
+    "ConvEncoderClassifier",
     "ConversionReport",
     "DenseNet",
     "DropPath",

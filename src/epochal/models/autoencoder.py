@@ -7,6 +7,10 @@ a reconstruction loss (e.g. MSE against the input), the code is a compact embedd
 * ``ConvAutoencoder``: strided 3x3 conv-BN-ReLU layers down to a linear code, mirrored by transposed
   convolutions; for images whose side is divisible by ``2 ** len(widths)`` (32 px by default).
 * ``MLPAutoencoder``: Linear-ReLU layers for flat feature vectors.
+* ``ConvEncoderClassifier``: ``ConvAutoencoder``'s encoder (same layers, same parameter names)
+  under a :class:`~epochal.models.layers.ClassifierHead`: trained from an autoencoder's run with
+  ``model.weights: RUN``, the encoder learnt on unlabelled images feeds a classifier (with
+  ``model.freeze: backbone`` and ``data.cache_features: true``, only the head trains, on cached codes).
 
 Both return the reconstruction from ``forward`` (no output activation: pair with MSE on normalised
 inputs, or with ``BCEWithLogitsLoss`` on inputs in [0, 1]).
@@ -20,10 +24,30 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from epochal.models._base import StagedClassifier
 from epochal.models._registry import register_model
-from epochal.models.layers import ConvBNAct
+from epochal.models.layers import ClassifierHead, ConvBNAct
 
-__all__ = ["ConvAutoencoder", "MLPAutoencoder"]
+__all__ = ["ConvAutoencoder", "ConvEncoderClassifier", "MLPAutoencoder", "conv_encoder"]
+
+
+def conv_encoder(in_chans: int, input_size: int, latent_dim: int, widths: Sequence[int]) -> nn.Sequential:
+    """Strided 3x3 conv-BN-ReLU layers, flattened, then a linear code of ``latent_dim``.
+
+    Raises:
+        ValueError: no widths, or ``input_size`` not divisible by ``2 ** len(widths)``.
+    """
+    if not widths:
+        raise ValueError("widths needs at least one entry")
+    factor = 2 ** len(widths)
+    if input_size % factor:
+        raise ValueError(f"input_size must be divisible by {factor} for {len(widths)} layers, got {input_size}")
+    side = input_size // factor
+    convs, prev = [], in_chans
+    for w in widths:
+        convs.append(ConvBNAct(prev, w, 3, stride=2))
+        prev = w
+    return nn.Sequential(*convs, nn.Flatten(1), nn.Linear(widths[-1] * side * side, latent_dim))
 
 
 class ConvAutoencoder(nn.Module):
@@ -46,21 +70,12 @@ class ConvAutoencoder(nn.Module):
         self, in_chans: int = 3, input_size: int = 32, latent_dim: int = 128, widths: Sequence[int] = (32, 64, 128)
     ) -> None:
         super().__init__()
-        if not widths:
-            raise ValueError("widths needs at least one entry")
-        factor = 2 ** len(widths)
-        if input_size % factor:
-            raise ValueError(f"input_size must be divisible by {factor} for {len(widths)} layers, got {input_size}")
+        self.encoder = conv_encoder(in_chans, input_size, latent_dim, widths)
         self.default_input_size = (in_chans, input_size, input_size)
         self.latent_dim = latent_dim
-        side, widths = input_size // factor, list(widths)
+        side, widths = input_size // 2 ** len(widths), list(widths)
         self._code_shape = (widths[-1], side, side)
-        convs, prev = [], in_chans
-        for w in widths:
-            convs.append(ConvBNAct(prev, w, 3, stride=2))
-            prev = w
         flat = widths[-1] * side * side
-        self.encoder = nn.Sequential(*convs, nn.Flatten(1), nn.Linear(flat, latent_dim))
         self.expand = nn.Linear(latent_dim, flat)
         ups = []
         for w_in, w_out in zip(widths[::-1], widths[::-1][1:]):
@@ -91,6 +106,58 @@ class ConvAutoencoder(nn.Module):
     def layer_groups(self) -> list[nn.Module]:
         """``[encoder, decoder (with the code expansion), head (the output layer)]``."""
         return [self.encoder, nn.ModuleList([self.expand, self.decoder]), self.head]
+
+
+class ConvEncoderClassifier(StagedClassifier):
+    """A classifier on :class:`ConvAutoencoder`'s encoder: the code, then a classifier head.
+
+    The encoder's layers and parameter names are the autoencoder's, so ``model.weights`` set to
+    an autoencoder run (same ``latent_dim`` and ``widths``) loads the encoder it learnt on
+    unlabelled images; the head (``head.fc``, optional ``hidden`` layers) starts fresh.
+
+    Args:
+        num_classes: outputs.
+        in_chans: input channels.
+        input_size: image side (square images); must be divisible by ``2 ** len(widths)``.
+        latent_dim: size of the code the head sees.
+        widths: channels of the strided encoder convolutions.
+        hidden: widths of hidden Linear-ReLU layers of the head.
+        dropout: dropout before ``fc``.
+
+    Examples:
+        >>> model = ConvEncoderClassifier(num_classes=10, latent_dim=64)
+        >>> model(torch.randn(8, 3, 32, 32)).shape
+        torch.Size([8, 10])
+    """
+
+    family = "encoder_classifier"
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        input_size: int = 32,
+        latent_dim: int = 128,
+        widths: Sequence[int] = (32, 64, 128),
+        hidden: Sequence[int] = (),
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__((in_chans, input_size, input_size))
+        self.encoder = conv_encoder(in_chans, input_size, latent_dim, widths)
+        self.head = ClassifierHead(latent_dim, num_classes, pool="none", hidden=hidden, dropout=dropout)
+        self.latent_dim = latent_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The codes, ``(batch, latent_dim)``: what the head (and a feature cache) sees."""
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def layer_groups(self) -> list[nn.Module]:
+        """``[the encoder's convolutions, its code layer, head]``."""
+        *convs, flatten, code = self.encoder
+        return [nn.ModuleList(convs), nn.ModuleList([flatten, code]), self.head]
 
 
 class MLPAutoencoder(nn.Module):
@@ -152,3 +219,8 @@ register_model(
     description="MLP autoencoder for feature vectors",
     example_kwargs={"n_features": 64},
 )(MLPAutoencoder)
+register_model(
+    "conv_encoder_classifier",
+    family="encoder_classifier",
+    description="Classifier on conv_autoencoder's encoder (load it with model.weights: RUN)",
+)(ConvEncoderClassifier)
