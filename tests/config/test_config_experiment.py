@@ -354,6 +354,7 @@ def test_regression_table_trains_with_a_one_output_head(tiny_regression_table, t
         build_learner(balanced, device="cpu", progress=False)
 
 
+@pytest.mark.slow  # the whole Adult CSV; test_onehot_table_trains_evaluates_predicts_and_exports is its fast twin
 @pytest.mark.realdata
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_onehot_adult_trains_and_its_run_evaluates_predicts_and_exports(adult_csv, tmp_path):

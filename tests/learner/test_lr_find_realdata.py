@@ -30,6 +30,7 @@ def cifar_subset(cifar10_jpeg_dir, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # three trainings on 3,000 JPEGs (2-4 min); the finder's math and behaviour have fast tests
 @pytest.mark.realdata
 def test_lr_find_suggestion_beats_ten_times_and_a_tenth(cifar_subset):
     data = image_folder_loaders(cifar_subset, valid_pct=0.2, seed=0, batch_size=64, augment=["flip"],
