@@ -14,8 +14,9 @@ parameter groups or TTA: airbench-style whole-epoch flip and crop on a resident 
 hand-written linear decay and hand-made parameter groups; it shares only the network
 (:class:`~epochal.models.AirbenchNet`) and the optimizer (:class:`~epochal.optim.Muon`).
 
-Prints one JSON object per finished run (Learner and plain loop), the last one complete
-(``"complete": true``), so a time limit that stops it early still leaves the runs done. Examples::
+Prints one JSON object after every finished run (Learner or plain loop: the figures of all the
+runs done so far), the last one complete (``"complete": true``), so a time limit that stops it
+early still leaves the runs done. Examples::
 
     python benchmarks/speedrun.py --runs 2                           # CPU: 45,000 images, 5,000 held out
     python benchmarks/speedrun.py --archive .device/cifar10-jpeg-train.tar.gz --device cuda --runs 3
@@ -269,7 +270,8 @@ def _summary(runs: list[dict], warmup: dict) -> dict:
     epoch_s = [s for r in runs for s in r["epoch_s"]]
     return {"tta_accuracy": stats("tta_accuracy"), "accuracy": stats("accuracy"),
             "seconds": [round(s, 3) for s in seconds], "median_s": round(statistics.median(seconds), 3),
-            "median_epoch_s": round(statistics.median(epoch_s), 3), "warmup_s": round(warmup["seconds"], 3)}
+            "median_epoch_s": round(statistics.median(epoch_s), 3),
+            "warmup_s": round(warmup["seconds"], 3) if warmup is not None else None}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -279,7 +281,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--valid", type=int, default=5_000, help="of those, held out for the accuracy")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's (8)")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--warmup-epochs", type=int, default=1, help="epochs of the untimed warm-up runs")
+    parser.add_argument("--warmup-epochs", type=int, default=1, help="epochs of the untimed warm-up runs (0: none)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=PLAIN["batch_size"])
     parser.add_argument("--no-plain", action="store_true", help="skip the plain loop")
@@ -324,22 +326,25 @@ def main(argv=None) -> dict:
         if tensors is not None:
             loops["plain"] = lambda seed, epochs: plain_run(tensors, device, seed, epochs, setting["precision"],
                                                             setting["compile"])
-        warm = {name: run(10_000, args.warmup_epochs) for name, run in loops.items()}
+        # --warmup-epochs 0 skips the warm-up (on the CPU, without compile, there is little to warm)
+        warm = {name: run(10_000, args.warmup_epochs) if args.warmup_epochs else None for name, run in loops.items()}
         results: dict[str, list] = {name: [] for name in loops}
         for seed in range(args.runs):
-            for name, run in loops.items():
+            for k, (name, run) in enumerate(loops.items()):
                 results[name].append(run(seed, config.epochs))
-            # a line per finished run: a limit that cuts the benchmark short still leaves figures
-            result = _report(setting, results, warm, complete=seed == args.runs - 1)
-            print(json.dumps(result), flush=True)
+                # a line per finished run: a limit that cuts the benchmark short still leaves figures
+                last = seed == args.runs - 1 and k == len(loops) - 1
+                result = _report(setting, results, warm, complete=last)
+                print(json.dumps(result), flush=True)
     return result
 
 
 def _report(setting: dict, results: dict, warm: dict, complete: bool) -> dict:
     result = {**setting, "complete": complete, "load_average_after": [round(v, 2) for v in os.getloadavg()]}
     for name, runs in results.items():
-        result[name] = _summary(runs, warm[name])
-    if "plain" in results:
+        if runs:
+            result[name] = _summary(runs, warm[name])
+    if results.get("plain") and results.get("learner"):
         result["learner_over_plain"] = round(result["learner"]["median_s"] / result["plain"]["median_s"], 4)
         result["learner_over_plain_epoch"] = round(
             result["learner"]["median_epoch_s"] / result["plain"]["median_epoch_s"], 4)

@@ -53,8 +53,9 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
                           env=env, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.strip().splitlines() if line.startswith("{")]
-    assert len(lines) == 1 and lines[0]["complete"]  # one line per finished run
-    result = lines[0]
+    assert len(lines) == 2 and lines[1]["complete"] and not lines[0]["complete"]  # a line per finished run
+    assert "learner" in lines[0] and "plain" not in lines[0] and "learner_over_plain" not in lines[0]
+    result = lines[1]
     assert (result["benchmark"], result["device"], result["train_images"], result["valid_images"]) == (
         "speedrun", "cpu", 200, 100)
     settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"])
