@@ -460,6 +460,15 @@ def test_predict_of_an_ensemble_skips_unreadable_images_and_writes_top_k_csv(tra
     strict = run_cli("predict", run, run, *good, work / "missing.png", "--strict", check=False)
     assert strict.returncode == 1 and "--strict and 1 of the inputs could not be read" in strict.stderr
 
+def _sigint_as_from_a_terminal() -> None:
+    """In the child, before exec: SIGINT back to its default, which Python turns into KeyboardInterrupt.
+
+    A test runner started as a background job inherits SIGINT ignored, and so would the child:
+    the signal the test sends would then do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 
 def test_ctrl_c_of_epochal_train_saves_the_position_prints_the_resume_command_and_it_finishes(work):
     """A real ``epochal train`` process given SIGINT in its second epoch: exit 130, the message names
@@ -468,7 +477,7 @@ def test_ctrl_c_of_epochal_train_saves_the_position_prints_the_resume_command_an
     child = subprocess.Popen(
         [sys.executable, "-m", "epochal.cli.main", "train", "--epochs", "4", *TINY_NET,
          "--set", "data.image_size=16", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_sigint_as_from_a_terminal,
     )
     try:
         before = []

@@ -25,12 +25,22 @@ def uninterrupted(tmp_path_factory) -> dict:
     return torch.load(out, weights_only=True)
 
 
+
+def _sigint_as_from_a_terminal() -> None:
+    """In the child, before exec: SIGINT back to its default, which Python turns into KeyboardInterrupt.
+
+    A test runner started as a background job inherits SIGINT ignored, and so would the child:
+    the signal the test sends would then do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 # 5 batches of 16 per epoch: step 2 is in the first epoch (before any epoch-end checkpoint), step 7 in the second
 @pytest.mark.parametrize(("signum", "step"), [(signal.SIGINT, 2), (signal.SIGTERM, 7)], ids=["sigint", "sigterm"])
 def test_signal_mid_epoch_saves_the_position_and_resumes_to_the_same_weights(tmp_path, uninterrupted, signum, step):
     run = tmp_path / "run"
     child = subprocess.Popen([sys.executable, str(WORKER), str(run), "signal", str(step), str(tmp_path / "never.pt")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=_sigint_as_from_a_terminal)
     try:
         assert child.stdout.readline().strip() == "READY"
         os.kill(child.pid, signum)
