@@ -47,6 +47,7 @@ from epochal.config import load_config  # noqa: E402
 from epochal.config.builders import build_data  # noqa: E402
 from epochal.config.experiment import build_learner, resolve_auto  # noqa: E402
 from epochal.data import DataLoaders, predict_tta  # noqa: E402
+from epochal.learner.host_memory import retain_freed_memory  # noqa: E402
 from epochal.models import AirbenchNet  # noqa: E402
 from epochal.optim import Muon  # noqa: E402
 
@@ -171,8 +172,8 @@ def plain_run(tensors: dict, device: torch.device, seed: int, epochs: int, preci
     model.init_whitening(images[pick])
     optimizer = Muon(_plain_groups(model), nesterov=True, ns_steps=PLAIN["ns_steps"], normalize_weights=True)
     lr0 = [group["lr"] for group in optimizer.param_groups]
-    horizons = [total_steps if g["name"] != "whiten_bias" else PLAIN["whiten_bias_epochs"] * steps_per_epoch
-                for g in optimizer.param_groups]
+    whiten_horizon = PLAIN["whiten_bias_epochs"] * steps_per_epoch
+    horizons = [total_steps if g["name"] != "whiten_bias" else whiten_horizon for g in optimizer.param_groups]
     call = torch.compile(model) if compile_model else model
     flip_bits = torch.rand(n, device=device) < 0.5
     padded = F.pad(images, (PLAIN["translate"],) * 4, mode="reflect")
@@ -183,6 +184,8 @@ def plain_run(tensors: dict, device: torch.device, seed: int, epochs: int, preci
         epoch_images = _flip_and_crop(padded, flip_bits ^ bool(epoch % 2), PLAIN["translate"])
         order = torch.randperm(n, device=device)
         for i in range(steps_per_epoch):
+            if step == whiten_horizon:  # airbench stops the whitening bias's gradient once its rate is 0
+                model.stem.whiten.bias.requires_grad_(False)
             index = order[i * batch : (i + 1) * batch]
             with autocast:
                 loss = F.cross_entropy(call(epoch_images[index]), labels[index],
@@ -301,6 +304,8 @@ def main(argv=None) -> dict:
         sys.exit(f"--runs {args.runs} must be >= 1")
     device = torch.device(args.device)
     PLAIN["batch_size"] = args.batch_size
+    # the Learner keeps freed host memory on the CPU (process-wide): both loops run with it from the start
+    retained = device.type == "cpu" and retain_freed_memory()
     load, start = os.getloadavg(), time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="epochal-speedrun-") as tmp:
         root = extract_subset(args.archive, Path(tmp) / "images", args.images)
@@ -319,7 +324,7 @@ def main(argv=None) -> dict:
             "valid_images": len(data.valid.rows), "epochs": config.epochs, "steps_per_epoch": len(data.train),
             "runs": args.runs, "precision": resolve_auto(config.trainer.precision, str(device), "bf16", "fp32"),
             "compile": resolve_auto(config.trainer.compile, str(device), True, False),
-            "prepare_s": round(time.perf_counter() - start, 1),
+            "prepare_s": round(time.perf_counter() - start, 1), "host_memory_retained": retained,
         }
         loops = {"learner": lambda seed, epochs: learner_run(config.model_copy(update={"epochs": epochs}), data,
                                                                device, seed)}

@@ -112,3 +112,18 @@ def test_feature_extraction_compares_cached_features_with_fine_tuning():
     assert result["ratio"] == pytest.approx(result["features_cached_s"] / result["finetune_s"], rel=0.01)
     assert result["ratio_first"] == pytest.approx(result["features_first_s"] / result["finetune_s"], rel=0.01)
     assert 0 <= result["features_accuracy"] <= 1 and result["target_ratio"] == 0.1
+
+
+def test_cpu_ceiling_counts_the_step_and_times_every_convolution():
+    result = _run("cpu_ceiling.py", "--batch", "16", "--repeats", "1")
+    assert (result["benchmark"], result["batch"]) == ("cpu_ceiling", 16)
+    flops = result["step_tflop"]
+    assert 0 < flops["whiten_bias_frozen"] < flops["whiten_bias_trained"]  # no input gradient for the first conv
+    # 16 images of airbench94 (64-256-256): about 118 MMAC each forward, three times that for a step
+    assert 3 * 2 * 110e6 * 16 / 1e12 < flops["whiten_bias_trained"] < 3 * 2 * 125e6 * 16 / 1e12
+    convs = result["convs"]
+    assert len(convs) == 6 and [c["out_channels"] for c in convs] == [64, 64, 256, 256, 256, 256]
+    assert convs[0]["shape"] == [16, 24, 31, 31]  # after the 2x2 whitening conv
+    floor = sum(c["forward_s"] + c["grad_input_s"] + c["grad_weight_s"] for c in convs)
+    assert result["conv_floor_step_s"] == pytest.approx(floor, abs=1e-2)
+    assert result["conv_floor_epoch_s_at_50000_images"] > 0

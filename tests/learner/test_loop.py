@@ -237,3 +237,36 @@ def test_phases_switch_optimizer_and_data_with_image_size():
     assert calls == [24]
     # the epoch of phase 0 that is cut at the data change is its own (partial) epoch
     assert [r["step"] for r in learner.history] == [4, 6, 8]
+
+
+def test_group_past_its_train_epochs_stops_computing_gradients_with_the_same_weights(monkeypatch):
+    # airbench detaches its whitening bias after 3 of 8 epochs: autograd then skips work only it needed
+    import functools
+
+    from epochal.optim import GroupRule, build_optimizer
+
+    class GradSeen(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def after_backward(self):
+            bias = self.learner.model[0].bias
+            self.seen.append((self.learner.state.epoch, bias.requires_grad, bias.grad is not None))
+
+    def run():
+        spec = functools.partial(build_optimizer, "sgd", momentum=0.9, weight_decay=1e-2,
+                                 rules=[GroupRule("0.bias", train_epochs=1)])
+        seen = GradSeen()
+        learner = make_learner([seen], optimizer=spec)
+        learner.fit(3)
+        return learner, seen.seen
+
+    learner, seen = run()
+    assert {s for s in seen if s[0] == 0} == {(0, True, True)}
+    assert {s for s in seen if s[0] > 0} == {(1, False, False), (2, False, False)}
+    assert learner.model[0].bias.requires_grad  # the flag is the parameter's own again after fit
+    monkeypatch.setattr(Learner, "_retire_spent_groups", lambda self: None)
+    kept, kept_seen = run()
+    assert {s[1:] for s in kept_seen} == {(True, True)}
+    for a, b in zip(learner.model.parameters(), kept.model.parameters(), strict=True):
+        assert torch.equal(a, b)  # the group's rate was 0 anyway: the weights are the same

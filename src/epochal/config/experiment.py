@@ -169,6 +169,7 @@ def build_learner(
         clip_grad_norm=trainer.clip_grad_norm,
         clip_grad_value=trainer.clip_grad_value,
         log_every=trainer.log_every,
+        retain_host_memory=trainer.retain_host_memory,
         run_dir=run_dir,
         config=config.to_dict(),
         seed=config.seed,

@@ -325,6 +325,8 @@ class TrainerConfig(Section):
         decision: what a binary classifier's decision optimises (``{metric: accuracy | f1 |
             balanced_accuracy}``): its threshold is chosen on the validation split after training
             and used by ``eval`` and ``predict`` (see :mod:`epochal.config.decision`); None: argmax.
+        retain_host_memory: on the CPU, keep freed memory in the process for the next step
+            instead of returning it to the system (glibc; see :mod:`epochal.learner.host_memory`).
     """
 
     device: str | None = None
@@ -340,6 +342,7 @@ class TrainerConfig(Section):
     devices: int = Field(1, ge=1)
     sync_bn: bool = False
     decision: DecisionConfig | None = None
+    retain_host_memory: bool = True
 
 
     @field_validator("compile")

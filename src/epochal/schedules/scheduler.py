@@ -239,12 +239,17 @@ class PhaseSchedule:
         the whole run's first and last steps, so the compressed schedule, like every phase, ends
         on its final value on its last step (step ``h - 1`` is at ``(total_steps - 1)``).
         """
-        horizon = self._horizons.get(train_epochs)
-        if horizon is None:
-            horizon = self._horizons[train_epochs] = max(self.step_at(train_epochs), 1)
+        horizon = self.horizon(train_epochs)
         if step >= horizon:
             return 0.0
         return self._at(step * (self.total_steps - 1) / max(horizon - 1, 1))[0]
+
+    def horizon(self, train_epochs: float) -> int:
+        """The first step at which a group trained for ``train_epochs`` epochs has rate 0 (>= 1)."""
+        horizon = self._horizons.get(train_epochs)
+        if horizon is None:
+            horizon = self._horizons[train_epochs] = max(self.step_at(train_epochs), 1)
+        return horizon
 
     def _position(self, index: int, step: float) -> float:
         """The annealing position ``t`` of ``step`` inside phase ``index`` (module docstring)."""
