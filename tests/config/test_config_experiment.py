@@ -497,3 +497,10 @@ def test_table_predict_top_k_csv_unreadable_inputs_and_eval_without_the_target(t
     assert evaluated.exit_code == 1 and "KeyError" not in evaluated.stderr
     assert "column 'y' (the target column the run was trained to predict) is missing" in evaluated.stderr
     assert "the file has the columns: colour, size, weight" in evaluated.stderr
+
+
+def test_trainer_retain_host_memory_reaches_the_learner(rgb):
+    for overrides, expected in (([], True), (["trainer.retain_host_memory=false"], False)):
+        config = load_config("default", [*TINY, f"data.path={rgb}", *overrides])
+        learner, _ = build_learner(config, device="cpu", progress=False)
+        assert learner.retain_host_memory is expected

@@ -459,6 +459,7 @@ PLAUSIBLE: dict[str, Any] = {
     "trainer.lr_find": 5,
     "trainer.devices": 2,  # the Python API trains in this process (epochal train starts torchrun for it)
     "trainer.sync_bn": True,  # nothing to synchronise in one process
+    "trainer.retain_host_memory": False,  # the allocator as the system left it
     "trainer.decision": V({"metric": "balanced_accuracy"}, "table"),  # two classes; more are refused before training
 }
 

@@ -65,7 +65,8 @@ class BlockAtStep(Callback):
 
     def after_step(self) -> None:
         if self.learner.state.step == self.step:
-            print(f"READY {world().rank} {os.getpid()}", flush=True)
+            sys.stdout.write(f"READY {world().rank} {os.getpid()}\n")  # one write: a whole line
+            sys.stdout.flush()
             threading.Event().wait()
 
 

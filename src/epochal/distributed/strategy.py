@@ -77,8 +77,8 @@ class Strategy:
     def reset(self) -> None:
         """Forget the training wrapper (after freezing changed which parameters train)."""
 
-    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
-        """Inside: the backward pass does not all-reduce gradients, when ``skip``."""
+    def no_sync(self, model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        """Inside: the backward pass of ``model``'s training wrapper does not all-reduce gradients, when ``skip``."""
         return contextlib.nullcontext()
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -208,10 +208,10 @@ class DataParallel(Strategy):
     def reset(self) -> None:
         self._ddp = None
 
-    def no_sync(self, skip: bool) -> contextlib.AbstractContextManager:
-        if skip and self._ddp is not None:
-            return self._ddp.no_sync()
-        return contextlib.nullcontext()
+    def no_sync(self, model: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        # the wrapper is made here if need be: the first micro-batch after a resume (or a freeze) is
+        # the first call, and all-reducing it would change the sum's rounding (avg(avg(g1) + g2))
+        return self.wrap(model).no_sync() if skip else contextlib.nullcontext()
 
     # ------------------------------------------------------------------ collectives
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:

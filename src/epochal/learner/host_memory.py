@@ -3,9 +3,9 @@
 A training step on the CPU allocates its activations and gradients afresh (hundreds of megabytes
 at batch 2000 for airbench94's network) and frees them at the end of the step. glibc's allocator
 serves blocks that large with ``mmap`` and gives them back with ``munmap``, so every step the
-kernel maps and zeroes the same gigabytes again: measured on the project's 2-core CPU, a fifth of
-the step (15.5 s -> 12.8 s per step of the speed-run recipe when the memory is kept, with the
-system time of the process falling from 35 s to 13 s over six steps). CUDA's caching allocator
+kernel maps and zeroes the same gigabytes again: measured on the project's 2-core CPU, a sixth of
+the step (about 15.5 s -> 13.2 s per step of the speed-run recipe when the memory is kept, the
+process's system time over six steps falling from 35 s to 17 s). CUDA's caching allocator
 keeps freed device memory for the same reason; this does the same for the host, through glibc's
 own knobs (``mallopt``): no ``mmap`` for large blocks (they come from the heap and are reused) and
 no trimming of the heap's top below 2 GiB. The process then keeps its peak memory until it ends.

@@ -111,7 +111,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             global / reference), recorded in the run summary; default: the rates as written.
         retain_host_memory: when training on the CPU, keep freed memory in the process for the next
             step instead of handing it back to the system and faulting it in again (glibc only;
-            process-wide; see :mod:`epochal.learner.host_memory`): about a fifth faster steps at large
+            process-wide; see :mod:`epochal.learner.host_memory`): about a sixth faster steps at large
             batches, at the cost of the process keeping its peak memory.
 
     Examples:
@@ -372,7 +372,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
 
     def _train_batch_body(self) -> None:
         stepping = self._step_due()
-        with self.strategy.no_sync(not stepping):  # an accumulating micro-batch keeps its gradients local
+        with self.strategy.no_sync(self.model, not stepping):  # an accumulating micro-batch keeps its gradients local
             self._forward_and_loss()
             n = _batch_size(self.yb)
             self._loss_sum.add_(self.loss.detach().float(), alpha=n)
