@@ -7,6 +7,7 @@ is the real command line: its error output, torchrun's failure handling, the oth
 """
 
 import os
+import signal
 import sys
 import threading
 
@@ -28,7 +29,10 @@ class Fail(Callback):
             raise ValueError(f"injected failure at step {self.step}")
         if self.mode == "exit":
             os._exit(3)  # no message, no clean-up: as a crash would
-        threading.Event().wait()  # hang
+        # hang; once rank 0 has named it and failed, torchrun's SIGTERM ends it at once (SaveOnInterrupt's
+        # handler would only set a flag that a hung loop never reads, and torchrun kills after 30 s)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        threading.Event().wait()
 
 
 def main() -> None:
