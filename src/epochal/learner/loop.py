@@ -345,16 +345,15 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             p.requires_grad_(False)
             p.grad = None
         self._retired.extend(spent)
-        self._compiled = {}  # a compiled wrapper recompiles on its own guards; a DDP one must be rebuilt
-        self.strategy.reset()
+        self._drop_wrappers()
 
     def _restore_retired(self) -> None:
+        if not self._retired:
+            return
         for p in self._retired:
             p.requires_grad_(True)
-        if self._retired:
-            self._compiled = {}
-            self.strategy.reset()
         self._retired = []
+        self._drop_wrappers()
 
     def _epoch_stop_step(self) -> int:
         """The step at which this epoch must end early: the fit's end or a phase that changes data."""
@@ -501,10 +500,14 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
 
     def recompile(self) -> None:
         """Drop the compiled and distributed wrappers (after freezing or surgery); the next batch makes them anew."""
-        self._compiled = {}
-        self.strategy.reset()  # DDP registers the parameters that train when it is built
+        self._drop_wrappers()
         if self.compile:
             torch._dynamo.reset()
+
+    def _drop_wrappers(self) -> None:
+        """Forget the compiled and DDP wrappers; dynamo's cache stays (its guards see changed ``requires_grad``)."""
+        self._compiled = {}
+        self.strategy.reset()  # DDP registers the parameters that train when it is built
 
     def autocast(self):
         """The autocast context for the learner's precision (a no-op in fp32)."""
