@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -224,3 +225,33 @@ def test_missing_optuna_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'epochal\[tune\]'"):
         require_optuna()
+
+
+def test_trials_that_train_on_two_processes_each(tmp_path, tiny_overrides, helpers, check_study):
+    """``epochal tune --nproc 2``: every trial is a torchrun job of 2 gloo processes; rank 0 reports to the
+    study and its pruning decision stops both ranks; a job that fails fails its trial only, named."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from epochal.cli.main import app
+
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(PRUNED_ODD))
+    sets = ["callbacks.scripted_accuracy={fail: 2}", *tiny_overrides]
+    args = ["tune", "default", "--space", str(space), "--trials", "3", "--nproc", "2", "--threads", "1",
+            "--out", str(tmp_path / "runs"), "--json", *[a for o in sets for a in ("--set", o)]]
+    invoked = CliRunner().invoke(app, args)  # in this process: the test's registered callbacks reach the ranks
+    assert invoked.exit_code == 0, invoked.output
+    result = json.loads(invoked.stdout.strip().splitlines()[-1])
+    rows = check_study(result, 3)
+    assert [r["state"] for r in rows] == ["complete", "pruned", "failed"]
+    failure = r"rank [01]: RuntimeError: scripted failure; every rank's output: .*torchrun\.log$"
+    assert re.search(failure, rows[2]["error"]), rows[2]["error"]
+    for row, epochs in zip(rows[:2], (2, 1), strict=True):
+        folder = Path(row["run_dir"])
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["distributed"]["world_size"] == 2, summary["distributed"]
+        assert len((folder / "metrics.jsonl").read_text().splitlines()) == epochs  # both ranks stopped there
+        assert (folder / "torchrun.log").is_file()
+        assert not (folder / "trial_launch.json").exists() and not (folder / "trial_result.json").exists()
+    assert result["best_trial"] == 0 and result["best_value"] == pytest.approx(0.61)

@@ -47,6 +47,11 @@ def tune(
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Sampler seed (default: the recipe's seed).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads per worker.")] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option("--nproc", min=1, help="Processes each trial trains on (data-parallel, a torchrun job per "
+                     "trial; default trainer.devices)."),
+    ] = None,
     device: DeviceOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
@@ -55,7 +60,8 @@ def tune(
 
     config = recipe_config(recipe, set_, data, epochs)
     result = run_search(config, space, trials=trials, storage=storage, workers=workers, study=study, out=out,
-                        monitor=monitor, sampler=sampler, pruner=pruner, seed=seed, device=device, threads=threads)
+                        monitor=monitor, sampler=sampler, pruner=pruner, seed=seed, device=device, threads=threads,
+                        nproc=nproc)
     if json_output:
         emit_json({k: result.get(k) for k in _JSON_KEYS})
         return

@@ -125,10 +125,11 @@ def create_model(config, info: Mapping[str, Any]) -> nn.Module:
         kwargs.setdefault("n_continuous", int(info["n_continuous"]))
         if info.get("encoding") == "onehot":
             kwargs.setdefault("onehot", True)
-        return create(config.model.name, num_classes=num_classes, **kwargs)
-    if not info.get("input_shape"):
-        return create(config.model.name, num_classes=num_classes, in_chans=None, **kwargs)
-    return create(config.model.name, num_classes=num_classes, **_image_size_kwargs(config.model.name, kwargs, info))
+    elif info.get("input_shape"):
+        kwargs = _image_size_kwargs(config.model.name, kwargs, info)
+    else:  # no image shape (e.g. features): the model sizes its input itself
+        kwargs.setdefault("in_chans", None)
+    return create(config.model.name, num_classes=num_classes, **kwargs)
 
 
 def _image_size_kwargs(name: str, kwargs: Mapping[str, Any], info: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,11 @@ class StudySpec:
         seed: the sampler's seed (worker ``i`` uses ``seed + i``).
         device: the training device (None: the recipe's, else CUDA when available).
         heartbeat_interval, grace_period: seconds (see :mod:`epochal.tuning.storage`).
-        threads: torch CPU threads per worker (None: torch's default).
+        threads: torch CPU threads per worker (None: torch's default); a worker whose trials train on
+            several processes shares them out among its ranks.
+        nproc: processes each trial trains on (1: in the worker's own process; more: a torchrun job
+            per trial, see :mod:`epochal.tuning.ddp_trial`).
+        visible_devices: the GPUs of this worker's trial jobs (``CUDA_VISIBLE_DEVICES``), None for all.
         callbacks: callbacks registered from Python, ``name -> "module:qualname"``, re-registered in
             worker processes so recipes that name them work there too.
     """
@@ -62,6 +66,8 @@ class StudySpec:
     grace_period: int = 120
     threads: int | None = None
     callbacks: dict[str, str] = field(default_factory=dict)
+    nproc: int = 1
+    visible_devices: str | None = None
 
     def to_json(self) -> str:
         """The spec as one JSON text."""

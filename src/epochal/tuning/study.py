@@ -109,6 +109,7 @@ def tune(
     device: str | None = None,
     heartbeat_interval: int = 60,
     threads: int | None = None,
+    nproc: int | None = None,
 ) -> dict[str, Any]:
     """Search ``space`` over ``recipe`` with Optuna; every trial is a run folder of the study folder.
 
@@ -132,6 +133,9 @@ def tune(
         heartbeat_interval: seconds between a running trial's heartbeats; a trial silent for twice
             as long is failed by the next worker that looks.
         threads: torch CPU threads of each worker (default: torch's, shared out among the workers).
+        nproc: processes each trial trains on, data-parallel (default: the recipe's
+            ``trainer.devices``); above 1 every trial is a ``torchrun`` job of that many processes
+            whose rank 0 reports to the study (see :mod:`epochal.tuning.ddp_trial`).
 
     Returns:
         The study summary of :func:`~epochal.tuning.summary.summarise` (``trials``, ``best_value``,
@@ -152,6 +156,10 @@ def tune(
     if not isinstance(trials, int) or trials < 1 or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"trials and workers must be integers >= 1, got trials={trials!r}, workers={workers!r}")
     config = recipe if isinstance(recipe, Config) else load_config(recipe, list(overrides))
+    nproc = config.trainer.devices if nproc is None else nproc
+    if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    _check_gpus(nproc, device or config.trainer.device)
     search = _space(space, config.name)
     search.check(config.to_dict())
     key, direction = resolve_monitor(config, monitor or search.monitor)
@@ -169,7 +177,7 @@ def tune(
         recipe=config.to_dict(), space=search.raw, space_source=search.source, n_trials=trials, monitor=key,
         direction=direction, sampler=sampler_spec, pruner=pruner_spec,
         seed=config.seed if seed is None else seed, device=device, heartbeat_interval=heartbeat_interval,
-        grace_period=2 * heartbeat_interval, threads=threads, callbacks=_registered_callbacks(),
+        grace_period=2 * heartbeat_interval, threads=threads, callbacks=_registered_callbacks(), nproc=nproc,
     )
     study_dir.mkdir(parents=True, exist_ok=True)
     handle, _ = create_study(spec)
@@ -189,6 +197,17 @@ def tune(
                            "early (their errors are above); the outputs so far are in "
                            f"{study_dir}, and running the command again continues the study")
     return result
+
+
+def _check_gpus(nproc: int, device: str | None) -> None:
+    """Trials on several processes of CUDA need that many GPUs (NCCL takes one per rank)."""
+    import torch
+
+    from epochal.config.experiment import resolve_device
+
+    if nproc > 1 and resolve_device(device).startswith("cuda") and torch.cuda.device_count() < nproc:
+        raise ConfigError(f"nproc={nproc}: each trial trains on {nproc} GPUs, and this machine has "
+                          f"{torch.cuda.device_count()}; lower --nproc or train the trials on the CPU (--device cpu)")
 
 
 @contextlib.contextmanager

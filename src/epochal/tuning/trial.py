@@ -97,10 +97,17 @@ def _train(spec: StudySpec, space, trial, folder: Path, record: dict[str, Any]):
     record["params"] = values
     write_trial_record(folder, record)
     config = space.config(spec.recipe, values, label=f"trial {trial.number} ({space.source})")
-    pruning = OptunaPruning(trial, spec.monitor)
-    train(config, run_dir=folder, device=spec.device, progress=False, callbacks=[pruning])
-    if pruning.pruned:
-        return "pruned", pruning.reported[-1][1], None
+    if spec.nproc > 1:  # a torchrun job of nproc processes; its rank 0 reports to the trial
+        from epochal.tuning.ddp_trial import run_trial_job
+
+        outcome = run_trial_job(spec, trial._trial_id, config.to_dict(), folder)
+        pruned, reported = outcome["pruned"], outcome["reported"]
+    else:
+        pruning = OptunaPruning(trial, spec.monitor)
+        train(config, run_dir=folder, device=spec.device, progress=False, callbacks=[pruning])
+        pruned, reported = pruning.pruned, pruning.reported
+    if pruned:
+        return "pruned", reported[-1][1], None
     best = read_json(folder / "summary.json").get("best", {}).get(spec.monitor, {}).get("value")
     if best is None or not math.isfinite(best):
         return "failed", None, f"{spec.monitor} has no finite value in any epoch"

@@ -99,14 +99,19 @@ def process_main(spec_json: str, index: int) -> None:
 
 
 def _worker_spec(spec: StudySpec, index: int, workers: int) -> StudySpec:
-    """Per-worker settings: a GPU each when there are several, and a share of the CPU threads."""
+    """Per-worker settings: a GPU each when there are several (``nproc`` GPUs each when trials train on
+    several processes), and a share of the CPU threads."""
     import torch
 
     from epochal.config.experiment import resolve_device
 
     device = resolve_device(spec.device or spec.recipe.get("trainer", {}).get("device"))
-    if device == "cuda" and torch.cuda.device_count() > 1:
-        return replace(spec, device=f"cuda:{index % torch.cuda.device_count()}")
+    count = torch.cuda.device_count() if device == "cuda" else 0
+    if count > 1 and spec.nproc > 1:  # the worker's trial jobs see their own nproc GPUs (shared when too few)
+        gpus = [str((index * spec.nproc + k) % count) for k in range(spec.nproc)]
+        return replace(spec, device="cuda", visible_devices=",".join(gpus))
+    if count > 1:
+        return replace(spec, device=f"cuda:{index % count}")
     if device == "cpu" and spec.threads is None:
         return replace(spec, threads=max(1, torch.get_num_threads() // workers))
     return spec
