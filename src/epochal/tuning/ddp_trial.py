@@ -44,13 +44,16 @@ class TrialJobError(RuntimeError):
     """The trial's torchrun job ended without a result (the message names the first error a rank printed)."""
 
 
-def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to send SIGTERM to this child when the worker that started it dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _parent_death_signal():
+    """A function for ``Popen(preexec_fn=...)`` that makes Linux send the child SIGTERM when the worker
+    (the thread that started it) dies; None elsewhere. The C function is looked up here, in the parent:
+    between fork and exec the child only calls it (nothing that could wait on another thread's lock)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def job_environment(spec: StudySpec) -> dict[str, str]:
@@ -84,7 +87,7 @@ def run_trial_job(spec: StudySpec, trial_id: int, config: dict[str, Any], folder
     try:
         with open(log, "ab") as output:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=job_environment(spec),
-                                       preexec_fn=_set_parent_death_signal)
+                                       preexec_fn=_parent_death_signal())
             try:
                 status = process.wait()
             except BaseException:  # Ctrl-C: torchrun got it too and stops its ranks; give it time
