@@ -68,6 +68,16 @@ def test_more_processes_per_trial_than_gpus_and_bad_values_are_refused(four_gpus
     assert not any(tmp_path.iterdir())  # refused before any study folder was made
 
 
+def test_a_search_started_under_torchrun_is_refused(monkeypatch, tmp_path):
+    from epochal.tuning import tune
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="not under torchrun: it starts a torchrun job per trial itself with --nproc"):
+        tune("default", {"params": {}}, trials=1, out=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_failed_job_is_explained_by_the_first_error_a_rank_printed(tmp_path):
     from epochal.tuning.ddp_trial import _first_error
 

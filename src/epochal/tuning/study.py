@@ -155,6 +155,11 @@ def tune(
 
     if not isinstance(trials, int) or trials < 1 or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"trials and workers must be integers >= 1, got trials={trials!r}, workers={workers!r}")
+    from epochal import distributed
+
+    if distributed.launched():  # every rank would run a whole study of its own
+        raise ConfigError("epochal tune runs on its own, not under torchrun: it starts a torchrun job per trial "
+                          "itself with --nproc N (nproc=N)")
     config = recipe if isinstance(recipe, Config) else load_config(recipe, list(overrides))
     nproc = config.trainer.devices if nproc is None else nproc
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
