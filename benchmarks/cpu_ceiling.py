@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from epochal.models import AirbenchNet
+from epochal.runs.folder import cpu_info
 
 IMAGES = 50_000
 
@@ -103,7 +104,7 @@ def main(argv=None) -> dict:
     # airbench's schedule: the whitening bias trains for 3 of the 8 epochs
     floor_epoch = steps * (3 * floor_trained + 5 * floor_frozen) / 8
     result = {
-        "benchmark": "cpu_ceiling", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "benchmark": "cpu_ceiling", "torch": torch.__version__, "cpu": cpu_info(), "threads": torch.get_num_threads(),
         "load_average_before": [round(v, 2) for v in load], "batch": args.batch,
         "step_tflop": {k: round(v / 1e12, 4) for k, v in flops.items()},
         "convs": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows],

@@ -26,6 +26,7 @@ from epochal.callbacks.csv_logger import CSVLogger
 from epochal.callbacks.progress_bar import ProgressBar
 from epochal.data.base import ArrayLoader
 from epochal.learner import Learner
+from epochal.runs.folder import cpu_info
 from epochal.schedules import TrainingPhase
 
 
@@ -130,6 +131,7 @@ def main() -> None:
         "device": str(device),
         "model": args.model,
         "torch": torch.__version__,
+        "cpu": cpu_info(),
         "steps": steps,
         "repeats": args.repeats,
         "threads": torch.get_num_threads(),

@@ -50,6 +50,7 @@ from epochal.data import DataLoaders, predict_tta  # noqa: E402
 from epochal.learner.host_memory import retain_freed_memory  # noqa: E402
 from epochal.models import AirbenchNet  # noqa: E402
 from epochal.optim import Muon  # noqa: E402
+from epochal.runs.folder import cpu_info
 
 RECIPE = "cifar10-speedrun"
 #: airbench94_muon's numbers as the plain loop uses them (a test checks they are the recipe's).
@@ -319,7 +320,8 @@ def main(argv=None) -> dict:
         setting = {
             "benchmark": "speedrun", "recipe": RECIPE,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "torch": torch.__version__, "epochal": epochal.__version__, "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cpu": cpu_info(), "epochal": epochal.__version__,
+            "threads": torch.get_num_threads(),
             "load_average_before": [round(v, 2) for v in load], "train_images": len(data.train.rows),
             "valid_images": len(data.valid.rows), "epochs": config.epochs, "steps_per_epoch": len(data.train),
             "runs": args.runs, "precision": resolve_auto(config.trainer.precision, str(device), "bf16", "fp32"),

@@ -1,5 +1,6 @@
 """Checkpoint I/O: atomic writes, clear errors for bad files, RNG capture, seeding, safetensors."""
 
+import os
 import pickle
 import random
 
@@ -140,6 +141,9 @@ def test_run_folder_files(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["steps"] == 6
     assert summary["torch"] == torch.__version__ and summary["device"] == "cpu" and summary["seed"] == 0
+    # CPU timings are comparable only on the same kind of CPU: its vector instructions and cores are recorded
+    assert summary["cpu"] == {"capability": torch.backends.cpu.get_cpu_capability(),
+                              "cores": len(os.sched_getaffinity(0))}
     assert summary["final"]["valid/accuracy"] == learner.history[-1]["valid/accuracy"]
     best = max(r["valid/accuracy"] for r in learner.history)
     assert summary["best"]["valid/accuracy"]["value"] == best

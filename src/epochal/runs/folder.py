@@ -17,6 +17,7 @@ A hyperparameter search (``epochal tune``) keeps its trials in a study folder, m
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -34,6 +35,7 @@ __all__ = [
     "TRIAL_FILE",
     "checkpoint_position",
     "checkpoint_statement",
+    "cpu_info",
     "create_run_dir",
     "environment_info",
     "final_checkpoint",
@@ -184,6 +186,16 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def cpu_info() -> dict[str, Any]:
+    """``{"capability", "cores"}``: the widest vector instructions torch's CPU kernels use here
+    (``AVX512``, ``AVX2``, ...) and the cores this process may run on. Machines that share a name
+    (one "2-core EPYC") differ in both, and CPU timings are not comparable across them."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "cores": cores}
+
+
 def environment_info(device: Any = None) -> dict[str, Any]:
     """Versions and hardware facts recorded in every summary."""
     import torch
@@ -195,6 +207,7 @@ def environment_info(device: Any = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device) if device is not None else None,
         "git_commit": git_commit(),
+        "cpu": cpu_info(),
     }
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
