@@ -275,6 +275,8 @@ def _summary(runs: list[dict], warmup: dict) -> dict:
     return {"tta_accuracy": stats("tta_accuracy"), "accuracy": stats("accuracy"),
             "seconds": [round(s, 3) for s in seconds], "median_s": round(statistics.median(seconds), 3),
             "median_epoch_s": round(statistics.median(epoch_s), 3),
+            # every epoch of every run: one slowed by another job on a shared machine shows here
+            "epoch_s": [[round(s, 3) for s in r["epoch_s"]] for r in runs],
             "warmup_s": round(warmup["seconds"], 3) if warmup is not None else None}
 
 

@@ -64,12 +64,14 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
         summary = result[loop]
         assert len(summary["seconds"]) == 1 and summary["median_s"] > 0 and summary["warmup_s"] > 0
         assert 0 < summary["median_epoch_s"] <= summary["median_s"]
+        assert len(summary["epoch_s"]) == 1 and summary["epoch_s"][0] == [summary["median_epoch_s"]]  # 1 run x 1 epoch
         for key in ("tta_accuracy", "accuracy"):
             assert len(summary[key]["values"]) == 1 and 0 <= summary[key]["mean"] <= 1
     assert result["learner_over_plain"] == pytest.approx(
         result["learner"]["median_s"] / result["plain"]["median_s"], rel=0.01)
     assert result["targets"]["learner_over_plain"] == 1.05 and result["targets"]["gpu_median_s"] == 1.69
     assert result["prepare_s"] > 0 and len(result["load_average_after"]) == 3
+    assert result["cpu"]["capability"] and result["cpu"]["cores"] >= 1
 
 
 def test_speedrun_names_a_missing_archive(tmp_path):
