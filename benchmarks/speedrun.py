@@ -287,6 +287,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--valid", type=int, default=5_000, help="of those, held out for the accuracy")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's (8)")
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="the runs' seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--warmup-epochs", type=int, default=1, help="epochs of the untimed warm-up runs (0: none)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=PLAIN["batch_size"])
@@ -305,6 +306,8 @@ def main(argv=None) -> dict:
         sys.exit(f"--valid {args.valid} must be between 0 and --images {args.images}")
     if args.runs < 1:
         sys.exit(f"--runs {args.runs} must be >= 1")
+    if not 0 <= args.first_seed < 10_000:
+        sys.exit(f"--first-seed {args.first_seed} must be in [0, 10000) (seed 10000 is the warm-up's)")
     device = torch.device(args.device)
     PLAIN["batch_size"] = args.batch_size
     # the Learner keeps freed host memory on the CPU (process-wide): both loops run with it from the start
@@ -326,7 +329,8 @@ def main(argv=None) -> dict:
             "threads": torch.get_num_threads(),
             "load_average_before": [round(v, 2) for v in load], "train_images": len(data.train.rows),
             "valid_images": len(data.valid.rows), "epochs": config.epochs, "steps_per_epoch": len(data.train),
-            "runs": args.runs, "precision": resolve_auto(config.trainer.precision, str(device), "bf16", "fp32"),
+            "runs": args.runs, "seeds": list(range(args.first_seed, args.first_seed + args.runs)),
+            "precision": resolve_auto(config.trainer.precision, str(device), "bf16", "fp32"),
             "compile": resolve_auto(config.trainer.compile, str(device), True, False),
             "prepare_s": round(time.perf_counter() - start, 1), "host_memory_retained": retained,
         }
@@ -338,11 +342,11 @@ def main(argv=None) -> dict:
         # --warmup-epochs 0 skips the warm-up (on the CPU, without compile, there is little to warm)
         warm = {name: run(10_000, args.warmup_epochs) if args.warmup_epochs else None for name, run in loops.items()}
         results: dict[str, list] = {name: [] for name in loops}
-        for seed in range(args.runs):
+        for seed in setting["seeds"]:
             for k, (name, run) in enumerate(loops.items()):
                 results[name].append(run(seed, config.epochs))
                 # a line per finished run: a limit that cuts the benchmark short still leaves figures
-                last = seed == args.runs - 1 and k == len(loops) - 1
+                last = seed == setting["seeds"][-1] and k == len(loops) - 1
                 result = _report(setting, results, warm, complete=last)
                 print(json.dumps(result), flush=True)
     return result

@@ -47,7 +47,7 @@ def test_the_plain_loop_uses_the_recipes_numbers():
 def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
     archive = shared_dir / "data" / "cifar10-jpeg-train.tar.gz"
     args = ["--archive", str(archive), "--images", "300", "--valid", "100", "--epochs", "1", "--runs", "1",
-            "--batch-size", "100", "--device", "cpu"]
+            "--first-seed", "3", "--batch-size", "100", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
                           env=env, check=False)
@@ -58,8 +58,8 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
     result = lines[1]
     assert (result["benchmark"], result["device"], result["train_images"], result["valid_images"]) == (
         "speedrun", "cpu", 200, 100)
-    settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"])
-    assert settings == (1, 2, "fp32", False)
+    settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"], result["seeds"])
+    assert settings == (1, 2, "fp32", False, [3])
     for loop in ("learner", "plain"):
         summary = result[loop]
         assert len(summary["seconds"]) == 1 and summary["median_s"] > 0 and summary["warmup_s"] > 0
