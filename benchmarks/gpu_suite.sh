@@ -8,7 +8,8 @@
 # and appends one line to OUT_DIR/results.jsonl as soon as it ends: {"step", "rc", "seconds",
 # "result"} where result is the benchmark's JSON (its last stdout line), so a run cut off by the
 # device's limit still returns every figure it finished. All output goes to OUT_DIR/suite.log.
-# The `gpu` tests run last. The exit status is that of the worst step.
+# The open issue's measurement runs first; steps the budget leaves no time for are skipped (a line
+# each). The exit status is that of the worst step.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench-results}
@@ -51,20 +52,23 @@ step() {  # step NAME LIMIT_S COMMAND...
     echo "   rc=$rc" | tee -a "$log"
 }
 
+# issue 16, the open one, first: the CIFAR-10 speed run. 4 warm-up epochs: past the whitening bias's 3,
+# so the graph without its gradient compiles there too (inductor's cache makes the second step's short).
+# The time target trains on all 50,000 images; with no official test images here, the timed TTA
+# evaluation runs on 10,000 training images (airbench's work; that accuracy is no held-out figure) ...
+step speedrun 200 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --valid 0 --runs 5 --warmup-epochs 4
+# ... and the accuracy on the GPU (bf16, compiled) comes from 45,000 training images and 5,000 held out
+step speedrun_heldout 120 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --runs 3 --warmup-epochs 4 \
+    --no-plain
+# the gpu tests: CUDA batches equal CPU batches; no host sync in loading and the training step
+step gpu_tests 90 "$py" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests
+# issue 2: the Learner's overhead against a plain loop (target <= 1.05)
+step loop_overhead_cnn 45 "$py" benchmarks/loop_overhead.py --device cuda --model cnn
+step loop_overhead_mlp 45 "$py" benchmarks/loop_overhead.py --device cuda --model mlp
 # issue 5: RegNetY-400MF training throughput vs timm regnety_004 (bf16, channels-last, eager + compiled)
 step regnet_throughput 200 "$py" benchmarks/regnet_throughput.py --device cuda --steps 20 --repeats 2
 # issue 4: inception crop to 224 px on the GPU-resident loader (target >= 20,000 img/s)
 step data_pipeline 100 "$py" benchmarks/data_pipeline.py --device cuda --gpu-only --archive "$archive" --limit 5000
-# issue 2: the Learner's overhead against a plain loop (target <= 1.05)
-step loop_overhead_cnn 45 "$py" benchmarks/loop_overhead.py --device cuda --model cnn
-step loop_overhead_mlp 45 "$py" benchmarks/loop_overhead.py --device cuda --model mlp
-# issue 16: the CIFAR-10 speed run (runs only once benchmarks/speedrun.py exists)
-if [ -f benchmarks/speedrun.py ]; then
-    # 4 warm-up epochs: past the whitening bias's 3, so the graph without its gradient compiles there too
-    step speedrun 150 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --runs 3 --warmup-epochs 4
-fi
-# the gpu tests: CUDA batches equal CPU batches; no host sync in loading and the training step
-step gpu_tests 90 "$py" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests
 
 echo "== results ($(($(date +%s) - start)) s)"
 cut -c1-400 "$out/results.jsonl"

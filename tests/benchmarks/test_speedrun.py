@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
     result = lines[1]
     assert (result["benchmark"], result["device"], result["train_images"], result["valid_images"]) == (
         "speedrun", "cpu", 200, 100)
+    assert (result["evaluated_on"], result["test"], result["overrides"]) == ("held_out", None, [])
     settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"], result["seeds"])
     assert settings == (1, 2, "fp32", False, [3])
     for loop in ("learner", "plain"):
@@ -79,3 +81,75 @@ def test_speedrun_names_a_missing_archive(tmp_path):
     done = subprocess.run([sys.executable, str(SCRIPT), "--archive", str(missing)], capture_output=True, text=True,
                           timeout=120, check=False)
     assert done.returncode != 0 and str(missing) in done.stderr
+
+
+@pytest.mark.realdata
+def test_speedrun_can_train_on_every_image(shared_dir):
+    """--valid 0, as the GPU suite times the target: every image trains and the timed evaluation runs on
+    training images (reported as such); --set reaches the recipe."""
+    archive = shared_dir / "data" / "cifar10-jpeg-train.tar.gz"
+    args = ["--archive", str(archive), "--images", "200", "--valid", "0", "--eval-images", "50", "--epochs", "1",
+            "--runs", "1", "--batch-size", "100", "--device", "cpu", "--warmup-epochs", "0", "--no-plain",
+            "--set", "loss.label_smoothing=0.1"]
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (result["train_images"], result["valid_images"], result["steps_per_epoch"]) == (200, 50, 2)
+    assert result["evaluated_on"] == "training_images" and result["overrides"] == ["loss.label_smoothing=0.1"]
+    assert result["complete"] and len(result["learner"]["seconds"]) == 1 and "plain" not in result
+
+
+def _image_tree(root: Path, classes=("cat", "dog"), per_class=3) -> None:
+    from PIL import Image
+
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(root / name / f"{i:04d}.jpg")
+
+
+def test_speedrun_test_images_from_a_folder_or_an_archive(tmp_path):
+    speedrun = _script()
+    _image_tree(tmp_path / "tree" / "cifar10" / "test")
+    assert speedrun.test_root(tmp_path / "tree", tmp_path / "work") == tmp_path / "tree" / "cifar10" / "test"
+    with tarfile.open(tmp_path / "test.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "tree" / "cifar10", arcname="cifar10")
+    root = speedrun.test_root(tmp_path / "test.tar.gz", tmp_path / "work")
+    assert root == tmp_path / "work" / "cifar10" / "test"
+    assert sorted(p.name for p in root.iterdir()) == ["cat", "dog"] and len(list(root.glob("*/*.jpg"))) == 6
+
+
+def test_speedrun_names_bad_test_images(tmp_path):
+    speedrun = _script()
+    (tmp_path / "empty" / "only").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="no class folders of images"):
+        speedrun.test_root(tmp_path / "empty", tmp_path / "work")
+    with pytest.raises(SystemExit, match="not found"):
+        speedrun.test_root(tmp_path / "missing", tmp_path / "work")
+    (tmp_path / "notes.txt").write_text("not an archive")
+    with pytest.raises(SystemExit, match="neither a folder nor a tar archive"):
+        speedrun.test_root(tmp_path / "notes.txt", tmp_path / "work")
+
+
+def test_speedrun_evaluation_subset_links_the_first_images_of_each_class(tmp_path):
+    _image_tree(tmp_path / "train", per_class=5)
+    out = _script().training_subset(tmp_path / "train", tmp_path / "eval", 6)
+    assert sorted(str(p.relative_to(out)) for p in out.glob("*/*")) == [
+        "cat/0000.jpg", "cat/0001.jpg", "cat/0002.jpg", "dog/0000.jpg", "dog/0001.jpg", "dog/0002.jpg"]
+    assert (out / "cat" / "0000.jpg").samefile(tmp_path / "train" / "cat" / "0000.jpg")  # linked, not copied
+
+
+def test_the_gpu_suites_speed_runs_parse_and_time_every_image():
+    """The suite's speedrun commands are valid arguments, and the timed one trains on all 50,000 images."""
+    import shlex
+
+    text = (SCRIPT.parent / "gpu_suite.sh").read_text().replace("\\\n", " ")
+    commands = [shlex.split(line.split("benchmarks/speedrun.py", 1)[1].replace('"$archive"', "A"))
+                for line in text.splitlines() if line.startswith("step speedrun")]
+    assert len(commands) == 2
+    timed, heldout = (_script().parse_args(c) for c in commands)
+    assert (timed.images, timed.valid, timed.test, timed.device) == (50_000, 0, None, "cuda")
+    assert timed.warmup_epochs > 3 and not timed.no_plain  # past the whitening bias's 3 epochs; the ratio too
+    assert (heldout.images, heldout.valid, heldout.device, heldout.no_plain) == (50_000, 5_000, "cuda", True)
+    assert heldout.runs >= 3
