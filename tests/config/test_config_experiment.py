@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from epochal.callbacks.base import Callback
 from epochal.cli.main import app
 from epochal.config import ConfigError, load_config
 from epochal.config.builders import build_callbacks, callback_registry, load_matching_weights, mixup_alpha_for
@@ -414,6 +416,101 @@ def test_speedrun_recipe_builds_airbench94_muon_and_trains(rgb):
     learner.schedule.apply(optimizer, 9)
     assert whiten_bias["lr"] == 0.0
     assert all(np.isfinite(r["train/loss"]) for r in learner.history) and len(learner.history) == 4
+
+
+class HostReadGuard(Callback):
+    """Every read of a tensor's value by the host inside a training batch, with where it came from.
+
+    On a GPU each such read (``.item()``, ``float(t)``, ``if t:``, a boolean-mask index, ``nonzero``)
+    waits for the device's queue to drain; ``torch.cuda.set_sync_debug_mode`` catches them there
+    (tests/data/test_data_gpu.py), this catches them on any machine, from ``before_batch`` to
+    ``after_batch``: forward, loss, backward, the optimizer, the schedule, every callback's events.
+    The learner's one read of the running loss every ``log_every`` steps (``Learner._log``) is
+    allowed. Making the batch is left out: on a CPU its augmentations read their own host-side index
+    maps by design (``remap``), and the GPU test checks the loaders on the device.
+    """
+
+    READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "nonzero")
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch, self.armed, self.reads, self.batches = monkeypatch, False, [], 0
+        for name in self.READS:
+            self._watch(torch.Tensor, name)
+        for name in ("nonzero", "unique", "masked_select", "argwhere"):
+            self._watch(torch, name)
+        for name in ("__getitem__", "__setitem__"):
+            self._watch(torch.Tensor, name, only=lambda args: _has_bool_mask(args[1]))
+
+    def _watch(self, owner, name, only=None):
+        original = getattr(owner, name)
+
+        def watched(*args, **kwargs):
+            if self.armed and (only is None or only(args)):
+                self.reads.append(f"{name} at {traceback.format_stack(limit=2)[0].strip()}")
+            return original(*args, **kwargs)
+
+        self.monkeypatch.setattr(owner, name, watched)
+
+    def before_fit(self):
+        log = self.learner._log
+
+        def allowed_log():
+            self.armed, armed = False, self.armed
+            try:
+                log()
+            finally:
+                self.armed = armed
+
+        self.learner._log = allowed_log
+
+    def before_batch(self):
+        self.armed = self.learner.training
+
+    def after_batch(self):
+        self.batches += self.armed
+        self.armed = False
+
+
+def _has_bool_mask(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in parts)
+
+
+@pytest.mark.parametrize("callbacks", [[], sorted(set(callback_registry()) - {"swa", "snapshot_ensemble"})],
+                         ids=["recipe", "every-callback"])
+def test_speedrun_training_batches_never_read_a_tensor_on_the_host(callbacks, rgb, monkeypatch, tmp_path):
+    """The speed run's training step (Muon, per-group rates, the whitening bias retired after 3 of
+    4 epochs, the running loss every 5 steps), alone and with every callback that fits its schedule
+    at its defaults, leaves the device's queue alone: on a GPU a read would stall it once a step."""
+    config = load_config("cifar10-speedrun", ["data.path=" + str(rgb), *SPEEDRUN, "trainer.log_every=5"])
+    learner, phases = build_learner(config, device="cpu", progress=False, run_dir=tmp_path)
+    guard = HostReadGuard(monkeypatch)
+    for callback in [*build_callbacks({name: {"log_dir": str(tmp_path)} if name == "tensorboard" else {}
+                                       for name in callbacks}), guard]:
+        learner.add_callback(callback)
+    learner.fit(phases)
+    monkeypatch.undo()
+    assert guard.batches == 12 and learner.history[-1]["train/loss"] > 0
+    assert guard.reads == []
+
+
+def test_the_host_read_guard_sees_a_read(rgb, monkeypatch):
+    """The guard above would fail on a per-step ``.item()`` (here a callback's) and a boolean-mask index."""
+
+    class ReadsTheLoss(Callback):
+        def after_loss(self):
+            self.learner.loss.item()
+            self.learner.yb[self.learner.yb > 0]
+
+    config = load_config("cifar10-speedrun", ["data.path=" + str(rgb), *SPEEDRUN, "epochs=1"])
+    learner, phases = build_learner(config, device="cpu", progress=False)
+    guard = HostReadGuard(monkeypatch)
+    learner.add_callback(guard)
+    learner.add_callback(ReadsTheLoss())
+    learner.fit(phases)
+    monkeypatch.undo()
+    assert sum(r.startswith("item") for r in guard.reads) == 3
+    assert sum(r.startswith("__getitem__") for r in guard.reads) == 3
 
 
 @pytest.mark.parametrize(
