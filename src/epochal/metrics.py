@@ -199,7 +199,7 @@ class _Collecting(Metric):
         self._targets: list[torch.Tensor] = []
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        self._preds.append(preds.detach().float())
+        self._preds.append(preds.detach().to(torch.float32, copy=True))  # kept: a CUDA graph's replay reuses preds
         self._targets.append(targets.detach())
 
     def sync(self, reducer) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "DiskFullError",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_compile_mode",
     "check_number",
     "content_digest",
     "device_constant",
@@ -104,6 +105,19 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> ValueErr
     """A ValueError naming the bad value, the valid ones and the closest match."""
     choices = sorted(str(c) for c in choices)
     return ValueError(f"unknown {kind} {short_repr(name)}: valid values are {choices}{did_you_mean(name, choices)}")
+
+
+def check_compile_mode(mode: str | None) -> str | None:
+    """``mode`` when inductor's ``torch.compile(mode=...)`` knows it (None: its default), else a
+    ValueError naming the modes of the installed torch."""
+    if mode is None:
+        return None
+    from torch._inductor import list_mode_options
+
+    modes = list_mode_options()
+    if mode not in modes:
+        raise unknown_name_error("torch.compile mode", mode, modes)
+    return mode
 
 
 def unknown_argument_error(owner: str, key: str, accepted: Iterable[str]) -> ValueError:

@@ -66,11 +66,16 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
         summary = result[loop]
         assert len(summary["seconds"]) == 1 and summary["median_s"] > 0 and summary["warmup_s"] > 0
         assert 0 < summary["median_epoch_s"] <= summary["median_s"]
+        # airbench's accounting: the epochs plus set-up and TTA, inside the whole run's span
+        assert summary["median_epoch_s"] < summary["median_airbench_s"] <= summary["median_s"]
+        assert summary["airbench_s"] == [summary["median_airbench_s"]]
         assert len(summary["epoch_s"]) == 1 and summary["epoch_s"][0] == [summary["median_epoch_s"]]  # 1 run x 1 epoch
         for key in ("tta_accuracy", "accuracy"):
             assert len(summary[key]["values"]) == 1 and 0 <= summary[key]["mean"] <= 1
     assert result["learner_over_plain"] == pytest.approx(
         result["learner"]["median_s"] / result["plain"]["median_s"], rel=0.01)
+    assert result["learner_over_plain_airbench"] == pytest.approx(
+        result["learner"]["median_airbench_s"] / result["plain"]["median_airbench_s"], rel=0.01)
     assert result["targets"]["learner_over_plain"] == 1.05 and result["targets"]["gpu_median_s"] == 1.69
     assert result["prepare_s"] > 0 and len(result["load_average_after"]) == 3
     assert result["cpu"]["capability"] and result["cpu"]["cores"] >= 1
@@ -139,9 +144,13 @@ def test_the_gpu_suites_speed_runs_parse_and_time_every_image():
     text = (SCRIPT.parent / "gpu_suite.sh").read_text().replace("\\\n", " ")
     commands = [shlex.split(line.split("benchmarks/speedrun.py", 1)[1].replace('"$archive"', "A"))
                 for line in text.splitlines() if line.startswith("step speedrun")]
-    assert len(commands) == 2
-    timed, heldout = (_script().parse_args(c) for c in commands)
-    assert (timed.images, timed.valid, timed.test, timed.device) == (50_000, 0, None, "cuda")
-    assert timed.warmup_epochs > 3 and not timed.no_plain  # past the whitening bias's 3 epochs; the ratio too
+    assert len(commands) == 3
+    timed, autotuned, heldout = (_script().parse_args(c) for c in commands)
+    for run in (timed, autotuned):
+        assert (run.images, run.valid, run.test, run.device) == (50_000, 0, None, "cuda")
+        assert run.warmup_epochs > 3 and not run.no_plain  # past the whitening bias's 3 epochs; the ratio too
+    assert timed.overrides == [] and autotuned.overrides == ["trainer.compile_mode=max-autotune"]
+    config = load_config("cifar10-speedrun", autotuned.overrides)  # a mode the installed torch knows
+    assert config.trainer.compile_mode == "max-autotune"
     assert (heldout.images, heldout.valid, heldout.device, heldout.no_plain) == (50_000, 5_000, "cuda", True)
     assert heldout.runs >= 3

@@ -253,3 +253,10 @@ def test_compile_takes_a_backend_name():
     assert load_config("default", ["trainer.compile=true"]).trainer.compile is True
     with pytest.raises(ConfigError, match=r"unknown torch.compile backend 'eagr'.*did you mean 'eager'"):
         load_config("default", ["trainer.compile=eagr"])
+
+
+def test_compile_mode_is_one_inductor_knows():
+    assert load_config("default", ["trainer.compile_mode=reduce-overhead"]).trainer.compile_mode == "reduce-overhead"
+    assert load_config("default").trainer.compile_mode is None
+    with pytest.raises(ConfigError, match=r"unknown torch.compile mode 'max_autotune'.*did you mean 'max-autotune'"):
+        load_config("default", ["trainer.compile_mode=max_autotune"])

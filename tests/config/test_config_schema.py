@@ -451,6 +451,7 @@ PLAUSIBLE: dict[str, Any] = {
     "trainer.precision": "bf16",
     "trainer.channels_last": True,
     "trainer.compile": V(True, extra={"trainer.compile": "eager"}),
+    "trainer.compile_mode": V("max-autotune", extra={"trainer.compile": "eager"}),  # inductor's alone: unused
     "trainer.grad_accum": 2,
     "trainer.clip_grad_norm": 1.0,
     "trainer.clip_grad_value": 0.5,

@@ -370,6 +370,27 @@ def test_tta_with_airbench_weights():
         predict_tta(corner, images, translate=1, translate_weight=2)
 
 
+def test_tta_never_keeps_an_output_across_calls():
+    """A model compiled with CUDA graphs writes every call's output into one tensor: each view's
+    output must be used before the next call (stacking them gave six copies of the last)."""
+    images = _images()
+
+    class OneBuffer:
+        out = None
+
+        def __call__(self, x):
+            value = x[:, :1, 0, 0].to(torch.bfloat16)
+            self.out = value.clone() if self.out is None else self.out.copy_(value)
+            return self.out
+
+    views = tta_views(images, flip=True, translate=1)
+    weights = [1 / 4, 1 / 4, 1 / 8, 1 / 8, 1 / 8, 1 / 8]
+    expected = sum(w * v[:, :1, 0, 0].to(torch.bfloat16).float() for w, v in zip(weights, views))
+    out = predict_tta(OneBuffer(), images, flip=True, translate=1, translate_weight=0.5)
+    torch.testing.assert_close(out.float(), expected)
+    assert out.dtype == torch.float32  # bf16 outputs are summed in float32
+
+
 def test_tta_views_without_flip_shift_the_image_itself_both_ways():
     images = _images()
     views = tta_views(images, flip=False, translate=1)

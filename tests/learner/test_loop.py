@@ -8,6 +8,7 @@ from epochal.callbacks.base import Callback
 from epochal.data.base import ArrayLoader, DataLoaders
 from epochal.events import EVENTS, CancelBatch, CancelEpoch, CancelFit, CancelTrain
 from epochal.learner import Learner
+from epochal.metrics import get_metric
 from epochal.schedules import TrainingPhase
 
 
@@ -24,7 +25,8 @@ def make_learner(callbacks=(), **kwargs):
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     kwargs.setdefault("optimizer", "sgd")
     kwargs.setdefault("lr", 0.1)
-    return Learner(model, (train, valid), metrics=["accuracy"], callbacks=callbacks, device="cpu", **kwargs)
+    metrics = kwargs.pop("metrics", ["accuracy"]) or ["accuracy"]
+    return Learner(model, (train, valid), metrics=metrics, callbacks=callbacks, device="cpu", **kwargs)
 
 
 class Recorder(Callback):
@@ -218,6 +220,52 @@ def test_predict_activations():
     torch.testing.assert_close(probs.sum(1), torch.ones(20))
     with pytest.raises(ValueError, match="activation"):
         learner.predict(learner.data.valid, activation="tanh")
+
+
+class ReusedOutput(nn.Module):
+    """Writes every output into the same tensor, as a model compiled with CUDA graphs
+    (``compile_mode="reduce-overhead"`` or ``"max-autotune"``) does on each replay."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.out = model, None
+
+    def forward(self, x):
+        value = self.model(x)
+        if self.out is None or self.out.shape != value.shape:
+            self.out = value.clone()
+        else:
+            self.out.copy_(value)
+        return self.out
+
+
+def test_predictions_and_collected_scores_survive_an_output_buffer_reused_per_call():
+    learner = make_learner(metrics=None)
+    learner.fit(1)
+    expected = learner.predict(learner.data.valid)
+    scores = learner.validate()
+    learner.model = ReusedOutput(learner.model)
+    learner.metrics = [get_metric("auroc"), get_metric("accuracy")]
+    reused = learner.validate()
+    assert reused["valid/accuracy"] == scores["valid/accuracy"]
+    learner.model = learner.model.model
+    assert reused["valid/auroc"] == learner.validate()["valid/auroc"]  # scores of 3 batches collected
+    learner.model = ReusedOutput(learner.model)
+    torch.testing.assert_close(learner.predict(learner.data.valid), expected, rtol=0, atol=0)
+
+
+def test_compile_mode_reaches_torch_compile_and_is_checked(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: calls.append(kwargs) or module)
+    learner = make_learner(compile=True, compile_mode="max-autotune")
+    learner.fit(1)
+    assert calls[0] == {"backend": "inductor", "mode": "max-autotune"}
+    make_learner(compile=True).fit(1)
+    assert calls[-1] == {"backend": "inductor"}
+    make_learner(compile="eager", compile_mode="max-autotune").fit(1)  # a mode is inductor's alone
+    assert calls[-1] == {"backend": "eager"}
+    with pytest.raises(ValueError, match=r"unknown torch.compile mode 'max-autotun'.*did you mean 'max-autotune'"):
+        make_learner(compile=True, compile_mode="max-autotun")
 
 
 def test_phases_switch_optimizer_and_data_with_image_size():

@@ -165,6 +165,7 @@ def build_learner(
         precision=resolve_auto(trainer.precision, device, "bf16", "fp32"),
         channels_last=trainer.channels_last,
         compile=resolve_auto(trainer.compile, device, True, False),
+        compile_mode=trainer.compile_mode,
         grad_accum=trainer.grad_accum,
         clip_grad_norm=trainer.clip_grad_norm,
         clip_grad_value=trainer.clip_grad_value,

@@ -26,7 +26,7 @@ from epochal.config.decision import DecisionConfig
 from epochal.config.errors import check_kwargs
 from epochal.config.phase_data import PhaseDataConfig
 from epochal.config.sections import OpenSection, Section
-from epochal.utils import unknown_name_error
+from epochal.utils import check_compile_mode, unknown_name_error
 
 __all__ = [
     "Config",
@@ -314,6 +314,9 @@ class TrainerConfig(Section):
         compile: wrap the model in ``torch.compile``; a string names its backend (``inductor``,
             ``eager``, ``aot_eager``, ``cudagraphs`` ...; ``true`` is ``inductor``); ``auto``
             compiles on CUDA only (CPU compilation rarely pays for itself).
+        compile_mode: inductor's ``torch.compile(mode=...)``: ``default`` (null), ``reduce-overhead``
+            (CUDA graphs), ``max-autotune`` (kernel search and CUDA graphs, as airbench compiles),
+            ``max-autotune-no-cudagraphs``; with another backend it is not used.
         plots: write the run's plots into ``<run>/plots`` after training.
         lr_find: steps of a learning-rate range test run (and undone) before training, plotted
             into ``plots/lr_find.png`` with its suggestions in the train result; 0 runs none.
@@ -333,6 +336,7 @@ class TrainerConfig(Section):
     precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"
     channels_last: bool = False
     compile: bool | str = False
+    compile_mode: str | None = None
     grad_accum: int = Field(1, ge=1)
     clip_grad_norm: float | None = Field(None, gt=0.0)
     clip_grad_value: float | None = Field(None, gt=0.0)
@@ -355,6 +359,11 @@ class TrainerConfig(Section):
             if value not in backends:
                 raise unknown_name_error("torch.compile backend", value, backends)
         return value
+
+    @field_validator("compile_mode")
+    @classmethod
+    def _compile_mode(cls, value: str | None) -> str | None:
+        return check_compile_mode(value)
 
 
 class DistillationConfig(Section):

@@ -46,7 +46,7 @@ from epochal.optim import build_optimizer, param_groups, switch_optimizer
 from epochal.runs.lock import run_lock
 from epochal.schedules.phase import TrainingPhase
 from epochal.schedules.scheduler import PhaseSchedule
-from epochal.utils import to_device, unknown_name_error
+from epochal.utils import check_compile_mode, to_device, unknown_name_error
 
 __all__ = ["Learner"]
 
@@ -92,6 +92,11 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         channels_last: use the channels-last memory format for the model and 4-D inputs.
         compile: wrap the model in ``torch.compile`` (recompiled when freezing changes); a string
             names the ``torch.compile`` backend (``"inductor"``, ``"cudagraphs"``, ``"eager"``...).
+        compile_mode: inductor's ``torch.compile(mode=...)``: ``"default"`` (None), ``"reduce-overhead"``
+            (CUDA graphs), ``"max-autotune"`` (kernel search and CUDA graphs, airbench's choice),
+            ``"max-autotune-no-cudagraphs"``; other backends take no mode. Outputs the learner keeps
+            across calls (predictions, collected metric scores) are copies, so a CUDA graph's next
+            replay cannot overwrite them.
         grad_accum: batches whose gradients are summed before each optimizer step.
         clip_grad_norm: clip the global gradient norm to this value.
         clip_grad_value: clip every gradient element to +-this value.
@@ -124,13 +129,14 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
                  lr: float = 1e-3, weight_decay: float = 0.0, metrics: Iterable[Metric | str] = (),
                  callbacks: Iterable[Callback] = (), *, device: str | torch.device | None = None,
                  precision: str = "fp32", channels_last: bool = False, compile: bool | str = False,
-                 grad_accum: int = 1, clip_grad_norm: float | None = None,
+                 compile_mode: str | None = None, grad_accum: int = 1, clip_grad_norm: float | None = None,
                  clip_grad_value: float | None = None, log_every: int = 50,
                  run_dir: str | Path | None = None, config: dict | None = None, seed: int | None = None,
                  valid=None, strategy: Strategy | None = None, lr_scaling: LRScaling | None = None,
                  retain_host_memory: bool = True):
         if precision not in _PRECISIONS:
             raise unknown_name_error("precision", precision, _PRECISIONS)
+        check_compile_mode(compile_mode)
         if grad_accum < 1:
             raise ValueError(f"grad_accum must be >= 1, got {grad_accum}")
         if log_every < 1:
@@ -149,6 +155,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         self.optimizer_spec, self.lr, self.weight_decay = optimizer, lr, weight_decay
         self.metrics = [get_metric(m) for m in metrics]
         self.precision, self.channels_last, self.compile = precision, channels_last, compile
+        self.compile_mode = compile_mode
         self.grad_accum, self.clip_grad_norm, self.clip_grad_value = grad_accum, clip_grad_norm, clip_grad_value
         self.log_every, self.seed, self.config = log_every, seed, config or {}
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -491,7 +498,8 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         key = module is not self.model
         if key not in self._compiled:
             backend = self.compile if isinstance(self.compile, str) else "inductor"
-            self._compiled[key] = torch.compile(module, backend=backend)
+            mode = {"mode": self.compile_mode} if self.compile_mode and backend == "inductor" else {}
+            self._compiled[key] = torch.compile(module, backend=backend, **mode)
         return self._compiled[key]
 
     def _call_model(self, inputs):
@@ -586,8 +594,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
         with torch.no_grad(), self.autocast():
             for batch in batches:
                 xb, yb = to_device(batch, self.device, memory_format=self.memory_format)
-                out = self._call_model(xb)
-                outputs.append(out.float())
+                outputs.append(self._call_model(xb).to(torch.float32, copy=True))  # a copy: see compile_mode
                 targets.append(yb)
         preds = torch.cat(outputs)
         if activation == "softmax":

@@ -123,13 +123,22 @@ def predict_tta(
             mirror count 1/4 each, the four shifted views 1/8 each.
 
     Returns:
-        The averaged outputs.
+        The averaged outputs, in float32 (or the outputs' dtype when wider).
     """
     views = tta_views(images, flip=flip, translate=translate)
-    outputs = torch.stack([model(v) for v in views])
     if translate_weight is None or translate <= 0:
-        return outputs.mean(0)
-    if not 0.0 <= translate_weight <= 1.0:
+        weights = [1 / len(views)] * len(views)
+    elif not 0.0 <= translate_weight <= 1.0:
         raise ValueError(f"translate_weight={translate_weight} must be in [0, 1]")
-    plain = (2 if flip else 1)
-    return (1 - translate_weight) * outputs[:plain].mean(0) + translate_weight * outputs[plain:].mean(0)
+    else:
+        plain = 2 if flip else 1
+        shifted = len(views) - plain
+        weights = [(1 - translate_weight) / plain] * plain + [translate_weight / shifted] * shifted
+    # each output is weighed as it comes (in float32 at least, so bf16 outputs lose nothing in the
+    # sum): a model compiled with CUDA graphs reuses its output buffer on the next call
+    total = None
+    for view, weight in zip(views, weights, strict=True):
+        out = model(view)
+        term = out.to(torch.promote_types(out.dtype, torch.float32)) * weight
+        total = term if total is None else total + term
+    return total
