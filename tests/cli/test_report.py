@@ -44,3 +44,18 @@ def test_the_end_block_of_an_early_stopped_run_names_the_reason_and_the_restored
     assert rows["final (epoch 7)"] == "loss 0.9  accuracy 0.61" and rows["best"] == "loss 0.8 (epoch 5)"
     assert rows["weights"].startswith("best: the weights of epoch 5") and rows["wall time"] == "75 s (0:01:15)"
     assert rows["last.pt"] == f"{Path('runs/a/checkpoints/last.pt')} (epoch 7)"
+
+
+def test_the_device_line_names_the_compile_backend_and_mode():
+    from types import SimpleNamespace
+
+    from epochal.cli.report import _device_line
+
+    def line(compile, mode=None):
+        return _device_line(SimpleNamespace(device="cuda", precision="bf16", channels_last=True,
+                                            compile=compile, compile_mode=mode))
+
+    assert line(True, "max-autotune") == "cuda, bf16, channels-last, compiled (inductor, max-autotune)"
+    assert line(True) == "cuda, bf16, channels-last, compiled (inductor)"
+    assert line("eager", "max-autotune") == "cuda, bf16, channels-last, compiled (eager)"  # no mode there
+    assert line(False, "max-autotune") == "cuda, bf16, channels-last"

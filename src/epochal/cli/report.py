@@ -52,7 +52,9 @@ def _device_line(learner) -> str:
     if learner.channels_last:
         parts.append("channels-last")
     if learner.compile:
-        parts.append(f"compiled ({learner.compile if isinstance(learner.compile, str) else 'inductor'})")
+        backend = learner.compile if isinstance(learner.compile, str) else "inductor"
+        mode = f", {learner.compile_mode}" if learner.compile_mode and backend == "inductor" else ""
+        parts.append(f"compiled ({backend}{mode})")
     return ", ".join(parts)
 
 
