@@ -59,13 +59,14 @@ step() {  # step NAME LIMIT_S COMMAND...
 step speedrun 200 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --valid 0 --runs 5 --warmup-epochs 4
 # ... again compiled as airbench compiles (max-autotune: kernel search and CUDA graphs; the search
 # makes the warm-up minutes long, and a JSON line after each run keeps what a cut-off step finished)
-step speedrun_max_autotune 200 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --valid 0 --runs 5 \
+step speedrun_max_autotune 180 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --valid 0 --runs 5 \
     --warmup-epochs 4 --set trainer.compile_mode=max-autotune
 # ... and the accuracy on the GPU (bf16, compiled) comes from 45,000 training images and 5,000 held out
-step speedrun_heldout 100 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --runs 3 --warmup-epochs 4 \
+step speedrun_heldout 90 "$py" benchmarks/speedrun.py --device cuda --archive "$archive" --runs 3 --warmup-epochs 4 \
     --no-plain
-# the gpu tests: CUDA batches equal CPU batches; no host sync in loading and the training step
-step gpu_tests 60 "$py" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests
+# the gpu tests: CUDA batches equal CPU batches; no host sync in loading and the training step;
+# CUDA graphs (compile_mode) train, validate, predict and run TTA as without them
+step gpu_tests 90 "$py" -m pytest -q -m gpu -p no:cacheprovider -o addopts="" tests
 # issue 2: the Learner's overhead against a plain loop (target <= 1.05)
 step loop_overhead_cnn 45 "$py" benchmarks/loop_overhead.py --device cuda --model cnn
 step loop_overhead_mlp 45 "$py" benchmarks/loop_overhead.py --device cuda --model mlp
