@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from epochal.config import load_config
 from epochal.config.groups import build_group_rules
@@ -154,3 +155,43 @@ def test_the_gpu_suites_speed_runs_parse_and_time_every_image():
     assert config.trainer.compile_mode == "max-autotune"
     assert (heldout.images, heldout.valid, heldout.device, heldout.no_plain) == (50_000, 5_000, "cuda", True)
     assert heldout.runs >= 3
+
+
+def _noise_tree(root: Path, classes=("cat", "dog", "owl"), per_class=8) -> Path:
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for k, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = (torch.rand(32, 32, 3, generator=g) * 120 + 60 * k).to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(root / name / f"{i:04d}.png")
+    return root
+
+
+def test_a_reused_model_trains_exactly_as_a_fresh_one(tmp_path):
+    """One model object per loop, reset in place each run (airbench's way, so CUDA graphs replay):
+    the run after a warm-up ends with the weights a fresh model gets, in both loops."""
+    from epochal.config.builders import build_data
+
+    speedrun, cpu = _script(), torch.device("cpu")
+    overrides = [f"data.path={_noise_tree(tmp_path / 'images')}", "data.valid_pct=0.25", "data.batch_size=6",
+                 "model.data_init=20", "callbacks.progress_bar=null", "trainer.device=cpu", "epochs=4"]
+    config = load_config("cifar10-speedrun", overrides)
+    data = build_data(config, cpu)
+    tensors = speedrun.plain_tensors(data)
+    runs = {
+        "learner": lambda seed, slot: speedrun.learner_run(config, data, cpu, seed, slot),
+        "plain": lambda seed, slot: speedrun.plain_run(tensors, cpu, seed, 4, "fp32", False, None, slot),
+    }
+    for name, run in runs.items():
+        kept, fresh = speedrun.ModelSlot(), speedrun.ModelSlot(reuse=False)
+        run(10_000, kept)  # the warm-up: trains the kept model and retires its whitening bias
+        model = kept.model
+        pointers = [p.data_ptr() for p in model.parameters()]
+        reused, new = run(3, kept), run(3, fresh)
+        assert kept.model is model and [p.data_ptr() for p in model.parameters()] == pointers, name
+        assert fresh.model is not model
+        for key, value in fresh.model.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), (name, key)
+        assert (reused["tta_accuracy"], reused["accuracy"]) == (new["tta_accuracy"], new["accuracy"])
