@@ -62,7 +62,7 @@ def test_speedrun_times_the_recipe_and_the_plain_loop(shared_dir):
         "speedrun", "cpu", 200, 100)
     assert (result["evaluated_on"], result["test"], result["overrides"]) == ("held_out", None, [])
     settings = (result["epochs"], result["steps_per_epoch"], result["precision"], result["compile"], result["seeds"])
-    assert settings == (1, 2, "fp32", False, [3]) and result["compile_mode"] is None
+    assert settings == (1, 2, "fp32", False, [3]) and result["compile_mode"] is None and not result["fresh_models"]
     for loop in ("learner", "plain"):
         summary = result[loop]
         assert len(summary["seconds"]) == 1 and summary["median_s"] > 0 and summary["warmup_s"] > 0
