@@ -69,7 +69,8 @@ from epochal.data import IMAGE_EXTENSIONS, DataLoaders, predict_tta  # noqa: E40
 from epochal.learner.host_memory import retain_freed_memory  # noqa: E402
 from epochal.models import AirbenchNet  # noqa: E402
 from epochal.optim import Muon  # noqa: E402
-from epochal.runs.folder import cpu_info
+from epochal.runs.folder import cpu_info  # noqa: E402
+from epochal.utils import compile_options  # noqa: E402
 
 RECIPE = "cifar10-speedrun"
 #: airbench94_muon's numbers as the plain loop uses them (a test checks they are the recipe's).
@@ -221,14 +222,14 @@ def plain_run(tensors: dict, device: torch.device, seed: int, epochs: int, preci
     model = model.to(device, memory_format=torch.channels_last)
     pick = torch.randperm(n, device=device)[: PLAIN["whiten_images"]]
     model.init_whitening(images[pick])
-    model = (slot or ModelSlot(reuse=False)).take(model)
+    if slot is not None:
+        model = slot.take(model)
     optimizer = Muon(_plain_groups(model), nesterov=True, ns_steps=PLAIN["ns_steps"], normalize_weights=True)
     lr0 = [group["lr"] for group in optimizer.param_groups]
     whiten_horizon = PLAIN["whiten_bias_epochs"] * steps_per_epoch
     horizons = [total_steps if g["name"] != "whiten_bias" else whiten_horizon for g in optimizer.param_groups]
-    backend = compile_model if isinstance(compile_model, str) else "inductor"  # as the Learner's compile=
-    mode = {"mode": compile_mode} if compile_mode and backend == "inductor" else {}
-    call = torch.compile(model, backend=backend, **mode) if compile_model else model
+    options = compile_options(compile_model, compile_mode)  # as the Learner's compile= and compile_mode=
+    call = torch.compile(model, **options) if options else model
     spans.stop()
     flip_bits = torch.rand(n, device=device) < 0.5
     padded = F.pad(images, (PLAIN["translate"],) * 4, mode="reflect")

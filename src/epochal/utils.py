@@ -31,6 +31,7 @@ __all__ = [
     "atomic_write_text",
     "check_compile_mode",
     "check_number",
+    "compile_options",
     "content_digest",
     "device_constant",
     "did_you_mean",
@@ -118,6 +119,15 @@ def check_compile_mode(mode: str | None) -> str | None:
     if mode not in modes:
         raise unknown_name_error("torch.compile mode", mode, modes)
     return mode
+
+
+def compile_options(compile: bool | str, mode: str | None = None) -> dict[str, str] | None:
+    """The ``torch.compile`` keyword arguments of a ``compile=`` setting (None: not compiled): the
+    backend (``True`` is inductor) and, for inductor alone, the ``mode``."""
+    if not compile:
+        return None
+    backend = compile if isinstance(compile, str) else "inductor"
+    return {"backend": backend, **({"mode": mode} if mode and backend == "inductor" else {})}
 
 
 def unknown_argument_error(owner: str, key: str, accepted: Iterable[str]) -> ValueError:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from epochal.callbacks.base import Callback
+from epochal.utils import compile_options
 
 __all__ = ["RunHeader", "interrupted_lines", "print_end", "start_lines"]
 
@@ -51,10 +52,9 @@ def _device_line(learner) -> str:
     parts = [str(learner.device), learner.precision]
     if learner.channels_last:
         parts.append("channels-last")
-    if learner.compile:
-        backend = learner.compile if isinstance(learner.compile, str) else "inductor"
-        mode = f", {learner.compile_mode}" if learner.compile_mode and backend == "inductor" else ""
-        parts.append(f"compiled ({backend}{mode})")
+    options = compile_options(learner.compile, learner.compile_mode)
+    if options:
+        parts.append(f"compiled ({', '.join(options.values())})")
     return ", ".join(parts)
 
 

@@ -46,7 +46,7 @@ from epochal.optim import build_optimizer, param_groups, switch_optimizer
 from epochal.runs.lock import run_lock
 from epochal.schedules.phase import TrainingPhase
 from epochal.schedules.scheduler import PhaseSchedule
-from epochal.utils import check_compile_mode, to_device, unknown_name_error
+from epochal.utils import check_compile_mode, compile_options, to_device, unknown_name_error
 
 __all__ = ["Learner"]
 
@@ -497,9 +497,7 @@ class Learner(LearnerCallbacks, LearnerCheckpointing, LearnerTuning):
             return module
         key = module is not self.model
         if key not in self._compiled:
-            backend = self.compile if isinstance(self.compile, str) else "inductor"
-            mode = {"mode": self.compile_mode} if self.compile_mode and backend == "inductor" else {}
-            self._compiled[key] = torch.compile(module, backend=backend, **mode)
+            self._compiled[key] = torch.compile(module, **compile_options(self.compile, self.compile_mode))
         return self._compiled[key]
 
     def _call_model(self, inputs):
