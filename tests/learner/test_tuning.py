@@ -65,7 +65,13 @@ def test_lr_find_leaves_the_learner_bit_identical(tmp_path):
     assert torch.equal(torch.get_rng_state(), torch_rng) and random.getstate() == py_rng
     assert (np.random.get_state()[1] == np_rng).all()
     assert learner.model.training is False  # fit ended in validation (eval mode), and lr_find restored it
-    assert 1e-7 <= result.suggestion <= 10 and set(result.suggestions) == {"valley", "steep", "min_div10"}
+    # the default rule, a tenth of the rate at the smoothed minimum past the first tenth of the steps:
+    # it may lie below the first rate probed (it does with torch 2.4's numerics), so check the rule itself
+    assert set(result.suggestions) == {"valley", "steep", "min_div10"}
+    considered = result.smoothed[4:len(result.lrs) - 5]
+    assert result.suggestion == result.suggestions["min_div10"] \
+        == result.lrs[4 + considered.index(min(considered))] / 10
+    assert all(1e-7 <= result.suggestions[rule] <= 10 for rule in ("valley", "steep"))
     assert result.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(result.lrs) == len(result.losses) <= 40
 
